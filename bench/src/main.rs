@@ -1,0 +1,32 @@
+//! `tern-bench`: a Kafka-protocol benchmark that measures any Kafka-compatible broker the same
+//! way (produce and end-to-end latency, throughput), plus `link` mode for the loopback ceiling.
+//! See bench/README.md.
+
+mod acks;
+mod admin;
+mod batch;
+mod cli;
+mod clock;
+mod consumer;
+mod keys;
+mod link;
+mod parse;
+mod presets;
+mod producer;
+mod run;
+mod stats;
+mod wire;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    match cli.cmd {
+        cli::Cmd::Run(a) => run::run(a),
+        cli::Cmd::Link(a) => link::run(a),
+        cli::Cmd::Presets => {
+            presets::list();
+            Ok(())
+        }
+    }
+}

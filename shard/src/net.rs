@@ -1,0 +1,35 @@
+//! Sockets for shards: every shard binds the same listening address (glommio sets SO_REUSEPORT,
+//! so the kernel spreads incoming connections over the shards).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+
+pub use glommio::net::TcpStream;
+
+/// A listening socket owned by one shard.
+pub struct ShardListener {
+    inner: glommio::net::TcpListener,
+}
+
+impl ShardListener {
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let inner = glommio::net::TcpListener::bind(addr).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Self { inner })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr().map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    pub async fn accept(&self) -> io::Result<TcpStream> {
+        let s = self.inner.accept().await.map_err(|e| io::Error::other(e.to_string()))?;
+        s.set_nodelay(true).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(s)
+    }
+}
+
+/// The raw fd of a stream (for sendfile/writev done on the blocking pool).
+pub fn raw_fd(s: &TcpStream) -> RawFd {
+    s.as_raw_fd()
+}

@@ -1,0 +1,145 @@
+//! A shard's life: prepare the data disk, load metadata, open the partitions this shard owns,
+//! serve cross-shard messages, accept client connections; on shutdown stop accepting, let
+//! in-flight requests finish, then (once every shard has drained) close the logs cleanly.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tern_shard::ShardContext;
+use tern_shard::net::ShardListener;
+use tern_storage::TailCache;
+
+use crate::config::BrokerConfig;
+use crate::messages::ShardMessage;
+use crate::partition_manager::PartitionManager;
+use crate::shard_state::ShardState;
+
+/// Process-wide coordination between the signal handler and the shards (atomics only: this is
+/// the one piece of state every thread touches, and only at start-up and shutdown).
+#[derive(Default)]
+pub struct Lifecycle {
+    pub shutdown: Arc<AtomicBool>,
+    pub listening: AtomicUsize,
+    pub drained: AtomicUsize,
+    pub closed: AtomicUsize,
+    pub failed: AtomicBool,
+}
+
+/// How often a shard checks for the shutdown signal (and barrier progress).
+const LIFECYCLE_POLL: Duration = Duration::from_millis(20);
+/// How long shutdown waits for in-flight requests (long polls included) before closing anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn barrier(counter: &AtomicUsize, count: usize) {
+    counter.fetch_add(1, Ordering::SeqCst);
+    while counter.load(Ordering::SeqCst) < count {
+        tern_shard::task::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerConfig>, life: Arc<Lifecycle>) {
+    let id = ctx.id;
+    let count = ctx.count;
+    if let Err(e) = tern_storage::prepare_data_dir(&config.log_dir).await {
+        log::error!("shard {id}: preparing data dir {}: {e}", config.log_dir.display());
+        life.failed.store(true, Ordering::SeqCst);
+        life.shutdown.store(true, Ordering::SeqCst);
+    }
+    let meta = match crate::metadata::load(&config.log_dir) {
+        Ok(m) => m,
+        Err(e) => {
+            log::error!("shard {id}: {e:#}");
+            life.failed.store(true, Ordering::SeqCst);
+            life.shutdown.store(true, Ordering::SeqCst);
+            Default::default()
+        }
+    };
+    let cache = TailCache::new(config.tail_cache_bytes);
+    let partitions = PartitionManager::new(id, count, cache);
+    let started = Instant::now();
+    if let Err(e) = partitions.reconcile(&config, &meta).await {
+        log::error!("shard {id}: opening partitions: {e:#}");
+        life.failed.store(true, Ordering::SeqCst);
+        life.shutdown.store(true, Ordering::SeqCst);
+    }
+    log::info!(
+        "shard {id}: {} partitions open in {:?}",
+        partitions.all().len(),
+        started.elapsed()
+    );
+    let state = Rc::new(ShardState::new(ctx.router.clone(), config.clone(), Arc::new(meta), partitions));
+
+    let serving_state = state.clone();
+    let serve_task = tern_shard::task::spawn_joinable(async move {
+        ctx.serve(move |msg| crate::dispatch::handle_shard_message(serving_state.clone(), msg)).await;
+    });
+
+    let listener = match ShardListener::bind(config.listen) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::error!("shard {id}: binding {}: {e}", config.listen);
+            life.failed.store(true, Ordering::SeqCst);
+            life.shutdown.store(true, Ordering::SeqCst);
+            None
+        }
+    };
+    if life.listening.fetch_add(1, Ordering::SeqCst) + 1 == count && !life.failed.load(Ordering::SeqCst) {
+        log::info!(
+            "tern {} ready: listening on {}, advertised as {}:{}, {} shards, data in {}",
+            env!("CARGO_PKG_VERSION"),
+            config.listen,
+            config.advertised_host,
+            config.advertised_port,
+            count,
+            config.log_dir.display()
+        );
+    }
+
+    if let Some(listener) = listener {
+        loop {
+            let accept = listener.accept().fuse();
+            let tick = tern_shard::task::sleep(LIFECYCLE_POLL).fuse();
+            futures::pin_mut!(accept, tick);
+            futures::select! {
+                conn = accept => match conn {
+                    Ok(stream) => tern_shard::task::spawn(crate::connection::serve(state.clone(), stream)),
+                    Err(e) => log::warn!("shard {id}: accept: {e}"),
+                },
+                _ = tick => {}
+            }
+            if life.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        drop(listener);
+    } else {
+        while !life.shutdown.load(Ordering::SeqCst) {
+            tern_shard::task::sleep(LIFECYCLE_POLL).await;
+        }
+    }
+
+    // Phase 1: stop reading from clients; finish what is in flight.
+    for fd in state.connections.borrow().values() {
+        // SAFETY: shutting down the read side of a socket we own; the fd stays open.
+        unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
+    }
+    let drain_start = Instant::now();
+    while (state.in_flight.get() > 0 || !state.connections.borrow().is_empty())
+        && drain_start.elapsed() < DRAIN_TIMEOUT
+    {
+        tern_shard::task::sleep(Duration::from_millis(5)).await;
+    }
+    if state.in_flight.get() > 0 {
+        log::warn!("shard {id}: {} requests still in flight at shutdown", state.in_flight.get());
+    }
+    barrier(&life.drained, count).await;
+    // Phase 2: no request is running anywhere; close the logs cleanly.
+    state.partitions.close_all().await;
+    barrier(&life.closed, count).await;
+    state.router.close();
+    let _ = serve_task.now_or_never();
+    log::info!("shard {id}: stopped");
+}

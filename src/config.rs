@@ -1,0 +1,321 @@
+//! Broker configuration: Kafka's `server.properties` names, an optional file, command-line flags
+//! that override it, defaults that work out of the box (port 9092, data in `./data`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+
+/// Flags of `tern serve`; each overrides the same-named key of the config file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// A Kafka-style server.properties file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// listeners, e.g. PLAINTEXT://0.0.0.0:9092
+    #[arg(long)]
+    pub listeners: Option<String>,
+    /// advertised.listeners, e.g. PLAINTEXT://broker1.example:9092
+    #[arg(long)]
+    pub advertised_listeners: Option<String>,
+    /// log.dirs (one directory)
+    #[arg(long)]
+    pub log_dirs: Option<String>,
+    /// Number of shards (one glommio executor per core); default: one per CPU.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// num.partitions for auto-created topics and CreateTopics with -1.
+    #[arg(long)]
+    pub num_partitions: Option<String>,
+    /// auto.create.topics.enable
+    #[arg(long)]
+    pub auto_create_topics_enable: Option<String>,
+    /// log.segment.bytes
+    #[arg(long)]
+    pub log_segment_bytes: Option<String>,
+    /// log.roll.ms
+    #[arg(long)]
+    pub log_roll_ms: Option<String>,
+    /// message.max.bytes
+    #[arg(long)]
+    pub message_max_bytes: Option<String>,
+    /// socket.request.max.bytes
+    #[arg(long)]
+    pub socket_request_max_bytes: Option<String>,
+    /// Per-shard memory budget (bytes) for the hot tail served to consumers without disk reads.
+    #[arg(long)]
+    pub tail_cache_bytes: Option<String>,
+    /// Spin this many microseconds before parking an idle shard (lower cross-core latency, more CPU).
+    #[arg(long)]
+    pub spin_before_park_us: Option<u64>,
+    /// group.initial.rebalance.delay.ms: how long a new (empty) classic group waits for more members.
+    #[arg(long)]
+    pub group_initial_rebalance_delay_ms: Option<String>,
+    /// offsets.retention.minutes: committed offsets of an empty group expire after this.
+    #[arg(long)]
+    pub offsets_retention_minutes: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub log_dir: PathBuf,
+    pub shards: usize,
+    pub num_partitions: i32,
+    pub auto_create_topics: bool,
+    pub segment_bytes: u64,
+    pub roll_ms: u64,
+    pub message_max_bytes: usize,
+    pub socket_request_max_bytes: usize,
+    pub tail_cache_bytes: usize,
+    pub spin_before_park_us: Option<u64>,
+    /// Consumer-group coordinator settings (`group.*`, `offsets.*`).
+}
+
+/// Keys this broker understands (everything else is warned about).
+const KNOWN_KEYS: &[&str] = &[
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.partitions",
+    "auto.create.topics.enable",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.roll.hours",
+    "message.max.bytes",
+    "socket.request.max.bytes",
+    "node.id",
+    "broker.id",
+    "tern.shards",
+    "tern.tail.cache.bytes",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
+    "group.consumer.session.timeout.ms",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "offsets.topic.num.partitions",
+];
+
+/// Parses `key=value` lines (`#`/`!` comments, blank lines, `key: value` also accepted).
+pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let idx = line
+            .find(['=', ':'])
+            .ok_or_else(|| anyhow!("line {}: expected key=value, got {:?}", n + 1, line))?;
+        let key = line[..idx].trim().to_string();
+        let value = line[idx + 1..].trim().to_string();
+        if key.is_empty() {
+            bail!("line {}: empty key", n + 1);
+        }
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
+    v.trim()
+        .parse::<T>()
+        .map_err(|_| anyhow!("invalid value for {key}: {v:?} is not a valid number"))
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => bail!("invalid value for {key}: {v:?} (expected true or false)"),
+    }
+}
+
+/// Parses the first listener of a Kafka listener list, e.g. `PLAINTEXT://0.0.0.0:9092`.
+pub fn parse_listener(key: &str, v: &str) -> Result<(String, u16)> {
+    let first = v.split(',').next().unwrap_or("").trim();
+    let rest = match first.split_once("://") {
+        Some((proto, rest)) => {
+            if !proto.eq_ignore_ascii_case("PLAINTEXT") {
+                bail!("invalid value for {key}: only PLAINTEXT listeners are supported, got {proto}");
+            }
+            rest
+        }
+        None => first,
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("invalid value for {key}: {v:?} (expected PLAINTEXT://host:port)"))?;
+    let port: u16 = parse_num(key, port)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    Ok((host, port))
+}
+
+impl BrokerConfig {
+    /// Resolves file + flags into a configuration; every invalid value is an error naming its key.
+    pub fn load(args: &ServeArgs) -> Result<Self> {
+        let mut props = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                parse_properties(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => BTreeMap::new(),
+        };
+        for key in props.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                log::warn!("config: unknown key {key:?} is ignored");
+            }
+        }
+        let flags: [(&str, &Option<String>); 12] = [
+            ("listeners", &args.listeners),
+            ("advertised.listeners", &args.advertised_listeners),
+            ("log.dirs", &args.log_dirs),
+            ("num.partitions", &args.num_partitions),
+            ("auto.create.topics.enable", &args.auto_create_topics_enable),
+            ("log.segment.bytes", &args.log_segment_bytes),
+            ("log.roll.ms", &args.log_roll_ms),
+            ("message.max.bytes", &args.message_max_bytes),
+            ("socket.request.max.bytes", &args.socket_request_max_bytes),
+            ("tern.tail.cache.bytes", &args.tail_cache_bytes),
+            ("group.initial.rebalance.delay.ms", &args.group_initial_rebalance_delay_ms),
+            ("offsets.retention.minutes", &args.offsets_retention_minutes),
+        ];
+        for (k, v) in flags {
+            if let Some(v) = v {
+                props.insert(k.to_string(), v.clone());
+            }
+        }
+        let get = |k: &str| props.get(k).map(String::as_str);
+
+        let (listen_host, listen_port) =
+            parse_listener("listeners", get("listeners").unwrap_or("PLAINTEXT://0.0.0.0:9092"))?;
+        let listen_ip: std::net::IpAddr = if listen_host.is_empty() {
+            "0.0.0.0".parse().expect("literal")
+        } else {
+            match listen_host.parse() {
+                Ok(ip) => ip,
+                Err(_) if listen_host == "localhost" => "127.0.0.1".parse().expect("literal"),
+                Err(_) => bail!(
+                    "invalid value for listeners: host {listen_host:?} must be an IP address"
+                ),
+            }
+        };
+        let listen = SocketAddr::new(listen_ip, listen_port);
+        let (advertised_host, advertised_port) = match get("advertised.listeners") {
+            Some(v) => parse_listener("advertised.listeners", v)?,
+            None if listen_ip.is_unspecified() => ("127.0.0.1".to_string(), listen_port),
+            None => (listen_ip.to_string(), listen_port),
+        };
+        let log_dir = PathBuf::from(get("log.dirs").or(get("log.dir")).unwrap_or("./data"));
+        if log_dir.as_os_str().is_empty() || get("log.dirs").is_some_and(|v| v.contains(',')) {
+            bail!("invalid value for log.dirs: exactly one directory is supported");
+        }
+        let shards = match (args.shards, get("tern.shards")) {
+            (Some(n), _) => n,
+            (None, Some(v)) => parse_num("tern.shards", v)?,
+            (None, None) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
+        if shards == 0 || shards > 256 {
+            bail!("invalid value for shards: {shards} (1..=256)");
+        }
+        let num_partitions: i32 = parse_num("num.partitions", get("num.partitions").unwrap_or("1"))?;
+        if num_partitions < 1 {
+            bail!("invalid value for num.partitions: {num_partitions} (must be >= 1)");
+        }
+        let auto_create_topics = parse_bool(
+            "auto.create.topics.enable",
+            get("auto.create.topics.enable").unwrap_or("true"),
+        )?;
+        let segment_bytes: u64 =
+            parse_num("log.segment.bytes", get("log.segment.bytes").unwrap_or("1073741824"))?;
+        if segment_bytes < 1024 || segment_bytes > u32::MAX as u64 {
+            bail!("invalid value for log.segment.bytes: {segment_bytes} (1024..=4294967295)");
+        }
+        let roll_ms: u64 = match (get("log.roll.ms"), get("log.roll.hours")) {
+            (Some(v), _) => parse_num("log.roll.ms", v)?,
+            (None, Some(h)) => parse_num::<u64>("log.roll.hours", h)?.saturating_mul(3_600_000),
+            (None, None) => 7 * 24 * 3_600_000,
+        };
+        if roll_ms == 0 {
+            bail!("invalid value for log.roll.ms: must be > 0");
+        }
+        let message_max_bytes: usize =
+            parse_num("message.max.bytes", get("message.max.bytes").unwrap_or("1048588"))?;
+        if message_max_bytes < 64 {
+            bail!("invalid value for message.max.bytes: {message_max_bytes} (must be >= 64)");
+        }
+        let socket_request_max_bytes: usize = parse_num(
+            "socket.request.max.bytes",
+            get("socket.request.max.bytes").unwrap_or("104857600"),
+        )?;
+        if socket_request_max_bytes < 1024 || socket_request_max_bytes > i32::MAX as usize {
+            bail!("invalid value for socket.request.max.bytes: {socket_request_max_bytes}");
+        }
+        let tail_cache_bytes: usize =
+            parse_num("tern.tail.cache.bytes", get("tern.tail.cache.bytes").unwrap_or("134217728"))?;
+        let node_id: i32 = parse_num("node.id", get("node.id").or(get("broker.id")).unwrap_or("0"))?;
+        Ok(Self {
+            node_id,
+            listen,
+            advertised_host,
+            advertised_port,
+            log_dir,
+            shards,
+            num_partitions,
+            auto_create_topics,
+            segment_bytes,
+            roll_ms,
+            message_max_bytes,
+            socket_request_max_bytes,
+            tail_cache_bytes,
+            spin_before_park_us: args.spin_before_park_us,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_parse_and_flags_override() {
+        let dir = std::env::temp_dir().join(format!("tern-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.properties");
+        std::fs::write(&file, "# c\nnum.partitions=3\nlisteners=PLAINTEXT://127.0.0.1:19092\nfoo.bar=1\n")
+            .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            num_partitions: Some("5".into()),
+            ..Default::default()
+        };
+        let c = BrokerConfig::load(&args).unwrap();
+        assert_eq!(c.num_partitions, 5);
+        assert_eq!(c.listen.port(), 19092);
+        assert_eq!(c.advertised_host, "127.0.0.1");
+
+        std::fs::write(&file, "num.partitions=abc\n").unwrap();
+        let err = BrokerConfig::load(&ServeArgs { config: Some(file), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("num.partitions"), "{err}");
+    }
+
+    #[test]
+    fn listener_forms() {
+        assert_eq!(parse_listener("l", "PLAINTEXT://0.0.0.0:9092").unwrap(), ("0.0.0.0".into(), 9092));
+        assert_eq!(parse_listener("l", "localhost:1").unwrap(), ("localhost".into(), 1));
+        assert!(parse_listener("l", "SSL://x:1").is_err());
+        assert!(parse_listener("l", "PLAINTEXT://x").is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! One client connection: a reader loop that frames, decodes and dispatches requests in order,
+//! and a writer task that sends responses in the same order. Requests are pipelined: the reader
+//! goes on reading while earlier responses are still being produced (up to
+//! `MAX_IN_FLIGHT_PER_CONNECTION`), but a request is fully dispatched to the owning shards before
+//! the next one is read, so appends from one connection keep their order.
+//!
+//! Sending: small responses are sent from one buffer through the shard's socket; responses that
+//! carry large record payloads or file ranges are written by `writev`/`sendfile` on the shard's
+//! blocking pool (the socket fd is blocking underneath glommio), so record bytes are never copied
+//! in user space and a slow client never stalls the shard thread.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::mpsc;
+use futures::future::LocalBoxFuture;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::{SinkExt, StreamExt};
+use tern_net::{FrameError, FrameLimits, HeaderError, OutChunk, ResponseFrame};
+use tern_shard::net::TcpStream;
+
+use crate::api;
+use crate::dispatch::dispatch_request;
+use crate::shard_state::ShardState;
+
+/// Responses a connection may have outstanding before the reader stops reading.
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
+/// Responses up to this size (or made only of small pieces) are copied into one buffer and sent
+/// through the shard's socket; larger ones go out zero-copy from the blocking pool.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+type PendingResponse = LocalBoxFuture<'static, ResponseFrame>;
+
+pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
+    let fd = tern_shard::net::raw_fd(&stream);
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+    let conn_id = state.next_connection_id.get();
+    state.next_connection_id.set(conn_id + 1);
+    state.connections.borrow_mut().insert(conn_id, fd);
+    log::debug!("shard {}: connection {conn_id} from {peer}", state.id);
+
+    let (mut reader, mut writer) = stream.split();
+    let (tx, mut rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_PER_CONNECTION);
+
+    let writer_state = state.clone();
+    let writer_task = tern_shard::task::spawn_joinable(async move {
+        while let Some(pending) = rx.next().await {
+            let frame = pending.await;
+            writer_state.in_flight.set(writer_state.in_flight.get() - 1);
+            if frame.chunks.is_empty() {
+                return Err(io::Error::other("handler asked to close the connection"));
+            }
+            write_frame(&mut writer, fd, frame).await?;
+        }
+        Ok::<_, io::Error>(writer)
+    });
+
+    let limits = FrameLimits { max_request_bytes: state.config.socket_request_max_bytes };
+    let close_reason = read_loop(&state, &mut reader, &limits, tx).await;
+    if let Some(reason) = close_reason {
+        log::warn!("closing connection from {peer}: {reason}");
+    }
+    let writer = writer_task.await;
+    state.connections.borrow_mut().remove(&conn_id);
+    match writer {
+        Some(Ok(writer)) => {
+            let mut stream = reader.reunite(writer).expect("halves of one stream");
+            let _ = stream.close().await;
+        }
+        Some(Err(e)) => log::debug!("connection from {peer}: {e}"),
+        None => {}
+    }
+}
+
+/// Reads and dispatches requests until EOF or a protocol violation (returned as the reason).
+async fn read_loop(
+    state: &Rc<ShardState>,
+    reader: &mut futures::io::ReadHalf<TcpStream>,
+    limits: &FrameLimits,
+    mut tx: mpsc::Sender<PendingResponse>,
+) -> Option<String> {
+    loop {
+        let frame = match tern_net::read_frame(reader, limits).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(FrameError::Io(e)) => {
+                log::debug!("read error: {e}");
+                return None;
+            }
+            Err(e) => return Some(format!("bad frame: {e}")),
+        };
+        let mut body = frame.freeze();
+        let header = match tern_net::parse_request_header(&mut body) {
+            Ok(h) => h,
+            Err(HeaderError::UnknownApiKey { api_key, correlation_id }) => {
+                return Some(format!("unknown api key {api_key} (correlation id {correlation_id})"));
+            }
+            Err(e) => return Some(format!("bad request header: {e}")),
+        };
+        let api_versions = kafka_protocol::messages::ApiKey::ApiVersions as i16;
+        let pending: Option<PendingResponse> = if !api::is_supported(header.api_key, header.api_version) {
+            if header.api_key == api_versions {
+                let frame = tern_net::encode_api_versions_unsupported(header.correlation_id, &api::ranges());
+                Some(Box::pin(async move { frame }))
+            } else {
+                return Some(format!(
+                    "unsupported request: api key {} version {} from client {:?}",
+                    header.api_key, header.api_version, header.client_id
+                ));
+            }
+        } else {
+            let request = match tern_net::decode_request(&header, body.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Some(format!(
+                        "malformed request api key {} v{}: {e}",
+                        header.api_key, header.api_version
+                    ));
+                }
+            };
+            let is_produce = header.api_key == kafka_protocol::messages::ApiKey::Produce as i16;
+            let body_for_produce = is_produce.then_some(body);
+            dispatch_request(state.clone(), header, request, body_for_produce).await.response
+        };
+        if let Some(p) = pending {
+            state.in_flight.set(state.in_flight.get() + 1);
+            if tx.send(p).await.is_err() {
+                state.in_flight.set(state.in_flight.get() - 1);
+                return None; // the writer stopped (socket error)
+            }
+        }
+    }
+}
+
+fn frame_len(frame: &ResponseFrame) -> usize {
+    frame
+        .chunks
+        .iter()
+        .map(|c| match c {
+            OutChunk::Bytes(b) => b.len(),
+            OutChunk::File { len, .. } => *len as usize,
+        })
+        .sum()
+}
+
+async fn write_frame(
+    writer: &mut futures::io::WriteHalf<TcpStream>,
+    fd: RawFd,
+    frame: ResponseFrame,
+) -> io::Result<()> {
+    let has_file = frame.chunks.iter().any(|c| matches!(c, OutChunk::File { .. }));
+    let total = frame_len(&frame);
+    if !has_file && (total <= COALESCE_LIMIT || frame.chunks.len() == 1) {
+        if frame.chunks.len() == 1 {
+            if let OutChunk::Bytes(b) = &frame.chunks[0] {
+                return writer.write_all(b).await;
+            }
+        }
+        let mut buf = BytesMut::with_capacity(total);
+        for c in &frame.chunks {
+            if let OutChunk::Bytes(b) = c {
+                buf.extend_from_slice(b);
+            }
+        }
+        return writer.write_all(&buf).await;
+    }
+    writer.flush().await?;
+    tern_shard::task::run_blocking(move || send_chunks_blocking(fd, frame.chunks)).await
+}
+
+/// Writes chunks to a blocking socket: runs of memory chunks with `writev`, file ranges with
+/// `sendfile`. Runs on the blocking pool only.
+fn send_chunks_blocking(fd: RawFd, chunks: Vec<OutChunk>) -> io::Result<()> {
+    let mut i = 0;
+    while i < chunks.len() {
+        match &chunks[i] {
+            OutChunk::File { file, offset, len } => {
+                sendfile_all(fd, file, *offset, *len)?;
+                i += 1;
+            }
+            OutChunk::Bytes(_) => {
+                let mut run: Vec<Bytes> = Vec::new();
+                while let Some(OutChunk::Bytes(b)) = chunks.get(i) {
+                    if !b.is_empty() {
+                        run.push(b.clone());
+                    }
+                    i += 1;
+                }
+                writev_all(fd, run)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn writev_all(fd: RawFd, mut bufs: Vec<Bytes>) -> io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    let mut start = 0;
+    while start < bufs.len() {
+        let end = (start + IOV_MAX).min(bufs.len());
+        let iov: Vec<libc::iovec> = bufs[start..end]
+            .iter()
+            .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() })
+            .collect();
+        // SAFETY: every iovec points into a live `Bytes` held by `bufs` for the call's duration.
+        let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut n = n as usize;
+        while n > 0 && start < bufs.len() {
+            let l = bufs[start].len();
+            if n >= l {
+                n -= l;
+                start += 1;
+            } else {
+                let rest = bufs[start].slice(n..);
+                bufs[start] = rest;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sendfile_all(fd: RawFd, file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut off = offset as libc::off_t;
+    let end = offset + len;
+    while (off as u64) < end {
+        let want = (end - off as u64).min(1 << 30) as usize;
+        // SAFETY: plain syscall on fds we hold open; `off` is a valid out-parameter.
+        let n = unsafe { libc::sendfile(fd, file.as_raw_fd(), &mut off, want) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            // The file is shorter than the range (truncated underneath): the response would be
+            // malformed, so the connection must be closed.
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment shorter than fetch range"));
+        }
+    }
+    Ok(())
+}

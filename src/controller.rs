@@ -1,0 +1,258 @@
+//! The controller: runs on shard 0 only. It owns the authoritative cluster metadata, applies
+//! topic changes (create/delete/add partitions), persists them, and then pushes the new snapshot
+//! to every shard (`ShardMessage::ApplyMetadata`), replying to the client only after all shards
+//! have applied it — so a created topic's partitions exist everywhere before CreateTopics returns.
+//! It also hands out producer ids from a persisted block.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::config::BrokerConfig;
+use crate::errors;
+use crate::messages::{ControllerRequest, NewTopic, ShardMessage};
+use crate::metadata::{self, ClusterMetadata, TopicMeta, validate_topic_name};
+use crate::shard_state::ShardState;
+
+/// Producer ids are reserved (persisted) this many at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Upper bound on partitions per topic (an explicit limit, as Kafka's controller has).
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+/// Topic configs accepted at creation (stored and reported; some are enforced by later issues).
+const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "index.interval.bytes",
+    "flush.messages",
+    "flush.ms",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "message.timestamp.difference.max.ms",
+    "unclean.leader.election.enable",
+    "preallocate",
+];
+
+pub struct Controller {
+    config: Arc<BrokerConfig>,
+    meta: RefCell<ClusterMetadata>,
+    next_producer_id: RefCell<i64>,
+    /// Serialises metadata changes (control plane only).
+    lock: futures::lock::Mutex<()>,
+}
+
+impl Controller {
+    pub fn new(config: Arc<BrokerConfig>, meta: ClusterMetadata) -> Self {
+        let next = meta.producer_id_block_end;
+        Self {
+            config,
+            meta: RefCell::new(meta),
+            next_producer_id: RefCell::new(next),
+            lock: futures::lock::Mutex::new(()),
+        }
+    }
+
+    pub async fn handle(&self, shard: &Rc<ShardState>, req: ControllerRequest) {
+        let _guard = self.lock.lock().await;
+        match req {
+            ControllerRequest::CreateTopics { topics, validate_only, reply } => {
+                let res = self.create_topics(shard, topics, validate_only).await;
+                let _ = reply.send(res);
+            }
+            ControllerRequest::DeleteTopics { names, reply } => {
+                let res = self.delete_topics(shard, names).await;
+                let _ = reply.send(res);
+            }
+            ControllerRequest::CreatePartitions { topics, validate_only, reply } => {
+                let res = self.create_partitions(shard, topics, validate_only).await;
+                let _ = reply.send(res);
+            }
+            ControllerRequest::AllocateProducerId { reply } => {
+                let res = self.allocate_producer_id(shard).await;
+                let _ = reply.send(res);
+            }
+        }
+    }
+
+    fn validate_new_topic(&self, meta: &ClusterMetadata, t: &NewTopic) -> Result<i32, (i16, String)> {
+        validate_topic_name(&t.name).map_err(|m| (errors::INVALID_TOPIC_EXCEPTION, m))?;
+        if meta.topics.contains_key(&t.name) {
+            return Err((errors::TOPIC_ALREADY_EXISTS, format!("Topic '{}' already exists.", t.name)));
+        }
+        let partitions = if t.partitions == -1 { self.config.num_partitions } else { t.partitions };
+        if partitions < 1 || partitions > MAX_PARTITIONS_PER_TOPIC {
+            return Err((
+                errors::INVALID_PARTITIONS,
+                format!("Number of partitions must be in 1..={MAX_PARTITIONS_PER_TOPIC}"),
+            ));
+        }
+        if t.replication_factor != -1 && t.replication_factor != 1 {
+            return Err((
+                errors::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "Replication factor: {} larger than available brokers: 1.",
+                    t.replication_factor
+                ),
+            ));
+        }
+        for (k, v) in &t.configs {
+            if !TOPIC_CONFIG_KEYS.contains(&k.as_str()) {
+                return Err((errors::INVALID_CONFIG, format!("Unknown topic config name: {k}")));
+            }
+            let numeric = [
+                "retention.ms",
+                "retention.bytes",
+                "segment.bytes",
+                "segment.ms",
+                "max.message.bytes",
+                "min.insync.replicas",
+                "index.interval.bytes",
+            ];
+            if numeric.contains(&k.as_str()) && v.parse::<i64>().is_err() {
+                return Err((errors::INVALID_CONFIG, format!("Invalid value {v} for configuration {k}")));
+            }
+        }
+        Ok(partitions)
+    }
+
+    async fn create_topics(
+        &self,
+        shard: &Rc<ShardState>,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<(uuid::Uuid, i32), (i16, String)>> {
+        let mut next = self.meta.borrow().clone();
+        let mut results = Vec::with_capacity(topics.len());
+        for t in &topics {
+            match self.validate_new_topic(&next, t) {
+                Ok(partitions) => {
+                    let id = uuid::Uuid::new_v4();
+                    if !validate_only {
+                        next.topics.insert(
+                            t.name.clone(),
+                            TopicMeta { id, partitions, configs: t.configs.iter().cloned().collect() },
+                        );
+                    }
+                    results.push(Ok((id, partitions)));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if !validate_only && results.iter().any(Result::is_ok) {
+            if let Err(e) = self.commit(shard, next).await {
+                return results
+                    .into_iter()
+                    .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
+                    .collect();
+            }
+        }
+        results
+    }
+
+    async fn delete_topics(
+        &self,
+        shard: &Rc<ShardState>,
+        names: Vec<String>,
+    ) -> Vec<Result<uuid::Uuid, (i16, String)>> {
+        let mut next = self.meta.borrow().clone();
+        let results: Vec<_> = names
+            .iter()
+            .map(|n| match next.topics.remove(n) {
+                Some(t) => Ok(t.id),
+                None => Err((
+                    errors::UNKNOWN_TOPIC_OR_PARTITION,
+                    "This server does not host this topic-partition.".to_string(),
+                )),
+            })
+            .collect();
+        if results.iter().any(Result::is_ok) {
+            if let Err(e) = self.commit(shard, next).await {
+                return results
+                    .into_iter()
+                    .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
+                    .collect();
+            }
+        }
+        results
+    }
+
+    async fn create_partitions(
+        &self,
+        shard: &Rc<ShardState>,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), (i16, String)>> {
+        let mut next = self.meta.borrow().clone();
+        let mut results = Vec::new();
+        for (name, count) in &topics {
+            let res = match next.topics.get_mut(name) {
+                None => Err((
+                    errors::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("The topic '{name}' does not exist."),
+                )),
+                Some(t) if *count <= t.partitions => Err((
+                    errors::INVALID_PARTITIONS,
+                    format!("Topic currently has {} partitions, which is higher than or equal to the requested {count}.", t.partitions),
+                )),
+                Some(_) if *count > MAX_PARTITIONS_PER_TOPIC => Err((
+                    errors::INVALID_PARTITIONS,
+                    format!("Number of partitions must be at most {MAX_PARTITIONS_PER_TOPIC}"),
+                )),
+                Some(t) => {
+                    if !validate_only {
+                        t.partitions = *count;
+                    }
+                    Ok(())
+                }
+            };
+            results.push(res);
+        }
+        if !validate_only && results.iter().any(Result::is_ok) {
+            if let Err(e) = self.commit(shard, next).await {
+                return results
+                    .into_iter()
+                    .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
+                    .collect();
+            }
+        }
+        results
+    }
+
+    async fn allocate_producer_id(&self, shard: &Rc<ShardState>) -> Result<i64, String> {
+        let id = *self.next_producer_id.borrow();
+        if id >= self.meta.borrow().producer_id_block_end {
+            let mut next = self.meta.borrow().clone();
+            next.producer_id_block_end = id + PRODUCER_ID_BLOCK;
+            self.commit(shard, next).await?;
+        }
+        *self.next_producer_id.borrow_mut() = id + 1;
+        Ok(id)
+    }
+
+    /// Persists `next` and applies it on every shard; returns once all shards have it.
+    async fn commit(&self, shard: &Rc<ShardState>, mut next: ClusterMetadata) -> Result<(), String> {
+        next.version = self.meta.borrow().version + 1;
+        let dir = self.config.log_dir.clone();
+        let to_store = next.clone();
+        tern_shard::task::run_blocking(move || metadata::store_blocking(&dir, &to_store))
+            .await
+            .map_err(|e| format!("persisting metadata: {e:#}"))?;
+        *self.meta.borrow_mut() = next.clone();
+        let snapshot = Arc::new(next);
+        let waits = (0..shard.count).map(|s| {
+            let snapshot = snapshot.clone();
+            async move {
+                shard.call(s, |reply| ShardMessage::ApplyMetadata { meta: snapshot, reply }).await
+            }
+        });
+        futures::future::join_all(waits).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! Routing: a decoded client request goes to its API handler; a cross-shard message goes to the
+//! shard-local half of the handler that sent it.
+
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::RequestKind;
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use crate::handlers;
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+/// A request that has been dispatched (its order-sensitive part is done) and whose response, if
+/// any, will be ready when `response` resolves.
+pub struct Dispatched {
+    pub response: Option<LocalBoxFuture<'static, ResponseFrame>>,
+}
+
+impl Dispatched {
+    pub fn respond(fut: impl Future<Output = ResponseFrame> + 'static) -> Self {
+        Self { response: Some(Box::pin(fut)) }
+    }
+}
+
+/// Handles one decoded request. Awaiting this returns once the request has been handed to the
+/// shards that own its partitions (so later requests on the connection are ordered after it).
+pub async fn dispatch_request(
+    state: Rc<ShardState>,
+    header: ParsedHeader,
+    request: RequestKind,
+    body_for_produce: Option<bytes::Bytes>,
+) -> Dispatched {
+    match request {
+        RequestKind::Produce(req) => {
+            handlers::produce::dispatch(state, header, req, body_for_produce).await
+        }
+        RequestKind::Fetch(req) => Dispatched::respond(handlers::fetch::handle(state, header, req)),
+        RequestKind::ListOffsets(req) => {
+            Dispatched::respond(handlers::list_offsets::handle(state, header, req))
+        }
+        RequestKind::Metadata(req) => {
+            Dispatched::respond(handlers::metadata::handle(state, header, req))
+        }
+        RequestKind::ApiVersions(req) => {
+            Dispatched::respond(async move { handlers::api_versions::handle(&header, req) })
+        }
+        RequestKind::CreateTopics(req) => {
+            Dispatched::respond(handlers::create_topics::handle(state, header, req))
+        }
+        RequestKind::DeleteTopics(req) => {
+            Dispatched::respond(handlers::delete_topics::handle(state, header, req))
+        }
+        RequestKind::CreatePartitions(req) => {
+            Dispatched::respond(handlers::create_partitions::handle(state, header, req))
+        }
+        RequestKind::InitProducerId(req) => {
+            Dispatched::respond(handlers::init_producer_id::handle(state, header, req))
+        }
+        other => {
+            // Unreachable in practice: the connection checks `api::is_supported` first.
+            log::warn!("request {:?} has no handler", std::mem::discriminant(&other));
+            Dispatched { response: None }
+        }
+    }
+}
+
+/// Handles a message from another shard (or from this one, delivered inline).
+pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
+    match msg {
+        ShardMessage::Produce { acks, items, reply } => {
+            handlers::produce::handle_local(state, acks, items, reply).await
+        }
+        ShardMessage::Fetch { items, reply } => {
+            let res = handlers::fetch::read_local(&state, &items).await;
+            let _ = reply.send(res);
+        }
+        ShardMessage::WaitForData { items, deadline, reply } => {
+            handlers::fetch::wait_local(&state, items, deadline, reply).await
+        }
+        ShardMessage::ListOffsets { items, reply } => {
+            let res = handlers::list_offsets::handle_local(&state, &items).await;
+            let _ = reply.send(res);
+        }
+        ShardMessage::Controller(req) => match &state.controller {
+            Some(c) => c.handle(&state, req).await,
+            None => log::error!("controller request sent to shard {}", state.id),
+        },
+        ShardMessage::ApplyMetadata { meta, reply } => {
+            if state.set_metadata(meta.clone()) {
+                if let Err(e) = state.partitions.reconcile(&state.config, &meta).await {
+                    log::error!("shard {}: applying metadata v{}: {e:#}", state.id, meta.version);
+                }
+            }
+            let _ = reply.send(());
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! One handler file per Kafka API (as in Redpanda's `src/v/kafka/server/handlers`). Each file has
+//! the request-level half (runs on the connection's shard: split by owning shard, reassemble in
+//! request order) and, where partitions are involved, the shard-local half (runs on the owner).
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+/// Encodes a response body for the request `h`. An encoding failure is a bug in a handler: it
+/// is logged and answered by closing the connection (an empty frame).
+pub fn encode<T: Encodable>(h: &ParsedHeader, body: &T) -> ResponseFrame {
+    match tern_net::encode_response(h.api_key, h.api_version, h.correlation_id, body) {
+        Ok(frame) => frame,
+        Err(e) => {
+            log::error!(
+                "encoding response to api {} v{} failed: {e}; closing connection",
+                h.api_key,
+                h.api_version
+            );
+            ResponseFrame { chunks: Vec::new() }
+        }
+    }
+}
+
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}

@@ -1,0 +1,96 @@
+//! `tern`: a Kafka-wire-compatible event streaming broker, thread-per-core on glommio.
+//!
+//! `tern serve` (the default) runs the broker; see README.md for flags and the config file.
+
+mod api;
+mod broker;
+mod config;
+mod connection;
+mod controller;
+mod dispatch;
+mod errors;
+mod handlers;
+mod messages;
+mod metadata;
+mod partition_manager;
+mod shard_state;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use clap::{Parser, Subcommand};
+
+use crate::broker::Lifecycle;
+use crate::config::{BrokerConfig, ServeArgs};
+
+#[derive(Parser)]
+#[command(name = "tern", version, about = "A Kafka-compatible event streaming broker (thread-per-core, io_uring)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (the default).
+    Serve(ServeArgs),
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(a)) => a,
+        None => cli.serve,
+    };
+    std::process::exit(serve(args));
+}
+
+fn serve(args: ServeArgs) -> i32 {
+    let config = match BrokerConfig::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tern: configuration error: {e:#}");
+            log::error!("configuration error: {e:#}");
+            return 2;
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&config.log_dir) {
+        log::error!("cannot create log dir {}: {e}", config.log_dir.display());
+        return 1;
+    }
+    // A client that disappears mid-response must give EPIPE, not kill the process.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+
+    let life = Arc::new(Lifecycle::default());
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, life.shutdown.clone()) {
+            log::error!("installing signal handler: {e}");
+            return 1;
+        }
+    }
+    let shard_config = tern_shard::ShardSetConfig {
+        shards: config.shards,
+        spin_before_park: config.spin_before_park_us.map(std::time::Duration::from_micros),
+        ..Default::default()
+    };
+    let config = Arc::new(config);
+    let run_life = life.clone();
+    let result = tern_shard::ShardSet::run(&shard_config, move |ctx| {
+        broker::run_shard(ctx, config.clone(), run_life.clone())
+    });
+    match result {
+        Ok(()) if !life.failed.load(Ordering::SeqCst) => {
+            log::info!("tern stopped cleanly");
+            0
+        }
+        Ok(()) => 1,
+        Err(e) => {
+            log::error!("{e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Cross-shard messages: plain values, each carrying its own reply channel. A request whose
+//! partitions live on several shards is split into one message per owning shard; the connection's
+//! shard reassembles the replies in request order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures::channel::oneshot;
+use tern_storage::ReadChunk;
+
+use crate::metadata::ClusterMetadata;
+
+pub type Reply<T> = oneshot::Sender<T>;
+
+/// One partition's records of a Produce request.
+pub struct ProduceItem {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub records: BytesMut,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProduceResult {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// One partition of a Fetch request.
+#[derive(Clone, Debug)]
+pub struct FetchItem {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FetchResult {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub chunks: Vec<ReadChunk>,
+    pub bytes: usize,
+}
+
+/// One partition of a ListOffsets request.
+#[derive(Clone, Debug)]
+pub struct ListOffsetsItem {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub timestamp: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListOffsetsResult {
+    pub error_code: i16,
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+/// Control-plane requests, all handled by the controller (shard 0).
+pub enum ControllerRequest {
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+        reply: Reply<Vec<Result<(uuid::Uuid, i32), (i16, String)>>>,
+    },
+    DeleteTopics { names: Vec<String>, reply: Reply<Vec<Result<uuid::Uuid, (i16, String)>>> },
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+        reply: Reply<Vec<Result<(), (i16, String)>>>,
+    },
+    AllocateProducerId { reply: Reply<Result<i64, String>> },
+}
+
+#[derive(Clone, Debug)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: Vec<(String, String)>,
+}
+
+pub enum ShardMessage {
+    Produce { acks: i16, items: Vec<ProduceItem>, reply: Option<Reply<Vec<ProduceResult>>> },
+    Fetch { items: Vec<FetchItem>, reply: Reply<Vec<FetchResult>> },
+    /// Resolves `true` as soon as one of the partitions has data at or beyond its offset, `false`
+    /// at the deadline. Dropping the reply receiver cancels the wait.
+    WaitForData { items: Vec<FetchItem>, deadline: Instant, reply: Reply<bool> },
+    ListOffsets { items: Vec<ListOffsetsItem>, reply: Reply<Vec<ListOffsetsResult>> },
+    Controller(ControllerRequest),
+    ApplyMetadata { meta: Arc<ClusterMetadata>, reply: Reply<()> },
+}

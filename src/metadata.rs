@@ -1,0 +1,129 @@
+//! The cluster metadata: topics (name, id, partition count, configs) and the producer-id block.
+//! Shard 0 (the controller) owns the authoritative copy and persists it in
+//! `<log.dirs>/__tern_meta/cluster.json` (written to a temp file, fsynced, renamed). Every shard
+//! holds a read-only `Arc<ClusterMetadata>` snapshot, replaced by message passing: the controller
+//! builds a new snapshot and sends it to each shard (`ShardMessage::ApplyMetadata`); nobody ever
+//! mutates a shared snapshot, so no lock is needed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TopicMeta {
+    /// Topic id (UUID, as Kafka 2.8+ reports it).
+    pub id: uuid::Uuid,
+    pub partitions: i32,
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClusterMetadata {
+    pub cluster_id: String,
+    /// Bumped by every change; shards apply snapshots in version order.
+    pub version: u64,
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Producer ids below this value may have been handed out already.
+    #[serde(default)]
+    pub producer_id_block_end: i64,
+}
+
+impl ClusterMetadata {
+    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<(&String, &TopicMeta)> {
+        self.topics.iter().find(|(_, t)| &t.id == id)
+    }
+}
+
+/// Where the metadata file lives.
+pub fn metadata_path(log_dir: &Path) -> PathBuf {
+    log_dir.join("__tern_meta").join("cluster.json")
+}
+
+/// Loads the metadata (a fresh cluster with a new cluster id if there is none).
+pub fn load(log_dir: &Path) -> Result<ClusterMetadata> {
+    let path = metadata_path(log_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing cluster metadata {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ClusterMetadata {
+            cluster_id: uuid::Uuid::new_v4().simple().to_string()[..22].to_string(),
+            ..Default::default()
+        }),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes the metadata durably (temp + fsync + rename + fsync of the directory). Blocking: call
+/// it from a blocking pool, not a shard thread.
+pub fn store_blocking(log_dir: &Path, meta: &ClusterMetadata) -> Result<()> {
+    let path = metadata_path(log_dir);
+    let dir = path.parent().expect("metadata path has a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join("cluster.json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(meta)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Kafka's topic name rules: 1..=249 chars of [a-zA-Z0-9._-], not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name {name:?} is not allowed"));
+    }
+    if name.len() > 249 {
+        return Err("topic name is longer than 249 characters".into());
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err(format!(
+            "topic name {name:?} is illegal: only ASCII alphanumerics, '.', '_' and '-' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Directory of one partition: Kafka's `<topic>-<partition>`.
+pub fn partition_dir(log_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    log_dir.join(format!("{topic}-{partition}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-y").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a/b").is_err());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn store_and_load_round_trip() {
+        let dir = std::env::temp_dir().join(format!("tern-meta-{}", std::process::id()));
+        let mut m = load(&dir).unwrap();
+        assert!(!m.cluster_id.is_empty());
+        m.topics.insert(
+            "t".into(),
+            TopicMeta { id: uuid::Uuid::new_v4(), partitions: 3, configs: BTreeMap::new() },
+        );
+        store_blocking(&dir, &m).unwrap();
+        assert_eq!(load(&dir).unwrap(), m);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,107 @@
+//! Everything one shard owns: its identity and router, its metadata snapshot, its partitions,
+//! (on shard 0) the controller, and its connections. One `Rc<ShardState>` per shard thread.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::channel::oneshot;
+use tern_shard::{ShardId, ShardRouter, partition_shard};
+
+use crate::config::BrokerConfig;
+use crate::controller::Controller;
+use crate::messages::{Reply, ShardMessage};
+use crate::metadata::ClusterMetadata;
+use crate::partition_manager::PartitionManager;
+
+/// The shard that runs the controller (metadata owner, producer-id allocator).
+pub const CONTROLLER_SHARD: ShardId = 0;
+
+pub struct ShardState {
+    pub id: ShardId,
+    pub count: usize,
+    pub router: Rc<ShardRouter<ShardMessage>>,
+    pub config: Arc<BrokerConfig>,
+    metadata: RefCell<Arc<ClusterMetadata>>,
+    pub partitions: PartitionManager,
+    pub controller: Option<Controller>,
+    /// Open client connections on this shard (id -> socket fd), so shutdown can stop their reads.
+    pub connections: RefCell<HashMap<u64, RawFd>>,
+    pub next_connection_id: Cell<u64>,
+    /// Requests being handled on this shard's connections.
+    pub in_flight: Cell<usize>,
+}
+
+impl ShardState {
+    pub fn new(
+        router: Rc<ShardRouter<ShardMessage>>,
+        config: Arc<BrokerConfig>,
+        metadata: Arc<ClusterMetadata>,
+        partitions: PartitionManager,
+    ) -> Self {
+        let id = router.id();
+        let controller =
+            (id == CONTROLLER_SHARD).then(|| Controller::new(config.clone(), (*metadata).clone()));
+        Self {
+            id,
+            count: router.count(),
+            router,
+            config,
+            metadata: RefCell::new(metadata),
+            partitions,
+            controller,
+            connections: RefCell::new(HashMap::new()),
+            next_connection_id: Cell::new(0),
+            in_flight: Cell::new(0),
+        }
+    }
+
+    /// The current metadata snapshot (cheap: an Arc clone).
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    /// Installs a newer snapshot (older ones are ignored: snapshots may race on the mesh).
+    pub fn set_metadata(&self, meta: Arc<ClusterMetadata>) -> bool {
+        let mut cur = self.metadata.borrow_mut();
+        if meta.version >= cur.version {
+            *cur = meta;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn owner(&self, topic: &str, partition: i32) -> ShardId {
+        partition_shard(topic, partition, self.count)
+    }
+
+    /// Delivers a message to `shard` — run inline (first poll) when it is this shard, sent over
+    /// the mesh otherwise. Either way the handler starts in delivery order.
+    pub async fn deliver(self: &Rc<Self>, shard: ShardId, msg: ShardMessage) {
+        if shard == self.id {
+            let mut fut = Box::pin(crate::dispatch::handle_shard_message(self.clone(), msg));
+            if fut.as_mut().now_or_never().is_none() {
+                tern_shard::task::spawn(fut);
+            }
+        } else if self.router.invoke_on(shard, msg).await.is_err() {
+            // The peer is shutting down; dropping the message drops its reply sender, which the
+            // caller observes as a cancelled reply.
+            log::debug!("shard {shard} is closed; message dropped");
+        }
+    }
+
+    /// `deliver` + wait for the reply. `None` if the target dropped the reply (shutdown).
+    pub async fn call<R>(
+        self: &Rc<Self>,
+        shard: ShardId,
+        build: impl FnOnce(Reply<R>) -> ShardMessage,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        self.deliver(shard, build(tx)).await;
+        rx.await.ok()
+    }
+}

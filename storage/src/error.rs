@@ -1,0 +1,73 @@
+//! Error types of the storage crate. Bad bytes (on disk or from the network) are errors,
+//! never panics.
+
+/// Errors of the storage layer itself (I/O, corruption, lifecycle).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt log data: {0}")]
+    Corrupt(String),
+    #[error("log is closed")]
+    Closed,
+    /// An earlier write or sync failed; the log refuses further work until reopened.
+    #[error("log failed after an earlier I/O error: {0}")]
+    Failed(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A truncation is in progress on this log.
+    #[error("log is busy (truncation in progress)")]
+    Busy,
+}
+
+impl From<glommio::GlommioError<()>> for StorageError {
+    fn from(e: glommio::GlommioError<()>) -> Self {
+        StorageError::Io(std::io::Error::from(e))
+    }
+}
+
+impl StorageError {
+    /// A cloneable description, used to fail many waiters with the same cause.
+    pub(crate) fn to_failed(&self) -> StorageError {
+        match self {
+            StorageError::Failed(s) => StorageError::Failed(s.clone()),
+            StorageError::Closed => StorageError::Closed,
+            other => StorageError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Why an append was rejected. On any of these nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("corrupt message: {0}")]
+    CorruptMessage(String),
+    #[error("batch larger than max_batch_bytes")]
+    MessageTooLarge,
+    #[error("out of order sequence number")]
+    OutOfOrderSequence,
+    #[error("invalid (stale) producer epoch")]
+    InvalidProducerEpoch,
+    #[error("storage error: {0}")]
+    Io(StorageError),
+    #[error("log is closed")]
+    Closed,
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("offset out of range (log start {log_start_offset}, high watermark {high_watermark})")]
+    OffsetOutOfRange {
+        log_start_offset: i64,
+        high_watermark: i64,
+    },
+    #[error("storage error: {0}")]
+    Io(StorageError),
+}
+
+impl From<StorageError> for ReadError {
+    fn from(e: StorageError) -> Self {
+        ReadError::Io(e)
+    }
+}

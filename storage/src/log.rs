@@ -1,0 +1,1162 @@
+//! [`PartitionLog`]: one partition's log on one shard.
+//!
+//! Append path: validate all batches, check idempotence, then synchronously assign offsets
+//! (patching baseOffset / partitionLeaderEpoch in place), advance the log end offset and
+//! queue the frozen `Bytes` for writing. A per-partition flusher task (spawned on demand)
+//! drains the queue: everything queued for the same segment goes out in ONE aligned DMA
+//! write (rewriting the unaligned tail block), then the high watermark advances, batches go
+//! into the [`TailCache`], `Written` waiters and watchers fire; if any `Synced` waiter is
+//! pending one fdatasync covers all of them (group commit). Rolls are queued too, so the old
+//! segment is finalised (truncated to its logical size, synced, indexes + producer snapshot
+//! written) in order.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use futures::channel::oneshot;
+
+use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::epoch::{self, EpochCache};
+use crate::io::{self, ChunkReader};
+use crate::producer_state::{self, BatchIdent, ProducerState, SeqCheck, SeqError};
+use crate::recovery;
+use crate::segment::{MAX_SEGMENT_BYTES, Segment};
+use crate::tail_cache::{Slot, TailCache};
+use crate::{AppendError, Appended, Durability, LogConfig, ReadChunk, ReadError, StorageError};
+
+/// Marker written by a clean close.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
+/// Upper bound on the bytes of one coalesced write (at least one batch is always taken).
+const MAX_WRITE_BYTES: usize = 8 << 20;
+/// Producer-state snapshots kept (newest first).
+const SNAPSHOTS_KEPT: usize = 3;
+/// DMA read granularity for fetch / timestamp lookups.
+const READ_CHUNK: usize = 64 << 10;
+
+type Waiter = oneshot::Sender<Result<(), StorageError>>;
+
+struct PendingWrite {
+    segment: Rc<Segment>,
+    pos: u64,
+    header: BatchHeader,
+    data: Bytes,
+    /// Set on the last batch of an append call.
+    waiter: Option<(Durability, Waiter)>,
+}
+
+struct RollOp {
+    old: Rc<Segment>,
+    snapshot_offset: i64,
+    snapshot: Vec<u8>,
+}
+
+enum Op {
+    Write(PendingWrite),
+    Roll(RollOp),
+}
+
+enum Work {
+    Writes(Vec<PendingWrite>),
+    Roll(RollOp),
+}
+
+struct CachedBatch {
+    slot: Rc<Slot>,
+    last_offset: i64,
+}
+
+enum Plan {
+    Write {
+        base: i64,
+        last: i64,
+        ident: BatchIdent,
+        track: bool,
+    },
+    Duplicate {
+        base: i64,
+        last: i64,
+    },
+}
+
+/// One partition's log. `!Send`: lives on one shard, used through `Rc`.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    cache: Rc<TailCache>,
+    me: Weak<PartitionLog>,
+    segments: RefCell<BTreeMap<i64, Rc<Segment>>>,
+    active: RefCell<Rc<Segment>>,
+    leo: Cell<i64>,
+    hw: Cell<i64>,
+    producers: RefCell<ProducerState>,
+    epochs: RefCell<EpochCache>,
+    epochs_dirty: Cell<bool>,
+    queue: RefCell<VecDeque<Op>>,
+    flushing: Cell<bool>,
+    idle_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    sync_waiters: RefCell<Vec<Waiter>>,
+    watchers: RefCell<Vec<oneshot::Sender<()>>>,
+    cached: RefCell<BTreeMap<i64, CachedBatch>>,
+    closed: Cell<bool>,
+    busy: Cell<bool>,
+    failed: RefCell<Option<String>>,
+    sync_count: Cell<u64>,
+}
+
+fn list_dir(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), StorageError> {
+    let mut bases = Vec::new();
+    let mut snapshots = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            io::remove_if_exists(&entry.path())?;
+        } else if let Some(stem) = name.strip_suffix(".log") {
+            if let (20, Ok(b)) = (stem.len(), stem.parse::<i64>()) {
+                bases.push(b);
+            }
+        } else if let Some(stem) = name.strip_suffix(".snapshot")
+            && let (20, Ok(b)) = (stem.len(), stem.parse::<i64>())
+        {
+            snapshots.push(b);
+        }
+    }
+    bases.sort_unstable();
+    snapshots.sort_unstable();
+    Ok((bases, snapshots))
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) the partition directory, recovering if the last shutdown
+    /// was not clean. See the crate docs for the recovery rules.
+    pub async fn open(
+        dir: &Path,
+        config: LogConfig,
+        cache: Rc<TailCache>,
+    ) -> Result<Rc<PartitionLog>, StorageError> {
+        if config.index_interval_bytes == 0 || config.segment_bytes == 0 {
+            return Err(StorageError::InvalidArgument(
+                "segment_bytes and index_interval_bytes must be > 0".into(),
+            ));
+        }
+        std::fs::create_dir_all(dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        let (mut bases, _) = list_dir(dir)?;
+        if bases.is_empty() {
+            drop(Segment::create_sync(dir, 0)?);
+            bases.push(0);
+        }
+        let interval = config.index_interval_bytes;
+        let mut segs: Vec<Rc<Segment>> = Vec::new();
+        let mut scanned_epochs: Vec<(i32, i64)> = Vec::new();
+        let mut n = bases.len();
+        let mut i = 0;
+        while i < n {
+            let base = bases[i];
+            let path = io::segment_file(dir, base, "log");
+            let read_file = std::fs::File::open(&path)?;
+            let file_len = read_file.metadata()?.len();
+            let dma = Rc::new(io::open_dma(&path).await?);
+            let seg = Rc::new(Segment::new(dir, base, Some(dma.clone()), read_file));
+            if let Some(prev) = segs.last()
+                && prev.next_offset.get() != base
+            {
+                return Err(StorageError::Corrupt(format!(
+                    "segment {base} does not follow segment {} (ends at offset {})",
+                    prev.base_offset,
+                    prev.next_offset.get()
+                )));
+            }
+            let is_last = i + 1 == n;
+            let mut loaded = false;
+            if (clean || !is_last)
+                && file_len <= MAX_SEGMENT_BYTES
+                && let Some((meta, oi, ti)) = seg.load_indexes(file_len)?
+            {
+                seg.install(&meta, oi, ti);
+                loaded = true;
+            }
+            if !loaded {
+                if !is_last || clean {
+                    log::info!("{}: rebuilding index of segment {base}", dir.display());
+                }
+                let limit = file_len.min(MAX_SEGMENT_BYTES);
+                let end = recovery::scan_segment(dma.clone(), 0, limit, base, base, |h, pos| {
+                    seg.track_batch(h, interval);
+                    seg.note_written(h, pos);
+                    scanned_epochs.push((h.leader_epoch, h.base_offset));
+                })
+                .await?;
+                assert_eq!(
+                    end.valid_end,
+                    seg.size.get(),
+                    "scan end and tracked size disagree"
+                );
+                seg.written.set(seg.size.get());
+                if end.valid_end < file_len {
+                    log::warn!(
+                        "{}: truncating segment {base} from {file_len} to {} bytes (invalid or torn data)",
+                        dir.display(),
+                        end.valid_end
+                    );
+                    dma.truncate(end.valid_end).await?;
+                    dma.fdatasync().await?;
+                    if !is_last {
+                        for &later in &bases[i + 1..] {
+                            log::warn!(
+                                "{}: deleting segment {later} after corruption",
+                                dir.display()
+                            );
+                            for ext in ["log", "index", "timeindex"] {
+                                io::remove_if_exists(&io::segment_file(dir, later, ext))?;
+                            }
+                        }
+                        n = i + 1;
+                    }
+                }
+            }
+            if !loaded && i + 1 < n {
+                // A complete (non-active) segment whose index was missing or stale.
+                seg.write_indexes().await?;
+            }
+            segs.push(seg);
+            i += 1;
+        }
+        let active = segs.last().expect("at least one segment").clone();
+        active.load_tail().await?;
+        let leo = active.next_offset.get();
+
+        // Leader epochs: checkpoint, cut at LEO, completed by what the scan saw.
+        let ckpt = io::read_small_file(
+            &dir.join(epoch::CHECKPOINT_FILE),
+            epoch::MAX_CHECKPOINT_BYTES,
+        )?;
+        let mut epochs = ckpt
+            .as_deref()
+            .and_then(EpochCache::decode)
+            .unwrap_or_default();
+        let mut epochs_dirty = epochs.truncate_from(leo) || ckpt.is_none();
+        for (e, o) in scanned_epochs {
+            if o < leo {
+                epochs_dirty |= epochs.assign(e, o);
+            }
+        }
+
+        let log = Rc::new_cyclic(|me| PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            cache,
+            me: me.clone(),
+            segments: RefCell::new(segs.iter().map(|s| (s.base_offset, s.clone())).collect()),
+            active: RefCell::new(active),
+            leo: Cell::new(leo),
+            hw: Cell::new(leo),
+            producers: RefCell::new(ProducerState::default()),
+            epochs: RefCell::new(epochs),
+            epochs_dirty: Cell::new(false),
+            queue: RefCell::new(VecDeque::new()),
+            flushing: Cell::new(false),
+            idle_waiters: RefCell::new(Vec::new()),
+            sync_waiters: RefCell::new(Vec::new()),
+            watchers: RefCell::new(Vec::new()),
+            cached: RefCell::new(BTreeMap::new()),
+            closed: Cell::new(false),
+            busy: Cell::new(false),
+            failed: RefCell::new(None),
+            sync_count: Cell::new(0),
+        });
+        log.rebuild_producers(leo).await?;
+        if epochs_dirty {
+            log.write_epochs().await?;
+        }
+        if clean {
+            io::remove_if_exists(&marker)?;
+            io::sync_dir(dir).await?;
+        }
+        Ok(log)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        *self
+            .segments
+            .borrow()
+            .keys()
+            .next()
+            .expect("a log always has a segment")
+    }
+
+    /// Next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.leo.get()
+    }
+
+    /// Offsets below this are visible to readers (advances when writes complete).
+    pub fn high_watermark(&self) -> i64 {
+        self.hw.get()
+    }
+
+    /// Bytes in all segments (logical sizes, including queued appends).
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.borrow().values().map(|s| s.size.get()).sum()
+    }
+
+    /// Number of data fdatasyncs issued so far (group-commit observability and tests).
+    pub fn sync_count(&self) -> u64 {
+        self.sync_count.get()
+    }
+
+    /// Leader-epoch cache entries (epoch, start offset), oldest first.
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        self.epochs.borrow().entries()
+    }
+
+    /// Producers tracked for idempotence.
+    pub fn producer_count(&self) -> usize {
+        self.producers.borrow().producer_count()
+    }
+
+    /// Index entries (offset index, time index) over all segments (observability, tests).
+    pub fn index_entries(&self) -> (usize, usize) {
+        let segs = self.segments.borrow();
+        (
+            segs.values()
+                .map(|s| s.offset_index.borrow().entry_count())
+                .sum(),
+            segs.values()
+                .map(|s| s.time_index.borrow().entry_count())
+                .sum(),
+        )
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.borrow().len()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends the records field of one partition of a Produce request (one or more
+    /// RecordBatch v2). All validation happens before anything is written; offsets are
+    /// assigned synchronously; writes happen in call order.
+    pub fn append(
+        &self,
+        mut records: BytesMut,
+        leader_epoch: i32,
+        durability: Durability,
+    ) -> Result<Appended, AppendError> {
+        if self.closed.get() {
+            return Err(AppendError::Closed);
+        }
+        if self.busy.get() {
+            return Err(AppendError::Io(StorageError::Busy));
+        }
+        if let Some(f) = self.failed.borrow().as_ref() {
+            return Err(AppendError::Io(StorageError::Failed(f.clone())));
+        }
+        // 1. Validate every batch.
+        let mut headers = Vec::new();
+        let mut at = 0usize;
+        while at < records.len() {
+            let rest = &records[at..];
+            let h = BatchHeader::parse(rest).map_err(AppendError::CorruptMessage)?;
+            if h.size > rest.len() {
+                return Err(AppendError::CorruptMessage(format!(
+                    "batchLength {} exceeds the {} bytes left",
+                    h.size - batch::LOG_OVERHEAD,
+                    rest.len() - batch::LOG_OVERHEAD
+                )));
+            }
+            if h.size > self.config.max_batch_bytes {
+                return Err(AppendError::MessageTooLarge);
+            }
+            h.validate(&rest[..h.size])
+                .map_err(AppendError::CorruptMessage)?;
+            headers.push(h);
+            at += h.size;
+        }
+        if headers.is_empty() {
+            return Err(AppendError::CorruptMessage("no record batch".into()));
+        }
+        // 2. Idempotence, against a staged overlay so a failure leaves no trace.
+        let mut plans = Vec::with_capacity(headers.len());
+        {
+            let producers = self.producers.borrow();
+            let mut staged = HashMap::new();
+            let mut next = self.leo.get();
+            for h in &headers {
+                let ident = BatchIdent {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                    first_seq: h.base_sequence,
+                    last_seq: h.last_sequence(),
+                };
+                match producers.check(&staged, &ident) {
+                    Ok(SeqCheck::Accept { track }) => {
+                        let (base, last) = (next, next + h.last_offset_delta as i64);
+                        next = last + 1;
+                        if track {
+                            let existing = producers.get(ident.producer_id);
+                            ProducerState::apply_to(&mut staged, existing, &ident, base, last);
+                        }
+                        plans.push(Plan::Write {
+                            base,
+                            last,
+                            ident,
+                            track,
+                        });
+                    }
+                    Ok(SeqCheck::Duplicate {
+                        base_offset,
+                        last_offset,
+                    }) => plans.push(Plan::Duplicate {
+                        base: base_offset,
+                        last: last_offset,
+                    }),
+                    Err(SeqError::OutOfOrder) => return Err(AppendError::OutOfOrderSequence),
+                    Err(SeqError::InvalidEpoch) => return Err(AppendError::InvalidProducerEpoch),
+                }
+            }
+        }
+        let span = |p: &Plan| match *p {
+            Plan::Write { base, last, .. } | Plan::Duplicate { base, last } => (base, last),
+        };
+        let base_offset = plans.iter().map(|p| span(p).0).min().expect("non-empty");
+        let last_offset = plans.iter().map(|p| span(p).1).max().expect("non-empty");
+        let Some(last_write) = plans.iter().rposition(|p| matches!(p, Plan::Write { .. })) else {
+            return Ok(Appended {
+                base_offset,
+                last_offset,
+                duplicate: true,
+                done: futures::future::ready(Ok(())).boxed_local(),
+            });
+        };
+        // 3. Apply synchronously.
+        let (tx, rx) = oneshot::channel();
+        let mut tx = Some(tx);
+        for (i, (h, plan)) in headers.into_iter().zip(plans).enumerate() {
+            let mut part = records.split_to(h.size);
+            let Plan::Write {
+                base,
+                last,
+                ident,
+                track,
+            } = plan
+            else {
+                continue;
+            };
+            batch::patch(&mut part, base, leader_epoch);
+            let header = BatchHeader {
+                base_offset: base,
+                leader_epoch,
+                ..h
+            };
+            let mut seg = self.active.borrow().clone();
+            let too_old = self.config.segment_ms != u64::MAX
+                && seg.size.get() > 0
+                && seg.created.elapsed().as_millis() >= self.config.segment_ms as u128;
+            if too_old || !seg.fits(h.size as u64, last, self.config.segment_bytes) {
+                if let Err(e) = self.roll(base) {
+                    let err = e.to_failed();
+                    self.fail(&e);
+                    return Err(AppendError::Io(err));
+                }
+                seg = self.active.borrow().clone();
+            }
+            let pos = seg.size.get();
+            seg.track_batch(&header, self.config.index_interval_bytes);
+            self.leo.set(last + 1);
+            if track {
+                self.producers.borrow_mut().update(&ident, base, last);
+            }
+            if self.epochs.borrow_mut().assign(leader_epoch, base) {
+                self.epochs_dirty.set(true);
+            }
+            let waiter = if i == last_write {
+                tx.take().map(|t| (durability, t))
+            } else {
+                None
+            };
+            self.queue.borrow_mut().push_back(Op::Write(PendingWrite {
+                segment: seg,
+                pos,
+                header,
+                data: part.freeze(),
+                waiter,
+            }));
+        }
+        self.kick_flusher();
+        Ok(Appended {
+            base_offset,
+            last_offset,
+            duplicate: false,
+            done: rx
+                .map(|r| r.unwrap_or(Err(StorageError::Closed)))
+                .boxed_local(),
+        })
+    }
+
+    /// Starts a new active segment at `base` (synchronously creating its file) and queues the
+    /// finalisation of the old one.
+    fn roll(&self, base: i64) -> Result<(), StorageError> {
+        let seg = Rc::new(Segment::create_sync(&self.dir, base)?);
+        let old = self.active.replace(seg.clone());
+        assert!(base > old.base_offset, "roll must move forward");
+        self.segments.borrow_mut().insert(base, seg);
+        let snapshot = self.producers.borrow().to_snapshot(base);
+        self.queue.borrow_mut().push_back(Op::Roll(RollOp {
+            old,
+            snapshot_offset: base,
+            snapshot,
+        }));
+        Ok(())
+    }
+
+    fn kick_flusher(&self) {
+        if self.flushing.get() || self.queue.borrow().is_empty() {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        self.flushing.set(true);
+        glommio::spawn_local(async move { me.run_flusher().await }).detach();
+    }
+
+    async fn run_flusher(self: Rc<Self>) {
+        while let Some(work) = self.next_work() {
+            match work {
+                Work::Roll(r) => {
+                    if let Err(e) = self.finish_segment(r).await {
+                        self.fail(&e);
+                    }
+                }
+                Work::Writes(ws) => self.write_batches(ws).await,
+            }
+        }
+        self.flushing.set(false);
+        for tx in self.idle_waiters.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    fn next_work(&self) -> Option<Work> {
+        let mut q = self.queue.borrow_mut();
+        if let Some(Op::Roll(_)) = q.front() {
+            let Some(Op::Roll(r)) = q.pop_front() else {
+                unreachable!()
+            };
+            return Some(Work::Roll(r));
+        }
+        let mut ws: Vec<PendingWrite> = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(Op::Write(w)) = q.front() {
+            if let Some(first) = ws.first()
+                && (!Rc::ptr_eq(&first.segment, &w.segment)
+                    || bytes + w.data.len() > MAX_WRITE_BYTES)
+            {
+                break;
+            }
+            bytes += w.data.len();
+            let Some(Op::Write(w)) = q.pop_front() else {
+                unreachable!()
+            };
+            ws.push(w);
+        }
+        (!ws.is_empty()).then_some(Work::Writes(ws))
+    }
+
+    async fn write_batches(&self, ws: Vec<PendingWrite>) {
+        if let Some(f) = self.failed.borrow().clone() {
+            for w in ws {
+                if let Some((_, tx)) = w.waiter {
+                    let _ = tx.send(Err(StorageError::Failed(f.clone())));
+                }
+            }
+            return;
+        }
+        let seg = ws[0].segment.clone();
+        let written = seg.written.get();
+        assert_eq!(ws[0].pos, written, "writes must be contiguous");
+        let res: Result<(Vec<u8>, Rc<glommio::io::DmaFile>), StorageError> = async {
+            let dma = seg.dma().await?;
+            let start = dma.align_down(written);
+            let tail = seg.tail.borrow().clone();
+            let slices: Vec<&[u8]> = ws.iter().map(|w| &w.data[..]).collect();
+            let new_tail = io::append_aligned(&dma, start, &tail, &slices).await?;
+            Ok((new_tail, dma))
+        }
+        .await;
+        let (new_tail, dma) = match res {
+            Ok(x) => x,
+            Err(e) => {
+                for w in ws {
+                    if let Some((_, tx)) = w.waiter {
+                        let _ = tx.send(Err(e.to_failed()));
+                    }
+                }
+                self.fail(&e);
+                return;
+            }
+        };
+        *seg.tail.borrow_mut() = new_tail;
+        let mut hw = self.hw.get();
+        for w in ws {
+            assert_eq!(w.pos, seg.written.get());
+            seg.written.set(w.pos + w.data.len() as u64);
+            seg.note_written(&w.header, w.pos);
+            hw = w.header.last_offset() + 1;
+            self.cache_insert(&w.header, w.data);
+            match w.waiter {
+                Some((Durability::Written, tx)) => {
+                    let _ = tx.send(Ok(()));
+                }
+                Some((Durability::Synced, tx)) => self.sync_waiters.borrow_mut().push(tx),
+                None => {}
+            }
+        }
+        self.advance_hw(hw);
+        if self.epochs_dirty.replace(false)
+            && let Err(e) = self.write_epochs().await
+        {
+            log::warn!(
+                "{}: writing leader-epoch-checkpoint failed: {e}",
+                self.dir.display()
+            );
+            self.epochs_dirty.set(true);
+        }
+        if !self.sync_waiters.borrow().is_empty() {
+            let r = dma.fdatasync().await;
+            self.sync_count.set(self.sync_count.get() + 1);
+            self.resolve_syncs(r.map_err(StorageError::from));
+        }
+    }
+
+    fn resolve_syncs(&self, r: Result<(), StorageError>) {
+        let waiters = self.sync_waiters.take();
+        match r {
+            Ok(()) => {
+                for tx in waiters {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                for tx in waiters {
+                    let _ = tx.send(Err(e.to_failed()));
+                }
+                self.fail(&e);
+            }
+        }
+    }
+
+    fn advance_hw(&self, hw: i64) {
+        assert!(hw <= self.leo.get(), "high watermark beyond log end");
+        if hw > self.hw.get() {
+            self.hw.set(hw);
+            for tx in self.watchers.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Finalises a segment that is no longer active: truncate to its logical size, sync,
+    /// write its indexes and the producer-state snapshot taken at the roll.
+    async fn finish_segment(&self, r: RollOp) -> Result<(), StorageError> {
+        if let Some(f) = self.failed.borrow().clone() {
+            return Err(StorageError::Failed(f));
+        }
+        let old = r.old;
+        assert_eq!(
+            old.written.get(),
+            old.size.get(),
+            "rolled segment not fully written"
+        );
+        let dma = old.dma().await?;
+        dma.truncate(old.size.get()).await?;
+        let synced = dma.fdatasync().await;
+        self.sync_count.set(self.sync_count.get() + 1);
+        let failed = synced.is_err();
+        self.resolve_syncs(synced.map_err(StorageError::from));
+        if failed {
+            return Err(StorageError::Failed(
+                "fdatasync failed at segment roll".into(),
+            ));
+        }
+        old.tail.borrow_mut().clear();
+        old.write_indexes().await?;
+        self.write_snapshot(r.snapshot_offset, &r.snapshot).await
+    }
+
+    async fn write_snapshot(&self, offset: i64, data: &[u8]) -> Result<(), StorageError> {
+        io::write_file_atomic(&self.dir, &format!("{offset:020}.snapshot"), data).await?;
+        let (_, snaps) = list_dir(&self.dir)?;
+        if snaps.len() > SNAPSHOTS_KEPT {
+            for &s in &snaps[..snaps.len() - SNAPSHOTS_KEPT] {
+                io::remove_if_exists(&io::segment_file(&self.dir, s, "snapshot"))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_epochs(&self) -> Result<(), StorageError> {
+        let data = self.epochs.borrow().encode();
+        io::write_file_atomic(&self.dir, epoch::CHECKPOINT_FILE, &data).await
+    }
+
+    /// Puts the log in the failed state and fails everything queued.
+    fn fail(&self, e: &StorageError) {
+        let msg = match e {
+            StorageError::Failed(s) => s.clone(),
+            other => other.to_string(),
+        };
+        log::error!("{}: log failed: {msg}", self.dir.display());
+        self.failed.borrow_mut().get_or_insert(msg.clone());
+        let queued: Vec<Op> = self.queue.borrow_mut().drain(..).collect();
+        for op in queued {
+            if let Op::Write(PendingWrite {
+                waiter: Some((_, tx)),
+                ..
+            }) = op
+            {
+                let _ = tx.send(Err(StorageError::Failed(msg.clone())));
+            }
+        }
+        for tx in self.sync_waiters.take() {
+            let _ = tx.send(Err(StorageError::Failed(msg.clone())));
+        }
+    }
+
+    fn cache_insert(&self, h: &BatchHeader, data: Bytes) {
+        let slot = self.cache.insert(data);
+        let mut cached = self.cached.borrow_mut();
+        while let Some(e) = cached.first_entry() {
+            if e.get().slot.get().is_some() {
+                break;
+            }
+            e.remove();
+        }
+        cached.insert(
+            h.base_offset,
+            CachedBatch {
+                slot,
+                last_offset: h.last_offset(),
+            },
+        );
+    }
+
+    fn release_cache_from(&self, offset: i64) {
+        let mut cached = self.cached.borrow_mut();
+        let dropped = cached.split_off(&offset);
+        for e in dropped.values() {
+            self.cache.release(&e.slot);
+        }
+    }
+
+    /// Resolves (`Ok(())`) at the next high-watermark advance; `Err(Canceled)` when the log is
+    /// closed, removed or dropped. Register before checking for data (no await in between)
+    /// to not miss an advance.
+    pub fn watch(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.closed.get() {
+            return rx; // tx dropped: resolves Canceled at once
+        }
+        let mut w = self.watchers.borrow_mut();
+        if w.len() >= 64 {
+            w.retain(|s| !s.is_canceled());
+        }
+        w.push(tx);
+        rx
+    }
+
+    fn segment_for(&self, offset: i64) -> Option<Rc<Segment>> {
+        self.segments
+            .borrow()
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Whole batches from the one containing `offset`, up to `max_bytes` (the first batch is
+    /// always whole, KIP-74). Only offsets below the high watermark.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<ReadChunk>, ReadError> {
+        let hw = self.hw.get();
+        let start = self.log_start_offset();
+        if offset < start || offset > hw {
+            return Err(ReadError::OffsetOutOfRange {
+                log_start_offset: start,
+                high_watermark: hw,
+            });
+        }
+        if offset == hw {
+            return Ok(Vec::new());
+        }
+        if let Some(chunks) = self.read_cached(offset, max_bytes, hw) {
+            return Ok(chunks);
+        }
+        let seg = self
+            .segment_for(offset)
+            .expect("offset >= log start has a segment");
+        let limit = seg.written.get();
+        let (_, ipos) = seg.offset_index.borrow().lookup(seg.rel(offset));
+        let dma = seg.dma().await?;
+        let mut reader = ChunkReader::new(dma, limit, READ_CHUNK);
+        let Some((pos, h)) = recovery::find_batch(&mut reader, ipos as u64, offset).await? else {
+            return Err(ReadError::Io(StorageError::Corrupt(format!(
+                "offset {offset} (below high watermark {hw}) not found in segment {}",
+                seg.base_offset
+            ))));
+        };
+        let avail = limit - pos;
+        let len = (h.size as u64)
+            .max((max_bytes as u64).min(avail))
+            .min(avail);
+        Ok(vec![ReadChunk::File {
+            file: seg.read_file.clone(),
+            offset: pos,
+            len,
+        }])
+    }
+
+    fn read_cached(&self, offset: i64, max_bytes: usize, hw: i64) -> Option<Vec<ReadChunk>> {
+        let cached = self.cached.borrow();
+        let (&first_base, first) = cached.range(..=offset).next_back()?;
+        if first.last_offset < offset {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        let mut expect = first_base;
+        for (&base, e) in cached.range(first_base..) {
+            if base >= hw || base != expect {
+                break;
+            }
+            let Some(b) = e.slot.get() else { break };
+            if !out.is_empty() && total + b.len() > max_bytes {
+                break;
+            }
+            total += b.len();
+            expect = e.last_offset + 1;
+            out.push(ReadChunk::Memory(b));
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Reads the complete batch at `pos` of `seg` (below `limit`).
+    async fn read_batch_at(
+        seg: &Segment,
+        pos: u64,
+        limit: u64,
+    ) -> Result<(BatchHeader, Vec<u8>), StorageError> {
+        let dma = seg.dma().await?;
+        let mut reader = ChunkReader::new(dma, limit, READ_CHUNK);
+        let corrupt = |what: &str| {
+            StorageError::Corrupt(format!(
+                "segment {} position {pos}: {what}",
+                seg.base_offset
+            ))
+        };
+        let head = reader
+            .get(pos, HEADER_LEN)
+            .await?
+            .ok_or_else(|| corrupt("short header"))?;
+        let h = BatchHeader::parse(head).map_err(|e| corrupt(&e))?;
+        let whole = reader
+            .get(pos, h.size)
+            .await?
+            .ok_or_else(|| corrupt("short batch"))?;
+        Ok((h, whole.to_vec()))
+    }
+
+    /// (offset, timestamp) of the first record whose timestamp >= `ts`, below the high
+    /// watermark; None if none.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        let segs: Vec<Rc<Segment>> = self.segments.borrow().values().cloned().collect();
+        for seg in segs {
+            if seg.max_ts.get().0 < ts {
+                continue;
+            }
+            let limit = seg.written.get();
+            let rel = seg.time_index.borrow().lookup(ts);
+            let start_off = seg.base_offset + rel as i64;
+            let (_, ipos) = seg.offset_index.borrow().lookup(rel);
+            let dma = seg.dma().await?;
+            let mut reader = ChunkReader::new(dma, limit, READ_CHUNK);
+            let mut pos = ipos as u64;
+            while pos < limit {
+                let corrupt = |e: String| {
+                    StorageError::Corrupt(format!(
+                        "segment {} position {pos}: {e}",
+                        seg.base_offset
+                    ))
+                };
+                let Some(head) = reader.get(pos, HEADER_LEN).await? else {
+                    break;
+                };
+                let h = BatchHeader::parse(head).map_err(corrupt)?;
+                if h.last_offset() >= start_off && h.max_timestamp >= ts {
+                    let Some(whole) = reader.get(pos, h.size).await? else {
+                        break;
+                    };
+                    let found = batch::find_record(whole, &h, |o, t| o >= start_off && t >= ts)
+                        .map_err(corrupt)?;
+                    if found.is_some() {
+                        return Ok(found);
+                    }
+                }
+                pos += h.size as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// (timestamp, offset) of the first record having the largest timestamp; None if empty.
+    pub async fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut best: Option<(i64, Rc<Segment>, u64)> = None;
+        for seg in self.segments.borrow().values() {
+            let (ts, off, pos) = seg.max_ts.get();
+            if off >= 0 && best.as_ref().is_none_or(|b| ts > b.0) {
+                best = Some((ts, seg.clone(), pos));
+            }
+        }
+        let Some((ts, seg, pos)) = best else {
+            return Ok(None);
+        };
+        let (h, data) = Self::read_batch_at(&seg, pos, seg.written.get()).await?;
+        let found = batch::find_record(&data, &h, |_, t| t >= ts).map_err(StorageError::Corrupt)?;
+        Ok(Some((ts, found.map(|(o, _)| o).unwrap_or(h.last_offset()))))
+    }
+
+    async fn wait_idle(&self) {
+        if !self.flushing.get() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.idle_waiters.borrow_mut().push(tx);
+        let _ = rx.await;
+    }
+
+    /// Truncates the log so that LEO == `offset` (a batch boundary).
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        if self.closed.get() {
+            return Err(StorageError::Closed);
+        }
+        if self.busy.replace(true) {
+            return Err(StorageError::Busy);
+        }
+        let r = self.truncate_inner(offset).await;
+        self.busy.set(false);
+        r
+    }
+
+    async fn truncate_inner(&self, offset: i64) -> Result<(), StorageError> {
+        self.wait_idle().await;
+        if let Some(f) = self.failed.borrow().clone() {
+            return Err(StorageError::Failed(f));
+        }
+        let leo = self.leo.get();
+        if offset < self.log_start_offset() || offset > leo {
+            return Err(StorageError::InvalidArgument(format!(
+                "truncate_to({offset}) outside [{}, {leo}]",
+                self.log_start_offset()
+            )));
+        }
+        if offset == leo {
+            return Ok(());
+        }
+        let seg = self
+            .segment_for(offset)
+            .expect("offset >= log start has a segment");
+        let pos = if offset == seg.base_offset {
+            0
+        } else {
+            let (_, ipos) = seg.offset_index.borrow().lookup(seg.rel(offset));
+            let mut reader = ChunkReader::new(seg.dma().await?, seg.written.get(), READ_CHUNK);
+            match recovery::find_batch(&mut reader, ipos as u64, offset).await? {
+                Some((pos, h)) if h.base_offset == offset => pos,
+                _ => {
+                    return Err(StorageError::InvalidArgument(format!(
+                        "offset {offset} is not a batch boundary"
+                    )));
+                }
+            }
+        };
+        // From here on, readers must not look past `offset`.
+        self.hw.set(self.hw.get().min(offset));
+        self.leo.set(offset);
+        self.release_cache_from(offset);
+        let later: Vec<Rc<Segment>> = self
+            .segments
+            .borrow_mut()
+            .split_off(&(seg.base_offset + 1))
+            .into_values()
+            .collect();
+        for s in later {
+            s.delete_files()?;
+        }
+        let dma = seg.dma().await?;
+        dma.truncate(pos).await?;
+        dma.fdatasync().await?;
+        self.sync_count.set(self.sync_count.get() + 1);
+        io::remove_if_exists(&io::segment_file(&self.dir, seg.base_offset, "index"))?;
+        io::remove_if_exists(&io::segment_file(&self.dir, seg.base_offset, "timeindex"))?;
+        seg.reset();
+        let interval = self.config.index_interval_bytes;
+        let end = recovery::scan_segment(dma, 0, pos, seg.base_offset, seg.base_offset, |h, p| {
+            seg.track_batch(h, interval);
+            seg.note_written(h, p);
+        })
+        .await?;
+        if end.valid_end != pos || end.next_offset != offset {
+            let e = StorageError::Corrupt(format!(
+                "rescan after truncation ended at {} / offset {}",
+                end.valid_end, end.next_offset
+            ));
+            self.fail(&e);
+            return Err(e);
+        }
+        seg.written.set(pos);
+        seg.load_tail().await?;
+        *self.active.borrow_mut() = seg;
+        if self.epochs.borrow_mut().truncate_from(offset) {
+            self.write_epochs().await?;
+        }
+        let (_, snaps) = list_dir(&self.dir)?;
+        for s in snaps.into_iter().filter(|&s| s > offset) {
+            io::remove_if_exists(&io::segment_file(&self.dir, s, "snapshot"))?;
+        }
+        self.rebuild_producers(offset).await
+    }
+
+    /// Rebuilds producer state for a log ending at `upto`: newest valid snapshot at or below
+    /// it, then replay of the batches after the snapshot.
+    async fn rebuild_producers(&self, upto: i64) -> Result<(), StorageError> {
+        let (_, snaps) = list_dir(&self.dir)?;
+        let mut state = ProducerState::default();
+        let mut from = self.log_start_offset();
+        for &s in snaps.iter().rev().filter(|&&s| s <= upto && s >= from) {
+            let path = io::segment_file(&self.dir, s, "snapshot");
+            if let Some(buf) = io::read_small_file(&path, producer_state::MAX_SNAPSHOT_BYTES)?
+                && let Some((off, st)) = ProducerState::from_snapshot(&buf)
+                && off == s
+            {
+                state = st;
+                from = s;
+                break;
+            }
+            log::warn!(
+                "{}: ignoring unreadable snapshot {}",
+                self.dir.display(),
+                path.display()
+            );
+        }
+        let segs: Vec<Rc<Segment>> = self.segments.borrow().values().cloned().collect();
+        for seg in segs {
+            if seg.next_offset.get() <= from || seg.base_offset >= upto {
+                continue;
+            }
+            let limit = seg.written.get();
+            recovery::scan_segment(
+                seg.dma().await?,
+                0,
+                limit,
+                seg.base_offset,
+                seg.base_offset,
+                |h, _| {
+                    if h.base_offset >= from && h.last_offset() < upto {
+                        let ident = BatchIdent {
+                            producer_id: h.producer_id,
+                            epoch: h.producer_epoch,
+                            first_seq: h.base_sequence,
+                            last_seq: h.last_sequence(),
+                        };
+                        state.update(&ident, h.base_offset, h.last_offset());
+                    }
+                },
+            )
+            .await?;
+        }
+        *self.producers.borrow_mut() = state;
+        Ok(())
+    }
+
+    /// Clean close: wait for queued writes, persist indexes, producer snapshot and epochs,
+    /// truncate the active segment to its logical size, sync, write `.clean_shutdown`.
+    /// Further appends fail with [`AppendError::Closed`].
+    pub async fn close(&self) -> Result<(), StorageError> {
+        if self.closed.replace(true) {
+            return Ok(());
+        }
+        self.wait_idle().await;
+        let r = self.persist_clean().await;
+        self.shutdown_memory();
+        self.close_files().await;
+        r
+    }
+
+    async fn persist_clean(&self) -> Result<(), StorageError> {
+        if let Some(f) = self.failed.borrow().clone() {
+            return Err(StorageError::Failed(f));
+        }
+        let active = self.active.borrow().clone();
+        assert_eq!(
+            active.written.get(),
+            active.size.get(),
+            "close with unwritten data"
+        );
+        let dma = active.dma().await?;
+        dma.truncate(active.size.get()).await?;
+        dma.fdatasync().await?;
+        self.sync_count.set(self.sync_count.get() + 1);
+        active.write_indexes().await?;
+        let leo = self.leo.get();
+        let snap = self.producers.borrow().to_snapshot(leo);
+        self.write_snapshot(leo, &snap).await?;
+        self.write_epochs().await?;
+        io::write_file_atomic(&self.dir, CLEAN_SHUTDOWN_FILE, b"").await
+    }
+
+    fn shutdown_memory(&self) {
+        self.release_cache_from(i64::MIN);
+        self.watchers.borrow_mut().clear();
+    }
+
+    async fn close_files(&self) {
+        let segs: Vec<Rc<Segment>> = self.segments.borrow().values().cloned().collect();
+        for s in segs {
+            if let Some(f) = s.take_dma()
+                && let Ok(f) = Rc::try_unwrap(f)
+            {
+                let _ = f.close().await;
+            }
+        }
+    }
+
+    /// Closes the log (without persisting) and deletes the partition directory.
+    pub async fn remove(&self) -> Result<(), StorageError> {
+        self.closed.set(true);
+        self.wait_idle().await;
+        self.shutdown_memory();
+        self.close_files().await;
+        let dir = self.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        for e in self.cached.get_mut().values() {
+            self.cache.release(&e.slot);
+        }
+    }
+}

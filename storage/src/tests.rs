@@ -1,0 +1,850 @@
+//! Crate tests: real RecordBatch v2 bytes through a glommio executor on a tempdir.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::batch::BatchHeader;
+use crate::*;
+
+fn put_varint(buf: &mut Vec<u8>, v: i64) {
+    let mut u = ((v << 1) ^ (v >> 63)) as u64;
+    while u >= 0x80 {
+        buf.push((u as u8) | 0x80);
+        u >>= 7;
+    }
+    buf.push(u as u8);
+}
+
+/// Options of a test batch.
+#[derive(Clone, Copy)]
+struct B {
+    n: usize,
+    base_ts: i64,
+    ts_step: i64,
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    value_len: usize,
+}
+
+impl Default for B {
+    fn default() -> Self {
+        B {
+            n: 1,
+            base_ts: 1_000,
+            ts_step: 1,
+            pid: -1,
+            epoch: -1,
+            seq: -1,
+            value_len: 10,
+        }
+    }
+}
+
+/// Encodes an uncompressed RecordBatch v2 with a correct CRC-32C.
+fn batch(o: B) -> BytesMut {
+    let mut records = Vec::new();
+    for i in 0..o.n {
+        let mut r = Vec::new();
+        r.push(0u8); // attributes
+        put_varint(&mut r, o.ts_step * i as i64);
+        put_varint(&mut r, i as i64);
+        put_varint(&mut r, -1); // null key
+        put_varint(&mut r, o.value_len as i64);
+        r.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, o.value_len));
+        put_varint(&mut r, 0); // headers
+        put_varint(&mut records, r.len() as i64);
+        records.extend_from_slice(&r);
+    }
+    let max_ts = o.base_ts + o.ts_step.max(0) * (o.n as i64 - 1);
+    let mut b = BytesMut::new();
+    b.put_i64(0);
+    b.put_i32((49 + records.len()) as i32);
+    b.put_i32(0);
+    b.put_i8(2);
+    b.put_u32(0);
+    b.put_i16(0);
+    b.put_i32(o.n as i32 - 1);
+    b.put_i64(o.base_ts);
+    b.put_i64(max_ts);
+    b.put_i64(o.pid);
+    b.put_i16(o.epoch);
+    b.put_i32(o.seq);
+    b.put_i32(o.n as i32);
+    b.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn recs(n: usize) -> BytesMut {
+    batch(B { n, ..B::default() })
+}
+
+fn run<Fut: std::future::Future<Output = ()> + 'static>(f: impl FnOnce(PathBuf) -> Fut + 'static) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    glommio::LocalExecutor::default().run(async move {
+        prepare_data_dir(&root).await.unwrap();
+        f(root.join("topic-0")).await;
+    });
+    drop(tmp);
+}
+
+async fn open(dir: &Path, config: LogConfig, cache_bytes: usize) -> Rc<PartitionLog> {
+    PartitionLog::open(dir, config, TailCache::new(cache_bytes))
+        .await
+        .unwrap()
+}
+
+async fn append(log: &PartitionLog, b: BytesMut) -> Appended {
+    let mut a = log.append(b, 0, Durability::Written).unwrap();
+    (&mut a.done).await.unwrap();
+    a
+}
+
+/// All bytes of the chunks (reading File ranges with std, as the broker's sendfile would).
+fn chunk_bytes(chunks: &[ReadChunk]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in chunks {
+        match c {
+            ReadChunk::Memory(b) => out.extend_from_slice(b),
+            ReadChunk::File { file, offset, len } => {
+                let mut v = vec![0u8; *len as usize];
+                file.read_exact_at(&mut v, *offset).unwrap();
+                out.extend_from_slice(&v);
+            }
+        }
+    }
+    out
+}
+
+/// Headers of the complete batches in `buf`.
+fn headers(buf: &[u8]) -> Vec<BatchHeader> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + batch::HEADER_LEN <= buf.len() {
+        let h = BatchHeader::parse(&buf[at..]).unwrap();
+        if at + h.size > buf.len() {
+            break;
+        }
+        h.validate(&buf[at..at + h.size]).unwrap();
+        out.push(h);
+        at += h.size;
+    }
+    out
+}
+
+fn small_segments(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 100,
+        ..LogConfig::default()
+    }
+}
+
+async fn settle() {
+    glommio::timer::sleep(std::time::Duration::from_millis(30)).await;
+}
+
+#[test]
+fn append_read_roundtrip() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.high_watermark()
+            ),
+            (0, 0, 0)
+        );
+        let a = append(&log, recs(3)).await;
+        assert_eq!((a.base_offset, a.last_offset, a.duplicate), (0, 2, false));
+        let b = append(&log, recs(2)).await;
+        assert_eq!((b.base_offset, b.last_offset), (3, 4));
+        assert_eq!((log.log_end_offset(), log.high_watermark()), (5, 5));
+        let chunks = log.read(0, 1 << 20).await.unwrap();
+        assert!(chunks.iter().all(|c| matches!(c, ReadChunk::Memory(_))));
+        let hs = headers(&chunk_bytes(&chunks));
+        assert_eq!(
+            hs.iter()
+                .map(|h| (h.base_offset, h.last_offset()))
+                .collect::<Vec<_>>(),
+            vec![(0, 2), (3, 4)]
+        );
+        // read from the middle returns the batch containing it
+        let hs = headers(&chunk_bytes(&log.read(4, 1 << 20).await.unwrap()));
+        assert_eq!(hs[0].base_offset, 3);
+        let hs = headers(&chunk_bytes(&log.read(1, 1 << 20).await.unwrap()));
+        assert_eq!(hs[0].base_offset, 0);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn multi_batch_append_and_max_bytes() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let mut req = recs(2);
+        req.extend_from_slice(&recs(3));
+        req.extend_from_slice(&recs(1));
+        let a = append(&log, req).await;
+        assert_eq!((a.base_offset, a.last_offset), (0, 5));
+        // max_bytes 1: the first batch whole anyway
+        let c = log.read(0, 1).await.unwrap();
+        assert_eq!(c.len(), 1);
+        let one = c[0].len() as usize;
+        assert_eq!(headers(&chunk_bytes(&c)).len(), 1);
+        let c = log.read(0, one + recs(3).len()).await.unwrap();
+        assert_eq!(headers(&chunk_bytes(&c)).len(), 2);
+        let c = log.read(0, usize::MAX).await.unwrap();
+        assert_eq!(headers(&chunk_bytes(&c)).len(), 3);
+    });
+}
+
+#[test]
+fn offset_out_of_range() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        assert!(log.read(0, 100).await.unwrap().is_empty());
+        append(&log, recs(3)).await;
+        assert!(matches!(
+            log.read(4, 100).await,
+            Err(ReadError::OffsetOutOfRange {
+                log_start_offset: 0,
+                high_watermark: 3
+            })
+        ));
+        assert!(matches!(
+            log.read(-1, 100).await,
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
+        assert!(log.read(3, 100).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn segment_roll_by_size_and_disk_reads() {
+    run(|dir| async move {
+        let one = recs(4).len() as u64;
+        let log = open(&dir, small_segments(3 * one), 0).await;
+        for i in 0..10 {
+            let a = append(&log, recs(4)).await;
+            assert_eq!(a.base_offset, i * 4);
+        }
+        assert_eq!(log.segment_count(), 4);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                "00000000000000000000.log",
+                "00000000000000000012.log",
+                "00000000000000000024.log",
+                "00000000000000000036.log"
+            ]
+        );
+        // rolled segments have their index files
+        assert!(dir.join("00000000000000000000.index").exists());
+        assert!(dir.join("00000000000000000012.timeindex").exists());
+        assert_eq!(log.size_bytes(), 10 * one);
+        // cache budget 0: every read comes from disk
+        for off in 0..40 {
+            let c = log.read(off, 1).await.unwrap();
+            assert!(matches!(c[0], ReadChunk::File { .. }));
+            let hs = headers(&chunk_bytes(&c));
+            assert_eq!(hs.len(), 1);
+            assert_eq!(hs[0].base_offset, off / 4 * 4);
+        }
+        // a large read stays within one segment
+        let hs = headers(&chunk_bytes(&log.read(12, 1 << 20).await.unwrap()));
+        assert_eq!(
+            hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+            vec![12, 16, 20]
+        );
+        log.close().await.unwrap();
+        let log = open(&dir, small_segments(3 * one), 0).await;
+        assert_eq!(log.log_end_offset(), 40);
+        let hs = headers(&chunk_bytes(&log.read(37, 1).await.unwrap()));
+        assert_eq!(hs[0].base_offset, 36);
+    });
+}
+
+#[test]
+fn segment_roll_by_time() {
+    run(|dir| async move {
+        let cfg = LogConfig {
+            segment_ms: 0,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, cfg, 1 << 20).await;
+        for _ in 0..3 {
+            append(&log, recs(1)).await;
+        }
+        assert_eq!(log.segment_count(), 3);
+        let never = LogConfig {
+            segment_ms: u64::MAX,
+            ..LogConfig::default()
+        };
+        log.close().await.unwrap();
+        let log = open(&dir, never, 1 << 20).await;
+        append(&log, recs(1)).await;
+        assert_eq!(log.segment_count(), 3);
+    });
+}
+
+#[test]
+fn cache_eviction_reads_from_disk() {
+    run(|dir| async move {
+        let one = recs(5).len();
+        let cache = TailCache::new(one * 2);
+        let log = PartitionLog::open(&dir, LogConfig::default(), cache.clone())
+            .await
+            .unwrap();
+        let mut expected = Vec::new();
+        for i in 0..6 {
+            let mut b = recs(5);
+            append(&log, b.clone()).await;
+            b[0..8].copy_from_slice(&(i * 5i64).to_be_bytes());
+            expected.push(b);
+        }
+        assert!(cache.used_bytes() <= one * 2);
+        // oldest evicted: disk
+        let c = log.read(0, one).await.unwrap();
+        assert!(matches!(c[0], ReadChunk::File { offset: 0, .. }));
+        assert_eq!(chunk_bytes(&c), expected[0].to_vec());
+        let c = log.read(12, one).await.unwrap();
+        assert_eq!(chunk_bytes(&c), expected[2].to_vec());
+        // newest still cached: memory, same bytes
+        let c = log.read(27, usize::MAX).await.unwrap();
+        assert!(matches!(c[0], ReadChunk::Memory(_)));
+        assert_eq!(chunk_bytes(&c), expected[5].to_vec());
+        // whole log from disk
+        let c = log.read(0, usize::MAX).await.unwrap();
+        let all: Vec<u8> = expected.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(chunk_bytes(&c), all);
+        log.close().await.unwrap();
+        assert_eq!(cache.used_bytes(), 0);
+    });
+}
+
+#[test]
+fn time_index_lookup() {
+    run(|dir| async move {
+        let log = open(&dir, small_segments(4000), 1 << 20).await;
+        // batch i: 10 records, timestamps 1000*i + 10*j
+        for i in 0..20 {
+            append(
+                &log,
+                batch(B {
+                    n: 10,
+                    base_ts: 1000 * i,
+                    ts_step: 10,
+                    ..B::default()
+                }),
+            )
+            .await;
+        }
+        assert!(log.segment_count() > 1);
+        assert!(log.index_entries().1 > 0);
+        assert_eq!(log.offset_for_timestamp(-5).await.unwrap(), Some((0, 0)));
+        assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some((0, 0)));
+        assert_eq!(log.offset_for_timestamp(5).await.unwrap(), Some((1, 10)));
+        assert_eq!(
+            log.offset_for_timestamp(7035).await.unwrap(),
+            Some((74, 7040))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(7090).await.unwrap(),
+            Some((79, 7090))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(7091).await.unwrap(),
+            Some((80, 8000))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(19_090).await.unwrap(),
+            Some((199, 19_090))
+        );
+        assert_eq!(log.offset_for_timestamp(19_091).await.unwrap(), None);
+        assert_eq!(log.max_timestamp().await.unwrap(), Some((19_090, 199)));
+        // every record
+        for i in 0..20i64 {
+            for j in 0..10i64 {
+                let ts = 1000 * i + 10 * j;
+                assert_eq!(
+                    log.offset_for_timestamp(ts).await.unwrap(),
+                    Some((10 * i + j, ts))
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn timestamps_in_compressed_batches_and_max_timestamp() {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        append(
+            &log,
+            batch(B {
+                n: 3,
+                base_ts: 100,
+                ts_step: 1,
+                ..B::default()
+            }),
+        )
+        .await;
+        for (k, compression) in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let base = 1000 * (k as i64 + 1);
+            // out-of-order timestamps inside the batch; the max is in the middle
+            let tss = [base + 5, base + 50, base + 20];
+            let records: Vec<Record> = tss
+                .iter()
+                .enumerate()
+                .map(|(i, &ts)| Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: i as i64,
+                    sequence: -1,
+                    timestamp: ts,
+                    key: None,
+                    value: Some(Bytes::from(vec![b'x'; 100])),
+                    headers: Default::default(),
+                })
+                .collect();
+            let mut buf = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &records,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression,
+                },
+            )
+            .unwrap();
+            let a = append(&log, buf).await;
+            assert_eq!(a.last_offset - a.base_offset, 2);
+            let b0 = a.base_offset;
+            assert_eq!(
+                log.offset_for_timestamp(base + 10).await.unwrap(),
+                Some((b0 + 1, base + 50)),
+                "{compression:?}"
+            );
+            assert_eq!(
+                log.offset_for_timestamp(base).await.unwrap(),
+                Some((b0, base + 5))
+            );
+            assert_eq!(
+                log.max_timestamp().await.unwrap(),
+                Some((base + 50, b0 + 1))
+            );
+        }
+    });
+}
+
+#[test]
+fn clean_close_and_reopen_without_rescan() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        for _ in 0..3 {
+            append(&log, recs(2)).await;
+        }
+        log.close().await.unwrap();
+        assert!(matches!(
+            log.append(recs(1), 0, Durability::Written),
+            Err(AppendError::Closed)
+        ));
+        assert!(dir.join(".clean_shutdown").exists());
+        assert!(dir.join("00000000000000000000.index").exists());
+        drop(log);
+        // Damage the last batch: a rescan would truncate it, a trusted clean open does not.
+        let path = dir.join("00000000000000000000.log");
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(
+            len,
+            3 * recs(2).len() as u64,
+            "truncated to the logical size"
+        );
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"X", len - 3).unwrap();
+        drop(f);
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        assert!(!dir.join(".clean_shutdown").exists());
+        assert_eq!(log.log_end_offset(), 6);
+        assert_eq!(log.high_watermark(), 6);
+        let a = append(&log, recs(1)).await;
+        assert_eq!(a.base_offset, 6);
+        let hs = headers(&chunk_bytes(&log.read(0, 2 * recs(2).len()).await.unwrap()));
+        assert_eq!(hs.len(), 2);
+    });
+}
+
+#[test]
+fn unclean_reopen_recovers() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        for _ in 0..5 {
+            append(&log, recs(3)).await;
+        }
+        settle().await;
+        drop(log);
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        assert_eq!(log.log_end_offset(), 15);
+        assert_eq!(log.high_watermark(), 15);
+        let hs = headers(&chunk_bytes(&log.read(0, usize::MAX).await.unwrap()));
+        assert_eq!(hs.len(), 5);
+        let a = append(&log, recs(1)).await;
+        assert_eq!(a.base_offset, 15);
+        assert_eq!(log.leader_epochs(), vec![(0, 0)]);
+        settle().await;
+        drop(log);
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        assert_eq!(log.log_end_offset(), 16);
+    });
+}
+
+#[test]
+fn corrupt_last_batch_truncated_on_recovery() {
+    run(|dir| async move {
+        let one = recs(2).len() as u64;
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        for _ in 0..4 {
+            append(&log, recs(2)).await;
+        }
+        settle().await;
+        drop(log);
+        let path = dir.join("00000000000000000000.log");
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"\xff", 3 * one + 70).unwrap();
+        drop(f);
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        assert_eq!(log.log_end_offset(), 6);
+        assert_eq!(log.size_bytes(), 3 * one);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 * one);
+        let a = append(&log, recs(2)).await;
+        assert_eq!((a.base_offset, a.last_offset), (6, 7));
+        let hs = headers(&chunk_bytes(&log.read(0, usize::MAX).await.unwrap()));
+        assert_eq!(
+            hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+            vec![0, 2, 4, 6]
+        );
+        settle().await;
+        drop(log);
+        // and again from disk only
+        let log = open(&dir, LogConfig::default(), 0).await;
+        assert_eq!(log.log_end_offset(), 8);
+        let hs = headers(&chunk_bytes(&log.read(0, usize::MAX).await.unwrap()));
+        assert_eq!(
+            hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+            vec![0, 2, 4, 6]
+        );
+    });
+}
+
+#[test]
+fn missing_index_is_rebuilt() {
+    run(|dir| async move {
+        let one = recs(3).len() as u64;
+        let cfg = LogConfig {
+            segment_bytes: 5 * one,
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, cfg.clone(), 0).await;
+        for _ in 0..12 {
+            append(&log, recs(3)).await;
+        }
+        let entries = log.index_entries();
+        log.close().await.unwrap();
+        drop(log);
+        std::fs::remove_file(dir.join("00000000000000000000.index")).unwrap();
+        std::fs::write(dir.join("00000000000000000015.timeindex"), b"junk").unwrap();
+        let log = open(&dir, cfg, 0).await;
+        assert_eq!(log.index_entries(), entries);
+        assert!(dir.join("00000000000000000000.index").exists());
+        assert_eq!(log.log_end_offset(), 36);
+        for off in [0, 7, 14, 15, 29, 35] {
+            let hs = headers(&chunk_bytes(&log.read(off, 1).await.unwrap()));
+            assert_eq!(hs[0].base_offset, off / 3 * 3);
+        }
+    });
+}
+
+#[test]
+fn truncate_to_boundary() {
+    run(|dir| async move {
+        let one = recs(2).len() as u64;
+        let log = open(&dir, small_segments(2 * one), 1 << 20).await;
+        for _ in 0..6 {
+            append(&log, recs(2)).await;
+        }
+        assert_eq!(log.segment_count(), 3);
+        assert!(matches!(
+            log.truncate_to(5).await,
+            Err(StorageError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            log.truncate_to(13).await,
+            Err(StorageError::InvalidArgument(_))
+        ));
+        log.truncate_to(6).await.unwrap();
+        assert_eq!((log.log_end_offset(), log.high_watermark()), (6, 6));
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(log.size_bytes(), 3 * one);
+        assert!(log.read(6, 100).await.unwrap().is_empty());
+        assert!(matches!(
+            log.read(7, 100).await,
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
+        let a = append(&log, recs(3)).await;
+        assert_eq!((a.base_offset, a.last_offset), (6, 8));
+        let hs = headers(&chunk_bytes(&log.read(4, usize::MAX).await.unwrap()));
+        assert_eq!(
+            hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+            vec![4, 6]
+        );
+        log.truncate_to(0).await.unwrap();
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.segment_count(), 1);
+        append(&log, recs(1)).await;
+        settle().await;
+        drop(log);
+        let log = open(&dir, small_segments(2 * one), 1 << 20).await;
+        assert_eq!(log.log_end_offset(), 1);
+    });
+}
+
+#[test]
+fn idempotent_producer() {
+    run(|dir| async move {
+        let p = |seq: i32, n: usize, epoch: i16| {
+            batch(B {
+                n,
+                pid: 7,
+                epoch,
+                seq,
+                ..B::default()
+            })
+        };
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let a = append(&log, p(0, 5, 0)).await;
+        assert_eq!((a.base_offset, a.last_offset, a.duplicate), (0, 4, false));
+        append(&log, recs(2)).await; // non-idempotent in between
+        let b = append(&log, p(5, 3, 0)).await;
+        assert_eq!((b.base_offset, b.last_offset), (7, 9));
+        // retry of the first batch: duplicate with its original offsets, nothing written
+        let size = log.size_bytes();
+        let d = append(&log, p(0, 5, 0)).await;
+        assert_eq!((d.base_offset, d.last_offset, d.duplicate), (0, 4, true));
+        assert_eq!(log.size_bytes(), size);
+        assert_eq!(log.log_end_offset(), 10);
+        assert!(matches!(
+            log.append(p(10, 1, 0), 0, Durability::Written),
+            Err(AppendError::OutOfOrderSequence)
+        ));
+        assert!(matches!(
+            log.append(p(2, 3, 0), 0, Durability::Written),
+            Err(AppendError::OutOfOrderSequence)
+        ));
+        // new epoch resets; old epoch is fenced
+        append(&log, p(0, 1, 1)).await;
+        assert!(matches!(
+            log.append(p(1, 1, 0), 0, Durability::Written),
+            Err(AppendError::InvalidProducerEpoch)
+        ));
+        // unknown producer: any sequence
+        append(
+            &log,
+            batch(B {
+                pid: 8,
+                epoch: 0,
+                seq: 42,
+                ..B::default()
+            }),
+        )
+        .await;
+        assert_eq!(log.producer_count(), 2);
+        // clean reopen: from the snapshot
+        log.close().await.unwrap();
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let d = append(&log, p(0, 1, 1)).await;
+        assert!(d.duplicate);
+        assert!(matches!(
+            log.append(p(5, 1, 1), 0, Durability::Written),
+            Err(AppendError::OutOfOrderSequence)
+        ));
+        append(&log, p(1, 1, 1)).await;
+        settle().await;
+        drop(log);
+        // unclean reopen: rebuilt by replay
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let d = append(&log, p(1, 1, 1)).await;
+        assert!(d.duplicate);
+        assert_eq!(d.base_offset, 12);
+        assert!(matches!(
+            log.append(p(0, 1, 0), 0, Durability::Written),
+            Err(AppendError::InvalidProducerEpoch)
+        ));
+        let n = append(&log, p(2, 1, 1)).await;
+        assert_eq!(n.base_offset, 13);
+    });
+}
+
+#[test]
+fn invalid_batches_write_nothing() {
+    run(|dir| async move {
+        let log = open(
+            &dir,
+            LogConfig {
+                max_batch_bytes: 500,
+                ..LogConfig::default()
+            },
+            1 << 20,
+        )
+        .await;
+        let corrupt =
+            |r: Result<Appended, AppendError>| matches!(r, Err(AppendError::CorruptMessage(_)));
+        // bad CRC (in the second batch: nothing of the first is written either)
+        let mut req = recs(2);
+        let mut bad = recs(2);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        req.extend_from_slice(&bad);
+        assert!(corrupt(log.append(req, 0, Durability::Written)));
+        // bad magic
+        let mut b = recs(1);
+        b[16] = 1;
+        assert!(corrupt(log.append(b, 0, Durability::Written)));
+        // record count vs lastOffsetDelta
+        let mut b = recs(3);
+        b[57..61].copy_from_slice(&2i32.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(corrupt(log.append(b, 0, Durability::Written)));
+        // batchLength beyond the buffer / truncated / too small / empty
+        let b = recs(2);
+        assert!(corrupt(log.append(
+            BytesMut::from(&b[..b.len() - 1]),
+            0,
+            Durability::Written
+        )));
+        assert!(corrupt(log.append(
+            BytesMut::from(&b[..30]),
+            0,
+            Durability::Written
+        )));
+        let mut tiny = recs(1);
+        tiny[8..12].copy_from_slice(&10i32.to_be_bytes());
+        assert!(corrupt(log.append(tiny, 0, Durability::Written)));
+        assert!(corrupt(log.append(BytesMut::new(), 0, Durability::Written)));
+        // too large
+        let big = batch(B {
+            value_len: 600,
+            ..B::default()
+        });
+        assert!(matches!(
+            log.append(big, 0, Durability::Written),
+            Err(AppendError::MessageTooLarge)
+        ));
+        // garbage never panics
+        for len in 0..200 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            assert!(
+                log.append(BytesMut::from(&junk[..]), 0, Durability::Written)
+                    .is_err()
+            );
+        }
+        assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0));
+        let a = append(&log, recs(1)).await;
+        assert_eq!(a.base_offset, 0);
+    });
+}
+
+#[test]
+fn synced_appends_share_fdatasync() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let before = log.sync_count();
+        let mut dones = Vec::new();
+        for i in 0..10 {
+            let a = log.append(recs(2), 3, Durability::Synced).unwrap();
+            assert_eq!(a.base_offset, 2 * i);
+            dones.push(a.done);
+        }
+        for r in futures::future::join_all(dones).await {
+            r.unwrap();
+        }
+        let syncs = log.sync_count() - before;
+        assert!(
+            (1..=2).contains(&syncs),
+            "{syncs} fdatasyncs for 10 appends"
+        );
+        assert_eq!(log.high_watermark(), 20);
+        // Written appends do not sync
+        let before = log.sync_count();
+        append(&log, recs(1)).await;
+        assert_eq!(log.sync_count(), before);
+        assert_eq!(
+            log.leader_epochs(),
+            vec![(3, 0)],
+            "a lower epoch adds no entry"
+        );
+    });
+}
+
+#[test]
+fn watch_fires_on_high_watermark_advance() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let w = log.watch();
+        let a = log.append(recs(1), 0, Durability::Written).unwrap();
+        w.await.unwrap();
+        assert_eq!(log.high_watermark(), 1);
+        a.done.await.unwrap();
+        let w = log.watch();
+        log.close().await.unwrap();
+        assert!(w.await.is_err());
+        assert!(log.watch().await.is_err());
+    });
+}
+
+#[test]
+fn remove_deletes_directory() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        append(&log, recs(1)).await;
+        let chunks = log.read(0, 100).await.unwrap();
+        log.remove().await.unwrap();
+        assert!(!dir.exists());
+        assert_eq!(chunks.len(), 1);
+        assert!(matches!(
+            log.append(recs(1), 0, Durability::Written),
+            Err(AppendError::Closed)
+        ));
+    });
+}

@@ -1,0 +1,51 @@
+import os
+
+import pytest
+
+from harness import Broker, resolve_tern_bin
+
+
+@pytest.fixture(scope="session")
+def tern_bin():
+    path = resolve_tern_bin()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"broker binary not found or not executable: {path} "
+            f"(set TERN_BIN or run ./scripts/test, which builds it)", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def broker_factory(request, tmp_path, tern_bin):
+    """make(*extra_args, start=True, **Broker kwargs) -> Broker; all are cleaned up."""
+    brokers = []
+    request.node._tern_brokers = brokers
+
+    def make(*extra_args, start=True, **kwargs):
+        kwargs.setdefault("name", f"broker{len(brokers)}")
+        b = Broker(tern_bin, tmp_path, extra_args=extra_args, **kwargs)
+        brokers.append(b)
+        if start:
+            b.start()
+        return b
+
+    yield make
+    for b in brokers:
+        b.cleanup()
+
+
+@pytest.fixture
+def broker(broker_factory):
+    return broker_factory()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for b in getattr(item, "_tern_brokers", []):
+            rep.sections.append((
+                f"tern {b.name} stderr tail ({b.stderr_path}; exit codes {b.exit_codes})",
+                b.stderr_tail(),
+            ))
