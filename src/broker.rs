@@ -71,6 +71,12 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
         started.elapsed()
     );
     let state = Rc::new(ShardState::new(ctx.router.clone(), config.clone(), Arc::new(meta), partitions));
+    // Consumer groups: replay this shard's __consumer_offsets partitions before serving anything.
+    if let Err(e) = crate::groups::start(&state).await {
+        log::error!("shard {id}: loading consumer groups: {e:#}");
+        life.failed.store(true, Ordering::SeqCst);
+        life.shutdown.store(true, Ordering::SeqCst);
+    }
 
     let serving_state = state.clone();
     let serve_task = tern_shard::task::spawn_joinable(async move {
@@ -99,21 +105,27 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
     }
 
     if let Some(listener) = listener {
+        // One accept future lives across ticks: dropping an in-flight io_uring accept would lose
+        // the connection it completes with.
+        let mut accept = Box::pin(listener.accept().fuse());
         loop {
-            let accept = listener.accept().fuse();
             let tick = tern_shard::task::sleep(LIFECYCLE_POLL).fuse();
-            futures::pin_mut!(accept, tick);
+            futures::pin_mut!(tick);
             futures::select! {
-                conn = accept => match conn {
-                    Ok(stream) => tern_shard::task::spawn(crate::connection::serve(state.clone(), stream)),
-                    Err(e) => log::warn!("shard {id}: accept: {e}"),
-                },
+                conn = accept => {
+                    match conn {
+                        Ok(stream) => tern_shard::task::spawn(crate::connection::serve(state.clone(), stream)),
+                        Err(e) => log::warn!("shard {id}: accept: {e}"),
+                    }
+                    accept = Box::pin(listener.accept().fuse());
+                }
                 _ = tick => {}
             }
             if life.shutdown.load(Ordering::SeqCst) {
                 break;
             }
         }
+        drop(accept);
         drop(listener);
     } else {
         while !life.shutdown.load(Ordering::SeqCst) {
@@ -121,7 +133,9 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
         }
     }
 
-    // Phase 1: stop reading from clients; finish what is in flight.
+    // Phase 1: stop reading from clients; finish what is in flight (parked JoinGroup/SyncGroup
+    // requests are answered NOT_COORDINATOR so they do not hold the drain).
+    state.groups.shutdown();
     for fd in state.connections.borrow().values() {
         // SAFETY: shutting down the read side of a socket we own; the fd stays open.
         unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
@@ -138,6 +152,7 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
     barrier(&life.drained, count).await;
     // Phase 2: no request is running anywhere; close the logs cleanly.
     state.partitions.close_all().await;
+    state.groups.close().await;
     barrier(&life.closed, count).await;
     state.router.close();
     let _ = serve_task.now_or_never();

@@ -76,6 +76,7 @@ pub struct BrokerConfig {
     pub tail_cache_bytes: usize,
     pub spin_before_park_us: Option<u64>,
     /// Consumer-group coordinator settings (`group.*`, `offsets.*`).
+    pub groups: crate::groups::GroupConfig,
 }
 
 /// Keys this broker understands (everything else is warned about).
@@ -264,6 +265,7 @@ impl BrokerConfig {
         let tail_cache_bytes: usize =
             parse_num("tern.tail.cache.bytes", get("tern.tail.cache.bytes").unwrap_or("134217728"))?;
         let node_id: i32 = parse_num("node.id", get("node.id").or(get("broker.id")).unwrap_or("0"))?;
+        let groups = crate::groups::GroupConfig::from_props(|k| get(k))?;
         Ok(Self {
             node_id,
             listen,
@@ -279,6 +281,7 @@ impl BrokerConfig {
             socket_request_max_bytes,
             tail_cache_bytes,
             spin_before_park_us: args.spin_before_park_us,
+            groups,
         })
     }
 }

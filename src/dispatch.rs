@@ -57,6 +57,20 @@ pub async fn dispatch_request(
         RequestKind::InitProducerId(req) => {
             Dispatched::respond(handlers::init_producer_id::handle(state, header, req))
         }
+        // consumer groups
+        RequestKind::FindCoordinator(req) => Dispatched::respond(handlers::find_coordinator::handle(state, header, req)),
+        RequestKind::JoinGroup(req) => Dispatched::respond(handlers::join_group::handle(state, header, req)),
+        RequestKind::SyncGroup(req) => Dispatched::respond(handlers::sync_group::handle(state, header, req)),
+        RequestKind::Heartbeat(req) => Dispatched::respond(handlers::heartbeat::handle(state, header, req)),
+        RequestKind::LeaveGroup(req) => Dispatched::respond(handlers::leave_group::handle(state, header, req)),
+        RequestKind::OffsetCommit(req) => Dispatched::respond(handlers::offset_commit::handle(state, header, req)),
+        RequestKind::OffsetFetch(req) => Dispatched::respond(handlers::offset_fetch::handle(state, header, req)),
+        RequestKind::ListGroups(req) => Dispatched::respond(handlers::list_groups::handle(state, header, req)),
+        RequestKind::DescribeGroups(req) => Dispatched::respond(handlers::describe_groups::handle(state, header, req)),
+        RequestKind::DeleteGroups(req) => Dispatched::respond(handlers::delete_groups::handle(state, header, req)),
+        RequestKind::OffsetDelete(req) => Dispatched::respond(handlers::offset_delete::handle(state, header, req)),
+        RequestKind::ConsumerGroupHeartbeat(req) => Dispatched::respond(handlers::consumer_group_heartbeat::handle(state, header, req)),
+        RequestKind::ConsumerGroupDescribe(req) => Dispatched::respond(handlers::consumer_group_describe::handle(state, header, req)),
         other => {
             // Unreachable in practice: the connection checks `api::is_supported` first.
             log::warn!("request {:?} has no handler", std::mem::discriminant(&other));
@@ -86,6 +100,7 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
             Some(c) => c.handle(&state, req).await,
             None => log::error!("controller request sent to shard {}", state.id),
         },
+        ShardMessage::Group(msg) => crate::groups::handle_message(state, msg).await,
         ShardMessage::ApplyMetadata { meta, reply } => {
             if state.set_metadata(meta.clone()) {
                 if let Err(e) = state.partitions.reconcile(&state.config, &meta).await {

@@ -4,11 +4,13 @@
 
 mod api;
 mod broker;
+mod cli;
 mod config;
 mod connection;
 mod controller;
 mod dispatch;
 mod errors;
+mod groups;
 mod handlers;
 mod messages;
 mod metadata;
@@ -36,6 +38,9 @@ struct Cli {
 enum Command {
     /// Run the broker (the default).
     Serve(ServeArgs),
+    /// Inspect consumer groups of a running broker (talks the Kafka protocol).
+    #[command(subcommand)]
+    Group(cli::GroupCommand),
 }
 
 fn main() {
@@ -43,6 +48,7 @@ fn main() {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
+        Some(Command::Group(cmd)) => std::process::exit(cli::run_group(cmd)),
         None => cli.serve,
     };
     std::process::exit(serve(args));

@@ -94,4 +94,6 @@ pub enum ShardMessage {
     ListOffsets { items: Vec<ListOffsetsItem>, reply: Reply<Vec<ListOffsetsResult>> },
     Controller(ControllerRequest),
     ApplyMetadata { meta: Arc<ClusterMetadata>, reply: Reply<()> },
+    /// A request for a consumer group, run by the group's coordinator shard.
+    Group(crate::groups::GroupMessage),
 }

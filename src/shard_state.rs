@@ -28,6 +28,8 @@ pub struct ShardState {
     metadata: RefCell<Arc<ClusterMetadata>>,
     pub partitions: PartitionManager,
     pub controller: Option<Controller>,
+    /// The consumer groups this shard coordinates (see `groups`).
+    pub groups: crate::groups::GroupCoordinator,
     /// Open client connections on this shard (id -> socket fd), so shutdown can stop their reads.
     pub connections: RefCell<HashMap<u64, RawFd>>,
     pub next_connection_id: Cell<u64>,
@@ -45,6 +47,7 @@ impl ShardState {
         let id = router.id();
         let controller =
             (id == CONTROLLER_SHARD).then(|| Controller::new(config.clone(), (*metadata).clone()));
+        let groups = crate::groups::GroupCoordinator::new(id, router.count(), config.clone());
         Self {
             id,
             count: router.count(),
@@ -53,6 +56,7 @@ impl ShardState {
             metadata: RefCell::new(metadata),
             partitions,
             controller,
+            groups,
             connections: RefCell::new(HashMap::new()),
             next_connection_id: Cell::new(0),
             in_flight: Cell::new(0),

@@ -19,14 +19,18 @@ mod wire;
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = cli::Cli::parse();
-    match cli.cmd {
+    let res = match cli.cmd {
         cli::Cmd::Run(a) => run::run(a),
         cli::Cmd::Link(a) => link::run(a),
         cli::Cmd::Presets => {
             presets::list();
             Ok(())
         }
+    };
+    if let Err(e) = res {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
 }

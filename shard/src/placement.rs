@@ -7,6 +7,12 @@
 //! many partitions as shards spreads over all cores; the topic hash staggers the starting shard
 //! so that many single-partition topics also spread. Placement only depends on the shard count:
 //! changing `--shards` between restarts is fine because all shards share the data directory.
+//!
+//! Consumer groups: a group is coordinated by the shard that owns its partition of the internal
+//! `__consumer_offsets` log, `p = (javaStringHash(group) & 0x7fffffff) % offsets.topic.num.partitions`
+//! (Kafka's formula), i.e. by `partition_shard("__consumer_offsets", p, shard_count)` — see
+//! `src/groups/mod.rs`. Since the number of offsets partitions is fixed, a change of the shard
+//! count moves whole offsets partitions, never individual groups.
 
 /// Index of a shard (0-based, dense).
 pub type ShardId = usize;

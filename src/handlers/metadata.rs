@@ -47,6 +47,9 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: MetadataRequest
         ts.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect()
     });
     let allow_auto = state.config.auto_create_topics && (h.api_version < 4 || req.allow_auto_topic_creation);
+    // Topics created by this request are reported as LEADER_NOT_AVAILABLE (as Kafka does): the
+    // client retries its metadata request and then sees them.
+    let mut just_created: Vec<String> = Vec::new();
     let meta = match &requested {
         Some(list) if allow_auto => {
             let missing: Vec<String> = list
@@ -57,7 +60,8 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: MetadataRequest
             if missing.is_empty() {
                 meta
             } else {
-                auto_create(&state, missing).await;
+                auto_create(&state, missing.clone()).await;
+                just_created = missing;
                 state.metadata()
             }
         }
@@ -80,6 +84,10 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: MetadataRequest
         t.name = Some(TopicName(super::str_bytes(name)));
         t.topic_authorized_operations = i32::MIN;
         match meta.topic(name) {
+            Some(tm) if just_created.iter().any(|n| n == name) => {
+                t.topic_id = tm.id;
+                t.error_code = errors::LEADER_NOT_AVAILABLE;
+            }
             Some(tm) => {
                 t.topic_id = tm.id;
                 t.partitions = (0..tm.partitions)

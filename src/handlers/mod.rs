@@ -11,6 +11,20 @@ pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+// consumer groups
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
+pub mod delete_groups;
+pub mod describe_groups;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
+pub mod sync_group;
 
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use tern_net::{ParsedHeader, ResponseFrame};

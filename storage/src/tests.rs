@@ -848,3 +848,39 @@ fn remove_deletes_directory() {
         ));
     });
 }
+
+#[test]
+fn garbage_on_disk_never_panics() {
+    run(|dir| async move {
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = {
+            let mut b = recs(2);
+            b[0..8].copy_from_slice(&0i64.to_be_bytes());
+            b
+        };
+        for (k, junk_len) in [0usize, 1, 60, 61, 4096, 10_000].into_iter().enumerate() {
+            let mut data = good.to_vec();
+            data.extend((0..junk_len).map(|i| (i * 7 + k) as u8 | 1));
+            std::fs::write(dir.join("00000000000000000000.log"), &data).unwrap();
+            std::fs::write(
+                dir.join("00000000000000000000.index"),
+                &data[..data.len().min(100)],
+            )
+            .unwrap();
+            std::fs::write(dir.join("leader-epoch-checkpoint"), b"0\n99999999999\n").unwrap();
+            std::fs::write(dir.join("00000000000000000000.snapshot"), b"{not json").unwrap();
+            let log = open(&dir, LogConfig::default(), 1 << 20).await;
+            assert_eq!(log.log_end_offset(), 2, "junk {junk_len}");
+            assert_eq!(log.size_bytes(), good.len() as u64);
+            assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some((0, 1000)));
+            log.remove().await.unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        // a clean marker next to garbage indexes: indexes are checked, the log rebuilt
+        std::fs::write(dir.join("00000000000000000000.log"), &good).unwrap();
+        std::fs::write(dir.join("00000000000000000000.index"), b"garbage").unwrap();
+        std::fs::write(dir.join(".clean_shutdown"), b"").unwrap();
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        assert_eq!(log.log_end_offset(), 2);
+    });
+}

@@ -43,12 +43,6 @@ def create_topic(bootstrap, topic, partitions=1, wait=True):
         wait_for_topic(bootstrap, topic, partitions)
 
 
-def topic_metadata(bootstrap, topic, timeout=10.0):
-    """TopicMetadata from a metadata request for `topic` (may carry .error)."""
-    md = admin(bootstrap).list_topics(topic=topic, timeout=timeout)
-    return md.topics.get(topic)
-
-
 def all_topics(bootstrap, timeout=10.0):
     return admin(bootstrap).list_topics(timeout=timeout).topics
 

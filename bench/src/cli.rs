@@ -1,0 +1,284 @@
+//! Command line: subcommands, the workload flags shared by `run` and `link`, and how a named
+//! preset plus explicit flags resolve into one concrete [`Workload`].
+
+use crate::presets;
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tern-bench",
+    about = "Kafka-protocol benchmark (OpenMessaging-Benchmark style) for any Kafka-compatible broker"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Produce and consume against a broker, recording produce and end-to-end latency.
+    Run(RunArgs),
+    /// Measure the raw loopback TCP ceiling with the same frame sizes as the workload.
+    Link(LinkArgs),
+    /// List the named workload presets.
+    Presets,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Broker to bootstrap from (host:port).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Encode everything but never touch a socket: reports the bench's own per-record cost.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete the bench topics at the end.
+    #[arg(long)]
+    pub delete_topics: bool,
+    /// Label stored in the JSON result (e.g. the broker's name).
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Write the full result as JSON to this file.
+    #[arg(long)]
+    pub json: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LinkArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Write the result as JSON to this file.
+    #[arg(long)]
+    pub json: Option<String>,
+}
+
+/// Every knob is optional so that a preset supplies what the user did not.
+#[derive(Args, Debug, Clone, Default)]
+pub struct WorkloadArgs {
+    /// Named preset (see `tern-bench presets`); explicit flags override it.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Number of topics.
+    #[arg(long)]
+    pub topics: Option<usize>,
+    /// Partitions per topic.
+    #[arg(long)]
+    pub partitions: Option<usize>,
+    /// Record value size in bytes.
+    #[arg(long)]
+    pub record_size: Option<usize>,
+    /// Keys: none | random | round-robin:N.
+    #[arg(long)]
+    pub keys: Option<String>,
+    /// Producers per topic (one thread each).
+    #[arg(long)]
+    pub producers: Option<usize>,
+    /// Consumers per topic (partitions split among them; 0 = produce only).
+    #[arg(long)]
+    pub consumers: Option<usize>,
+    /// Total target rate in records/s, or `max`.
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// acks: 0, 1 or all.
+    #[arg(long)]
+    pub acks: Option<String>,
+    /// Producer linger in milliseconds (may be fractional).
+    #[arg(long)]
+    pub linger_ms: Option<f64>,
+    /// Producer batch size in bytes per partition.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Largest produce request in bytes.
+    #[arg(long)]
+    pub max_request_size: Option<usize>,
+    /// Compression: none | gzip | snappy | lz4 | zstd.
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Measured duration in seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Warm-up in seconds before measuring.
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Produce requests in flight per connection.
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Topic name prefix (topics are PREFIX-0, PREFIX-1, ...; default tern-bench-<N>p).
+    #[arg(long)]
+    pub topic_prefix: Option<String>,
+    /// Replication factor for created topics.
+    #[arg(long)]
+    pub replication_factor: Option<i16>,
+    /// Fetch max wait in milliseconds.
+    #[arg(long)]
+    pub fetch_max_wait_ms: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keys {
+    None,
+    Random,
+    RoundRobin(usize),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// The codec id in the RecordBatch attributes.
+    pub fn codec(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+}
+
+/// A fully resolved workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workload {
+    pub preset: Option<String>,
+    pub topics: usize,
+    pub partitions: usize,
+    pub record_size: usize,
+    pub keys: Keys,
+    pub producers: usize,
+    pub consumers: usize,
+    /// Records/s over all producers; `None` = max.
+    pub rate: Option<f64>,
+    pub acks: i16,
+    pub linger_ms: f64,
+    pub batch_size: usize,
+    pub max_request_size: usize,
+    pub compression: Compression,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub max_in_flight: usize,
+    pub topic_prefix: String,
+    pub replication_factor: i16,
+    pub fetch_max_wait_ms: i32,
+}
+
+impl Workload {
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration_s)
+    }
+    pub fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup_s)
+    }
+    pub fn topic_name(&self, i: usize) -> String {
+        format!("{}-{}", self.topic_prefix, i)
+    }
+}
+
+fn parse_keys(s: &str) -> Result<Keys> {
+    Ok(match s {
+        "none" => Keys::None,
+        "random" => Keys::Random,
+        _ => match s.strip_prefix("round-robin:") {
+            Some(n) => Keys::RoundRobin(n.parse()?),
+            None => bail!("--keys must be none, random or round-robin:N, not {s:?}"),
+        },
+    })
+}
+
+fn parse_acks(s: &str) -> Result<i16> {
+    Ok(match s {
+        "all" | "-1" => -1,
+        "0" => 0,
+        "1" => 1,
+        _ => bail!("--acks must be 0, 1 or all, not {s:?}"),
+    })
+}
+
+fn parse_compression(s: &str) -> Result<Compression> {
+    Ok(match s {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        _ => bail!("--compression must be none, gzip, snappy, lz4 or zstd, not {s:?}"),
+    })
+}
+
+impl WorkloadArgs {
+    /// Apply `self` on top of the preset (or defaults) and validate.
+    pub fn resolve(&self) -> Result<Workload> {
+        let base = match &self.preset {
+            Some(name) => presets::get(name)?,
+            None => WorkloadArgs::default(),
+        };
+        let pick = |a: &Option<String>, b: &Option<String>, d: &str| {
+            a.clone()
+                .or_else(|| b.clone())
+                .unwrap_or_else(|| d.to_string())
+        };
+        let rate = pick(&self.rate, &base.rate, "max");
+        let w = Workload {
+            preset: self.preset.clone(),
+            topics: self.topics.or(base.topics).unwrap_or(1),
+            partitions: self.partitions.or(base.partitions).unwrap_or(16),
+            record_size: self.record_size.or(base.record_size).unwrap_or(1024),
+            keys: parse_keys(&pick(&self.keys, &base.keys, "none"))?,
+            producers: self.producers.or(base.producers).unwrap_or(1),
+            consumers: self.consumers.or(base.consumers).unwrap_or(1),
+            rate: if rate == "max" {
+                None
+            } else {
+                Some(rate.parse::<f64>()?)
+            },
+            acks: parse_acks(&pick(&self.acks, &base.acks, "1"))?,
+            linger_ms: self.linger_ms.or(base.linger_ms).unwrap_or(1.0),
+            batch_size: self.batch_size.or(base.batch_size).unwrap_or(131_072),
+            max_request_size: self
+                .max_request_size
+                .or(base.max_request_size)
+                .unwrap_or(1_048_576),
+            compression: parse_compression(&pick(&self.compression, &base.compression, "none"))?,
+            duration_s: self.duration.or(base.duration).unwrap_or(30.0),
+            warmup_s: self.warmup.or(base.warmup).unwrap_or(5.0),
+            max_in_flight: self.max_in_flight.or(base.max_in_flight).unwrap_or(5),
+            topic_prefix: String::new(),
+            replication_factor: self
+                .replication_factor
+                .or(base.replication_factor)
+                .unwrap_or(1),
+            fetch_max_wait_ms: self
+                .fetch_max_wait_ms
+                .or(base.fetch_max_wait_ms)
+                .unwrap_or(100),
+        };
+        let mut w = w;
+        w.topic_prefix = self
+            .topic_prefix
+            .clone()
+            .unwrap_or_else(|| format!("tern-bench-{}p", w.partitions));
+        if w.topics == 0 || w.partitions == 0 || w.producers == 0 || w.max_in_flight == 0 {
+            bail!("topics, partitions, producers and max-in-flight must be at least 1");
+        }
+        if w.consumers > w.partitions {
+            bail!("more consumers per topic than partitions");
+        }
+        if w.rate.is_some_and(|r| r <= 0.0) {
+            bail!("--rate must be positive or max");
+        }
+        Ok(w)
+    }
+}

@@ -1,0 +1,815 @@
+//! The group coordinator: classic consumer groups (JoinGroup/SyncGroup/Heartbeat/LeaveGroup),
+//! KIP-848 consumer groups (ConsumerGroupHeartbeat, broker-side `uniform`/`range` assignment),
+//! and committed offsets.
+//!
+//! **Placement.** As in Kafka, group `g` belongs to partition
+//! `p = (javaStringHash(g) & 0x7fffffff) % offsets.topic.num.partitions` of the internal
+//! `__consumer_offsets` log, and its coordinator is the shard that owns that partition,
+//! `partition_shard("__consumer_offsets", p, shards)` (see `shard/src/placement.rs`). The group's
+//! state machine runs on that shard alone (plain `RefCell`s, no locks); a request for the group
+//! arriving on any other shard is forwarded there as a `ShardMessage::Group`. Because the
+//! partition count is fixed (not the shard count), changing `--shards` between restarts just moves
+//! whole offsets partitions between shards; nothing needs migrating.
+//!
+//! **Persistence.** Each offsets partition is a `tern_storage::PartitionLog` at
+//! `<log.dirs>/__tern_groups/__consumer_offsets-<p>/`, holding RecordBatch v2 records whose
+//! key/value use Kafka's `__consumer_offsets` schemas (`records.rs`). A commit is answered after its
+//! batch is fdatasynced (`Durability::Synced`). At start-up each shard opens its partitions and
+//! replays them (last record per key wins, null value = tombstone) before it serves anything; a
+//! partition whose log has grown well beyond its live records is rewritten (compacted) then.
+//! Offsets of groups without members expire after `offsets.retention.minutes` (tombstones).
+
+pub mod assignor;
+mod classic;
+mod consumer;
+mod offsets;
+pub mod protocol;
+pub mod records;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::consumer_group_describe_response;
+use kafka_protocol::messages::consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
+use kafka_protocol::messages::consumer_group_heartbeat_response::ConsumerGroupHeartbeatResponse;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::join_group_request::JoinGroupRequest;
+use kafka_protocol::messages::join_group_response::JoinGroupResponse;
+use kafka_protocol::messages::leave_group_request::LeaveGroupRequest;
+use kafka_protocol::messages::leave_group_response::LeaveGroupResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
+use kafka_protocol::messages::offset_commit_response::OffsetCommitResponse;
+use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequest;
+use kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
+use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
+use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
+use tern_shard::{ShardId, partition_shard};
+use tern_storage::{Durability, LogConfig, PartitionLog, ReadChunk, TailCache};
+
+use crate::config::BrokerConfig;
+use crate::messages::Reply;
+use crate::shard_state::ShardState;
+
+pub use offsets::{FetchGroup, FetchedGroup, FetchedPartition};
+use records::LogRecord;
+
+/// Error codes of the group APIs (Kafka protocol guide names).
+pub mod codes {
+    pub use crate::errors::*;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+    pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+    pub const STALE_MEMBER_EPOCH: i16 = 113;
+}
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Directory (under `log.dirs`) of the offsets partitions; a name no topic directory can have.
+pub const GROUPS_DIR: &str = "__tern_groups";
+/// Largest `committed_metadata` accepted (Kafka's `offset.metadata.max.bytes`).
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+/// How often a shard checks session/rebalance timers.
+const TICK: Duration = Duration::from_millis(100);
+/// Rewrite an offsets partition at start-up when its log is larger than this and more than
+/// `COMPACT_RATIO` times its live records.
+const COMPACT_MIN_BYTES: u64 = 16 << 20;
+const COMPACT_RATIO: u64 = 4;
+
+/// Coordinator settings (Kafka's names).
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub initial_rebalance_delay_ms: u64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub consumer_heartbeat_interval_ms: i32,
+    pub consumer_session_timeout_ms: i32,
+    pub offsets_retention_ms: i64,
+    pub retention_check_interval_ms: u64,
+    pub offsets_partitions: i32,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            consumer_heartbeat_interval_ms: 5000,
+            consumer_session_timeout_ms: 45_000,
+            offsets_retention_ms: 10080 * 60_000,
+            retention_check_interval_ms: 600_000,
+            offsets_partitions: 50,
+        }
+    }
+}
+
+impl GroupConfig {
+    pub fn from_props<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self> {
+        fn num<T: std::str::FromStr>(key: &str, v: Option<&str>, default: T) -> Result<T> {
+            match v {
+                None => Ok(default),
+                Some(v) => v.trim().parse::<T>().map_err(|_| anyhow!("invalid value for {key}: {v:?} is not a valid number")),
+            }
+        }
+        let d = Self::default();
+        let c = Self {
+            initial_rebalance_delay_ms: num("group.initial.rebalance.delay.ms", get("group.initial.rebalance.delay.ms"), d.initial_rebalance_delay_ms)?,
+            min_session_timeout_ms: num("group.min.session.timeout.ms", get("group.min.session.timeout.ms"), d.min_session_timeout_ms)?,
+            max_session_timeout_ms: num("group.max.session.timeout.ms", get("group.max.session.timeout.ms"), d.max_session_timeout_ms)?,
+            consumer_heartbeat_interval_ms: num("group.consumer.heartbeat.interval.ms", get("group.consumer.heartbeat.interval.ms"), d.consumer_heartbeat_interval_ms)?,
+            consumer_session_timeout_ms: num("group.consumer.session.timeout.ms", get("group.consumer.session.timeout.ms"), d.consumer_session_timeout_ms)?,
+            offsets_retention_ms: num::<i64>("offsets.retention.minutes", get("offsets.retention.minutes"), 10080)?.saturating_mul(60_000),
+            retention_check_interval_ms: num("offsets.retention.check.interval.ms", get("offsets.retention.check.interval.ms"), d.retention_check_interval_ms)?,
+            offsets_partitions: num("offsets.topic.num.partitions", get("offsets.topic.num.partitions"), d.offsets_partitions)?,
+        };
+        if c.offsets_partitions < 1 || c.offsets_partitions > 1000 {
+            bail!("invalid value for offsets.topic.num.partitions: {} (1..=1000)", c.offsets_partitions);
+        }
+        if c.min_session_timeout_ms < 1 || c.max_session_timeout_ms < c.min_session_timeout_ms {
+            bail!("invalid value for group.min.session.timeout.ms / group.max.session.timeout.ms");
+        }
+        if c.consumer_heartbeat_interval_ms < 1 || c.consumer_session_timeout_ms <= c.consumer_heartbeat_interval_ms {
+            bail!("invalid value for group.consumer.heartbeat.interval.ms (must be > 0 and < group.consumer.session.timeout.ms)");
+        }
+        if c.offsets_retention_ms < 60_000 {
+            bail!("invalid value for offsets.retention.minutes: must be >= 1");
+        }
+        if c.retention_check_interval_ms < 1 {
+            bail!("invalid value for offsets.retention.check.interval.ms: must be >= 1");
+        }
+        Ok(c)
+    }
+}
+
+/// Java's `String.hashCode` (over UTF-16 code units), as Kafka uses for the offsets partition.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The `__consumer_offsets` partition of a group (Kafka's formula).
+pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
+    (java_string_hash(group) & 0x7fff_ffff) % partitions
+}
+
+/// The shard that coordinates `group`.
+pub fn coordinator_shard(group: &str, partitions: i32, shards: usize) -> ShardId {
+    partition_shard(OFFSETS_TOPIC, offsets_partition(group, partitions), shards)
+}
+
+/// Requests forwarded to a group's coordinator shard (one `ShardMessage::Group`).
+pub enum GroupMessage {
+    Join { version: i16, client_id: String, req: JoinGroupRequest, reply: Reply<JoinGroupResponse> },
+    Sync { version: i16, req: SyncGroupRequest, reply: Reply<SyncGroupResponse> },
+    Heartbeat { req: HeartbeatRequest, reply: Reply<i16> },
+    Leave { version: i16, req: LeaveGroupRequest, reply: Reply<LeaveGroupResponse> },
+    Commit { version: i16, req: OffsetCommitRequest, reply: Reply<OffsetCommitResponse> },
+    Fetch { groups: Vec<FetchGroup>, reply: Reply<Vec<FetchedGroup>> },
+    List { states: Vec<String>, types: Vec<String>, reply: Reply<Vec<ListedGroup>> },
+    Describe { version: i16, groups: Vec<String>, reply: Reply<Vec<DescribedGroup>> },
+    Delete { groups: Vec<String>, reply: Reply<Vec<DeletableGroupResult>> },
+    OffsetDelete { req: OffsetDeleteRequest, reply: Reply<OffsetDeleteResponse> },
+    ConsumerHeartbeat {
+        version: i16,
+        client_id: String,
+        req: ConsumerGroupHeartbeatRequest,
+        reply: Reply<ConsumerGroupHeartbeatResponse>,
+    },
+    ConsumerDescribe { groups: Vec<String>, reply: Reply<Vec<consumer_group_describe_response::DescribedGroup>> },
+}
+
+/// One committed offset.
+#[derive(Clone, Debug)]
+pub struct OffsetEntry {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_ts: i64,
+    /// Position of the record in the offsets log (a later record always wins).
+    pub log_offset: i64,
+}
+
+pub enum Kind {
+    Classic(classic::ClassicGroup),
+    Consumer(consumer::ConsumerGroup),
+}
+
+pub struct Group {
+    pub id: String,
+    pub partition: i32,
+    pub offsets: BTreeMap<(String, i32), OffsetEntry>,
+    pub kind: Kind,
+}
+
+impl Group {
+    fn new_classic(id: &str, partition: i32) -> Self {
+        Self {
+            id: id.to_string(),
+            partition,
+            offsets: BTreeMap::new(),
+            kind: Kind::Classic(classic::ClassicGroup::new()),
+        }
+    }
+
+    /// No members (and, for classic groups, no rebalance under way).
+    pub fn is_empty(&self) -> bool {
+        match &self.kind {
+            Kind::Classic(c) => c.members.is_empty() && c.pending.is_empty(),
+            Kind::Consumer(c) => c.members.is_empty(),
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match &self.kind {
+            Kind::Classic(_) => "classic",
+            Kind::Consumer(_) => "consumer",
+        }
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match &self.kind {
+            Kind::Classic(c) => c.state.name(),
+            Kind::Consumer(c) => c.state_name(),
+        }
+    }
+
+    pub fn protocol_type(&self) -> String {
+        match &self.kind {
+            Kind::Classic(c) => c.protocol_type.clone().unwrap_or_default(),
+            Kind::Consumer(_) => "consumer".to_string(),
+        }
+    }
+}
+
+/// The shard-local coordinator: the groups whose offsets partitions this shard owns.
+pub struct GroupCoordinator {
+    shard: ShardId,
+    shards: usize,
+    pub config: Arc<BrokerConfig>,
+    pub groups: RefCell<HashMap<String, Group>>,
+    logs: RefCell<HashMap<i32, Rc<PartitionLog>>>,
+    cache: Rc<TailCache>,
+    closed: Cell<bool>,
+    /// Shutdown has begun: new JoinGroups are answered NOT_COORDINATOR instead of parked.
+    pub draining: Cell<bool>,
+    last_retention_check: Cell<Option<Instant>>,
+}
+
+impl GroupCoordinator {
+    pub fn new(shard: ShardId, shards: usize, config: Arc<BrokerConfig>) -> Self {
+        Self {
+            shard,
+            shards,
+            config,
+            groups: RefCell::new(HashMap::new()),
+            logs: RefCell::new(HashMap::new()),
+            cache: TailCache::new(4 << 20),
+            closed: Cell::new(false),
+            draining: Cell::new(false),
+            last_retention_check: Cell::new(None),
+        }
+    }
+
+    pub fn gcfg(&self) -> &GroupConfig {
+        &self.config.groups
+    }
+
+    pub fn partition_of(&self, group: &str) -> i32 {
+        offsets_partition(group, self.gcfg().offsets_partitions)
+    }
+
+    fn owned_partitions(&self) -> Vec<i32> {
+        (0..self.gcfg().offsets_partitions)
+            .filter(|p| partition_shard(OFFSETS_TOPIC, *p, self.shards) == self.shard)
+            .collect()
+    }
+
+    fn partition_dir(&self, p: i32) -> PathBuf {
+        self.config.log_dir.join(GROUPS_DIR).join(format!("{OFFSETS_TOPIC}-{p}"))
+    }
+
+    fn log_config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 100 << 20,
+            segment_ms: u64::MAX,
+            index_interval_bytes: 4096,
+            max_batch_bytes: 64 << 20,
+        }
+    }
+
+    /// Opens and replays every offsets partition this shard owns. Runs before the shard serves.
+    pub async fn load(&self) -> Result<()> {
+        let started = Instant::now();
+        let mut records = 0usize;
+        let compact_min = std::env::var("TERN_OFFSETS_COMPACT_MIN_BYTES")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(COMPACT_MIN_BYTES);
+        for p in self.owned_partitions() {
+            let dir = self.partition_dir(p);
+            finish_compaction(&dir)?;
+            let mut log = PartitionLog::open(&dir, Self::log_config(), self.cache.clone())
+                .await
+                .map_err(|e| anyhow!("opening {}: {e}", dir.display()))?;
+            let recs = read_log(&log).await.map_err(|e| anyhow!("replaying {}: {e}", dir.display()))?;
+            records += recs.len();
+            for (off, rec) in recs {
+                self.apply_record(p, off, rec);
+            }
+            if log.size_bytes() > compact_min {
+                let live = self.snapshot_records(p);
+                let live_bytes = records::encode_batch(&live).len() as u64;
+                if log.size_bytes() > COMPACT_RATIO * live_bytes.max(1) {
+                    log = self.compact(p, log, &live).await?;
+                }
+            }
+            self.logs.borrow_mut().insert(p, log);
+        }
+        let n = self.groups.borrow().len();
+        if records > 0 || n > 0 {
+            log::info!(
+                "shard {}: group coordinator loaded {n} groups from {records} records in {:?}",
+                self.shard,
+                started.elapsed()
+            );
+        }
+        Ok(())
+    }
+
+    /// Rewrites partition `p` with only `live` records: written to a fresh directory, then
+    /// swapped in by rename (the old directory is removed after the swap).
+    async fn compact(&self, p: i32, old: Rc<PartitionLog>, live: &[LogRecord]) -> Result<Rc<PartitionLog>> {
+        let dir = self.partition_dir(p);
+        let tmp = dir.with_extension("compacting");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let fresh = PartitionLog::open(&tmp, Self::log_config(), self.cache.clone())
+            .await
+            .map_err(|e| anyhow!("compacting {}: {e}", dir.display()))?;
+        for chunk in live.chunks(1000) {
+            let done = fresh
+                .append(records::encode_batch(chunk), 0, Durability::Synced)
+                .map_err(|e| anyhow!("compacting {}: {e}", dir.display()))?
+                .done;
+            done.await.map_err(|e| anyhow!("compacting {}: {e}", dir.display()))?;
+        }
+        fresh.close().await.map_err(|e| anyhow!("compacting: {e}"))?;
+        old.close().await.map_err(|e| anyhow!("compacting: {e}"))?;
+        let trash = dir.with_extension("deleting");
+        let _ = std::fs::remove_dir_all(&trash);
+        std::fs::rename(&dir, &trash)?;
+        std::fs::rename(&tmp, &dir)?;
+        let _ = std::fs::remove_dir_all(&trash);
+        log::info!("compacted {} to {} records", dir.display(), live.len());
+        // Re-open the group state from the compacted log's records (offsets changed).
+        let log = PartitionLog::open(&dir, Self::log_config(), self.cache.clone())
+            .await
+            .map_err(|e| anyhow!("opening {}: {e}", dir.display()))?;
+        self.groups.borrow_mut().retain(|_, g| g.partition != p);
+        for (off, rec) in read_log(&log).await.map_err(|e| anyhow!("{e}"))? {
+            self.apply_record(p, off, rec);
+        }
+        Ok(log)
+    }
+
+    /// The records that rebuild partition `p`'s current state.
+    fn snapshot_records(&self, p: i32) -> Vec<LogRecord> {
+        let groups = self.groups.borrow();
+        let mut out = Vec::new();
+        for g in groups.values().filter(|g| g.partition == p) {
+            match &g.kind {
+                Kind::Classic(c) => {
+                    if let Some(v) = c.metadata_value(Instant::now()) {
+                        out.push(LogRecord::ClassicGroup { group: g.id.clone(), value: Some(v) });
+                    }
+                }
+                Kind::Consumer(c) => {
+                    out.push(LogRecord::ConsumerGroup { group: g.id.clone(), epoch: Some(c.epoch) })
+                }
+            }
+            for ((t, part), e) in &g.offsets {
+                out.push(LogRecord::Offset {
+                    group: g.id.clone(),
+                    topic: t.clone(),
+                    partition: *part,
+                    value: Some(records::OffsetValue {
+                        offset: e.offset,
+                        leader_epoch: e.leader_epoch,
+                        metadata: e.metadata.clone(),
+                        commit_ts: e.commit_ts,
+                    }),
+                });
+            }
+        }
+        out
+    }
+
+    /// Applies one replayed (or freshly written) record to the in-memory state.
+    pub fn apply_record(&self, p: i32, log_offset: i64, rec: LogRecord) {
+        let mut groups = self.groups.borrow_mut();
+        match rec {
+            LogRecord::Offset { group, topic, partition, value } => match value {
+                Some(v) => {
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new_classic(&group, p));
+                    let key = (topic, partition);
+                    if g.offsets.get(&key).is_none_or(|e| e.log_offset <= log_offset) {
+                        g.offsets.insert(
+                            key,
+                            OffsetEntry {
+                                offset: v.offset,
+                                leader_epoch: v.leader_epoch,
+                                metadata: v.metadata,
+                                commit_ts: v.commit_ts,
+                                log_offset,
+                            },
+                        );
+                    }
+                }
+                None => {
+                    if let Some(g) = groups.get_mut(&group) {
+                        let key = (topic, partition);
+                        if g.offsets.get(&key).is_some_and(|e| e.log_offset <= log_offset) {
+                            g.offsets.remove(&key);
+                        }
+                    }
+                }
+            },
+            LogRecord::ClassicGroup { group, value } => match value {
+                Some(v) => {
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new_classic(&group, p));
+                    g.kind = Kind::Classic(classic::ClassicGroup::from_value(v, Instant::now()));
+                }
+                None => {
+                    if groups.get(&group).is_some_and(|g| matches!(g.kind, Kind::Classic(_))) {
+                        groups.remove(&group);
+                    }
+                }
+            },
+            LogRecord::ConsumerGroup { group, epoch } => match epoch {
+                Some(e) => {
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new_classic(&group, p));
+                    match &mut g.kind {
+                        Kind::Consumer(c) => c.epoch = c.epoch.max(e),
+                        kind => *kind = Kind::Consumer(consumer::ConsumerGroup::new(e)),
+                    }
+                }
+                None => {
+                    if groups.get(&group).is_some_and(|g| matches!(g.kind, Kind::Consumer(_))) {
+                        groups.remove(&group);
+                    }
+                }
+            },
+        }
+    }
+
+    /// Appends `records` to offsets partition `p` now (so appends keep call order); the returned
+    /// future resolves with the batch's base offset once it is fdatasynced.
+    pub fn append(&self, p: i32, recs: &[LogRecord]) -> LocalBoxFuture<'static, Result<i64, String>> {
+        if self.closed.get() {
+            return Box::pin(async { Err("coordinator is shutting down".to_string()) });
+        }
+        let Some(log) = self.logs.borrow().get(&p).cloned() else {
+            return Box::pin(async move { Err(format!("offsets partition {p} is not open here")) });
+        };
+        match log.append(records::encode_batch(recs), 0, Durability::Synced) {
+            Ok(a) => {
+                let base = a.base_offset;
+                let done = a.done;
+                Box::pin(async move { done.await.map(|_| base).map_err(|e| e.to_string()) })
+            }
+            Err(e) => Box::pin(async move { Err(e.to_string()) }),
+        }
+    }
+
+    /// `append` without waiting (state already applied in memory); failures are logged.
+    pub fn append_detached(&self, p: i32, recs: Vec<LogRecord>) {
+        if self.closed.get() || !self.logs.borrow().contains_key(&p) {
+            log::warn!("{OFFSETS_TOPIC}-{p} is not open: {} group records not written", recs.len());
+            return;
+        }
+        let fut = self.append(p, &recs);
+        tern_shard::task::spawn(async move {
+            if let Err(e) = fut.await {
+                log::error!("writing group metadata to {OFFSETS_TOPIC}-{p}: {e}");
+            }
+        });
+    }
+
+    /// Answers every request parked in a group (JoinGroup/SyncGroup) with NOT_COORDINATOR, so
+    /// shutdown does not wait for rebalances; clients retry against the restarted broker.
+    pub fn shutdown(&self) {
+        self.draining.set(true);
+        for g in self.groups.borrow_mut().values_mut() {
+            if let Kind::Classic(c) = &mut g.kind {
+                c.fail_parked(codes::NOT_COORDINATOR);
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        self.closed.set(true);
+        let logs: Vec<(i32, Rc<PartitionLog>)> = self.logs.borrow_mut().drain().collect();
+        for (p, log) in logs {
+            if let Err(e) = log.close().await {
+                log::error!("closing {OFFSETS_TOPIC}-{p}: {e}");
+            }
+        }
+    }
+
+    /// Timers: session and rebalance timeouts, delayed joins, offset expiry.
+    fn tick(&self, state: &Rc<ShardState>) {
+        let now = Instant::now();
+        let ids: Vec<String> = self.groups.borrow().keys().cloned().collect();
+        for id in &ids {
+            classic::tick(self, id, now);
+            consumer::tick(self, state, id, now);
+        }
+        let due = self
+            .last_retention_check
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(self.gcfg().retention_check_interval_ms));
+        if due {
+            self.last_retention_check.set(Some(now));
+            offsets::expire(self, records::now_ms());
+        }
+    }
+}
+
+/// Start-up: replay the offsets partitions, then run the timer task.
+pub async fn start(state: &Rc<ShardState>) -> Result<()> {
+    state.groups.load().await?;
+    // The first retention check runs one interval after start-up.
+    state.groups.last_retention_check.set(Some(Instant::now()));
+    let st = state.clone();
+    tern_shard::task::spawn(async move {
+        loop {
+            tern_shard::task::sleep(TICK).await;
+            if st.groups.closed.get() {
+                break;
+            }
+            st.groups.tick(&st);
+        }
+    });
+    Ok(())
+}
+
+/// Completes or rolls back a compaction interrupted by a crash: the rewritten log is only
+/// complete once the old directory has been renamed away (`.deleting`), so a `.compacting`
+/// directory next to a `.deleting` one replaces it; otherwise the old log is kept.
+fn finish_compaction(dir: &std::path::Path) -> Result<()> {
+    let tmp = dir.with_extension("compacting");
+    let trash = dir.with_extension("deleting");
+    if !dir.exists() && trash.exists() {
+        if tmp.exists() {
+            std::fs::rename(&tmp, dir)?;
+        } else {
+            std::fs::rename(&trash, dir)?;
+        }
+    }
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(&trash);
+    }
+    Ok(())
+}
+
+/// Reads every record of an offsets partition (start-up only: std reads of file ranges are fine
+/// before the shard serves).
+async fn read_log(log: &PartitionLog) -> Result<Vec<(i64, LogRecord)>, String> {
+    use std::os::unix::fs::FileExt;
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let hw = log.high_watermark();
+    while offset < hw {
+        let chunks = log.read(offset, 4 << 20).await.map_err(|e| e.to_string())?;
+        if chunks.is_empty() {
+            break;
+        }
+        let mut buf = bytes::BytesMut::new();
+        for c in chunks {
+            match c {
+                ReadChunk::Memory(b) => buf.extend_from_slice(&b),
+                ReadChunk::File { file, offset: pos, len } => {
+                    let start = buf.len();
+                    buf.resize(start + len as usize, 0);
+                    file.read_exact_at(&mut buf[start..], pos).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        let recs = records::decode_batches(buf.freeze())?;
+        let mut next = offset;
+        for (off, rec) in recs {
+            if off >= offset {
+                next = next.max(off + 1);
+                out.push((off, rec));
+            }
+        }
+        if next == offset {
+            // Batches without decodable records (e.g. empty): step past by reading one more batch.
+            break;
+        }
+        offset = next;
+    }
+    Ok(out)
+}
+
+/// Runs a forwarded group request on this (the owning) shard.
+pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
+    match msg {
+        GroupMessage::Join { version, client_id, req, reply } => {
+            classic::join(&state.groups, version, client_id, req, reply)
+        }
+        GroupMessage::Sync { version, req, reply } => classic::sync(&state.groups, version, req, reply).await,
+        GroupMessage::Heartbeat { req, reply } => {
+            let _ = reply.send(classic::heartbeat(&state.groups, req));
+        }
+        GroupMessage::Leave { version, req, reply } => {
+            let _ = reply.send(classic::leave(&state.groups, version, req));
+        }
+        GroupMessage::Commit { version, req, reply } => {
+            let resp = offsets::commit(&state, version, req).await;
+            let _ = reply.send(resp);
+        }
+        GroupMessage::Fetch { groups, reply } => {
+            let out = groups.into_iter().map(|g| offsets::fetch(&state.groups, g)).collect();
+            let _ = reply.send(out);
+        }
+        GroupMessage::List { states, types, reply } => {
+            let _ = reply.send(list(&state.groups, &states, &types));
+        }
+        GroupMessage::Describe { version, groups, reply } => {
+            let out = groups.iter().map(|g| describe(&state, version, g)).collect();
+            let _ = reply.send(out);
+        }
+        GroupMessage::Delete { groups, reply } => {
+            let out = offsets::delete_groups(&state.groups, groups).await;
+            let _ = reply.send(out);
+        }
+        GroupMessage::OffsetDelete { req, reply } => {
+            let resp = offsets::offset_delete(&state.groups, req).await;
+            let _ = reply.send(resp);
+        }
+        GroupMessage::ConsumerHeartbeat { version, client_id, req, reply } => {
+            let _ = reply.send(consumer::heartbeat(&state, version, client_id, req));
+        }
+        GroupMessage::ConsumerDescribe { groups, reply } => {
+            let out = groups.iter().map(|g| consumer::describe(&state, g)).collect();
+            let _ = reply.send(out);
+        }
+    }
+}
+
+fn list(co: &GroupCoordinator, states: &[String], types: &[String]) -> Vec<ListedGroup> {
+    let groups = co.groups.borrow();
+    let mut out: Vec<ListedGroup> = groups
+        .values()
+        .filter(|g| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state_name())))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(g.type_name())))
+        .map(|g| {
+            let mut l = ListedGroup::default();
+            l.group_id = crate::handlers::str_bytes(&g.id).into();
+            l.protocol_type = crate::handlers::str_bytes(&g.protocol_type());
+            l.group_state = crate::handlers::str_bytes(g.state_name());
+            l.group_type = crate::handlers::str_bytes(g.type_name());
+            l
+        })
+        .collect();
+    out.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
+    out
+}
+
+fn describe(state: &Rc<ShardState>, version: i16, id: &str) -> DescribedGroup {
+    let groups = state.groups.groups.borrow();
+    let mut d = DescribedGroup::default();
+    d.group_id = crate::handlers::str_bytes(id).into();
+    match groups.get(id) {
+        None => {
+            d.group_state = crate::handlers::str_bytes("Dead");
+            if version >= 6 {
+                d.error_code = codes::GROUP_ID_NOT_FOUND;
+                d.error_message = Some(crate::handlers::str_bytes(&format!("Group {id} not found.")));
+            }
+        }
+        Some(g) => {
+            d.group_state = crate::handlers::str_bytes(g.state_name());
+            d.protocol_type = crate::handlers::str_bytes(&g.protocol_type());
+            match &g.kind {
+                Kind::Classic(c) => c.describe_into(version, &mut d),
+                Kind::Consumer(c) => c.describe_classic_into(&state.metadata(), version, &mut d),
+            }
+        }
+    }
+    d
+}
+
+/// The coordinator shard of a group, as seen from any shard.
+pub fn owner_shard(state: &ShardState, group: &str) -> ShardId {
+    coordinator_shard(group, state.config.groups.offsets_partitions, state.count)
+}
+
+/// Sends `keys` (group ids) to their coordinator shards in one message per shard
+/// (`build(keys_of_that_shard, reply)`) and returns the per-key replies in request order
+/// (`None` where a shard did not answer, e.g. during shutdown).
+pub async fn per_owner<K: Clone, R: Send + 'static>(
+    state: &Rc<ShardState>,
+    keys: &[(String, K)],
+    build: impl Fn(Vec<K>, Reply<Vec<R>>) -> crate::messages::ShardMessage,
+) -> Vec<Option<R>> {
+    let mut by_shard: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
+    for (i, (g, _)) in keys.iter().enumerate() {
+        by_shard.entry(owner_shard(state, g)).or_default().push(i);
+    }
+    let calls = by_shard.iter().map(|(shard, idxs)| {
+        let batch: Vec<K> = idxs.iter().map(|i| keys[*i].1.clone()).collect();
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let msg = build(batch, tx);
+        let state = state.clone();
+        let shard = *shard;
+        async move {
+            state.deliver(shard, msg).await;
+            rx.await.ok()
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let mut out: Vec<Option<R>> = (0..keys.len()).map(|_| None).collect();
+    for ((_, idxs), reply) in by_shard.iter().zip(replies) {
+        if let Some(reply) = reply {
+            for (i, r) in idxs.iter().zip(reply) {
+                out[*i] = Some(r);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coordinator(retention_minutes: &str) -> GroupCoordinator {
+        let args = crate::config::ServeArgs {
+            offsets_retention_minutes: Some(retention_minutes.into()),
+            ..Default::default()
+        };
+        let config = Arc::new(BrokerConfig::load(&args).expect("config"));
+        GroupCoordinator::new(0, 1, config)
+    }
+
+    #[test]
+    fn kafka_offsets_partition_formula() {
+        // Java: "my-group".hashCode() == -1906497762, so partition 36 of 50.
+        assert_eq!(java_string_hash("my-group"), -1906497762);
+        assert_eq!(offsets_partition("my-group", 50), 36);
+        assert_eq!(java_string_hash(""), 0);
+    }
+
+    #[test]
+    fn replay_keeps_the_last_record_and_tombstones_delete() {
+        let co = coordinator("10080");
+        let off = |o: i64| {
+            Some(records::OffsetValue { offset: o, leader_epoch: -1, metadata: String::new(), commit_ts: 1 })
+        };
+        let rec = |p: i32, v| LogRecord::Offset { group: "g".into(), topic: "t".into(), partition: p, value: v };
+        co.apply_record(3, 0, rec(0, off(5)));
+        co.apply_record(3, 1, rec(1, off(6)));
+        co.apply_record(3, 2, rec(0, off(9)));
+        co.apply_record(3, 3, rec(1, None));
+        let groups = co.groups.borrow();
+        let g = &groups["g"];
+        assert_eq!(g.offsets.len(), 1);
+        assert_eq!(g.offsets[&("t".to_string(), 0)].offset, 9);
+    }
+
+    #[test]
+    fn offsets_of_empty_groups_expire_after_the_retention() {
+        let co = coordinator("1");
+        let now = records::now_ms();
+        let value = |ts| Some(records::OffsetValue { offset: 1, leader_epoch: -1, metadata: String::new(), commit_ts: ts });
+        co.apply_record(0, 0, LogRecord::Offset { group: "old".into(), topic: "t".into(), partition: 0, value: value(now - 120_000) });
+        co.apply_record(0, 1, LogRecord::Offset { group: "new".into(), topic: "t".into(), partition: 0, value: value(now) });
+        offsets::expire(&co, now);
+        let groups = co.groups.borrow();
+        assert!(!groups.contains_key("old"), "expired offsets remove an empty group");
+        assert_eq!(groups["new"].offsets.len(), 1);
+    }
+}

@@ -1,0 +1,28 @@
+//! ConsumerGroupHeartbeat (v0–1): the KIP-848 protocol (`group.protocol=consumer`); joining,
+//! leaving, heartbeats and assignment all flow through it.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use crate::groups::{GroupMessage, codes};
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: ConsumerGroupHeartbeatRequest) -> ResponseFrame {
+    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let version = h.api_version;
+    let client_id = h.client_id.clone().unwrap_or_default();
+    let resp = state
+        .call(owner, |reply| {
+            ShardMessage::Group(GroupMessage::ConsumerHeartbeat { version, client_id, req, reply })
+        })
+        .await
+        .unwrap_or_else(|| {
+            let mut r = ConsumerGroupHeartbeatResponse::default();
+            r.error_code = codes::NOT_COORDINATOR;
+            r
+        });
+    super::encode(&h, &resp)
+}

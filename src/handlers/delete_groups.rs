@@ -1,0 +1,31 @@
+//! DeleteGroups (v0–2): deletes empty groups and their committed offsets (tombstones).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::DeleteGroupsRequest;
+use kafka_protocol::messages::delete_groups_response::{DeletableGroupResult, DeleteGroupsResponse};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use super::str_bytes;
+use crate::groups::{GroupMessage, codes};
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: DeleteGroupsRequest) -> ResponseFrame {
+    let keys: Vec<(String, String)> =
+        req.groups_names.iter().map(|g| (g.0.to_string(), g.0.to_string())).collect();
+    let replies = crate::groups::per_owner(&state, &keys, |batch, reply| {
+        ShardMessage::Group(GroupMessage::Delete { groups: batch, reply })
+    })
+    .await;
+    let mut resp = DeleteGroupsResponse::default();
+    for ((id, _), r) in keys.iter().zip(replies) {
+        resp.results.push(r.unwrap_or_else(|| {
+            let mut d = DeletableGroupResult::default();
+            d.group_id = str_bytes(id).into();
+            d.error_code = codes::NOT_COORDINATOR;
+            d
+        }));
+    }
+    super::encode(&h, &resp)
+}

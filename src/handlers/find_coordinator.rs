@@ -1,0 +1,68 @@
+//! FindCoordinator (v0–6, batched keys from v4): a single broker coordinates every group, so the
+//! answer is always this broker; the shard that owns the group is an internal detail (requests
+//! for a group are forwarded to it). Transaction coordinators are not implemented.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::FindCoordinatorRequest;
+use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use super::str_bytes;
+use crate::groups::codes;
+use crate::shard_state::ShardState;
+
+const GROUP: i8 = 0;
+
+fn lookup(state: &ShardState, key: &str, key_type: i8) -> (i16, Option<String>) {
+    match key_type {
+        GROUP if key.is_empty() => (codes::INVALID_REQUEST, Some("The group id is empty.".into())),
+        GROUP => (codes::NONE, None),
+        1 => (
+            codes::COORDINATOR_NOT_AVAILABLE,
+            Some("Transactions are not supported by this broker.".into()),
+        ),
+        t => {
+            let _ = state;
+            (codes::INVALID_REQUEST, Some(format!("Unsupported key type {t}.")))
+        }
+    }
+}
+
+pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FindCoordinatorRequest) -> ResponseFrame {
+    let cfg = &state.config;
+    let mut resp = FindCoordinatorResponse::default();
+    if h.api_version >= 4 {
+        for key in &req.coordinator_keys {
+            let (code, msg) = lookup(&state, key, req.key_type);
+            let mut c = Coordinator::default();
+            c.key = key.clone();
+            c.error_code = code;
+            c.error_message = msg.as_deref().map(str_bytes);
+            if code == codes::NONE {
+                c.node_id = cfg.node_id.into();
+                c.host = str_bytes(&cfg.advertised_host);
+                c.port = i32::from(cfg.advertised_port);
+            } else {
+                c.node_id = (-1).into();
+                c.port = -1;
+            }
+            resp.coordinators.push(c);
+        }
+    } else {
+        let (code, msg) = lookup(&state, &req.key, if h.api_version >= 1 { req.key_type } else { GROUP });
+        resp.error_code = code;
+        if h.api_version >= 1 {
+            resp.error_message = msg.as_deref().map(str_bytes);
+        }
+        if code == codes::NONE {
+            resp.node_id = cfg.node_id.into();
+            resp.host = str_bytes(&cfg.advertised_host);
+            resp.port = i32::from(cfg.advertised_port);
+        } else {
+            resp.node_id = (-1).into();
+            resp.port = -1;
+        }
+    }
+    super::encode(&h, &resp)
+}

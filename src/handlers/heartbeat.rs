@@ -1,0 +1,21 @@
+//! Heartbeat (v0–4) of a classic group member.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use crate::groups::{GroupMessage, codes};
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: HeartbeatRequest) -> ResponseFrame {
+    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let code = state
+        .call(owner, |reply| ShardMessage::Group(GroupMessage::Heartbeat { req, reply }))
+        .await
+        .unwrap_or(codes::NOT_COORDINATOR);
+    let mut resp = HeartbeatResponse::default();
+    resp.error_code = code;
+    super::encode(&h, &resp)
+}

@@ -1,0 +1,32 @@
+//! JoinGroup (v0–9): forwarded to the group's coordinator shard; the response arrives when the
+//! rebalance completes (the connection pipeline keeps later responses in order meanwhile).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use crate::groups::{GroupMessage, codes};
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: JoinGroupRequest) -> ResponseFrame {
+    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let version = h.api_version;
+    let client_id = h.client_id.clone().unwrap_or_default();
+    let member_id = req.member_id.clone();
+    let resp = state
+        .call(owner, |reply| ShardMessage::Group(GroupMessage::Join { version, client_id, req, reply }))
+        .await
+        .unwrap_or_else(|| {
+            let mut r = JoinGroupResponse::default();
+            r.error_code = codes::NOT_COORDINATOR;
+            r.generation_id = -1;
+            r.member_id = member_id;
+            if version < 7 {
+                r.protocol_name = Some(super::str_bytes(""));
+            }
+            r
+        });
+    super::encode(&h, &resp)
+}

@@ -1,0 +1,24 @@
+//! LeaveGroup (v0–5; a batch of members, by member id or group.instance.id, from v3).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use crate::groups::{GroupMessage, codes};
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: LeaveGroupRequest) -> ResponseFrame {
+    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let version = h.api_version;
+    let resp = state
+        .call(owner, |reply| ShardMessage::Group(GroupMessage::Leave { version, req, reply }))
+        .await
+        .unwrap_or_else(|| {
+            let mut r = LeaveGroupResponse::default();
+            r.error_code = codes::NOT_COORDINATOR;
+            r
+        });
+    super::encode(&h, &resp)
+}

@@ -1,0 +1,44 @@
+//! OffsetCommit (v2–9): validated against the group generation (classic) or member epoch
+//! (KIP-848), written to the group's `__consumer_offsets` partition and answered once that
+//! write is fdatasynced.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::OffsetCommitRequest;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use crate::groups::{GroupMessage, codes};
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: OffsetCommitRequest) -> ResponseFrame {
+    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let version = h.api_version;
+    let topics: Vec<(_, Vec<i32>)> = req
+        .topics
+        .iter()
+        .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.partition_index).collect()))
+        .collect();
+    let resp = state
+        .call(owner, |reply| ShardMessage::Group(GroupMessage::Commit { version, req, reply }))
+        .await
+        .unwrap_or_else(|| {
+            let mut r = OffsetCommitResponse::default();
+            for (name, parts) in topics {
+                let mut tr = OffsetCommitResponseTopic::default();
+                tr.name = name;
+                for p in parts {
+                    let mut pr = OffsetCommitResponsePartition::default();
+                    pr.partition_index = p;
+                    pr.error_code = codes::NOT_COORDINATOR;
+                    tr.partitions.push(pr);
+                }
+                r.topics.push(tr);
+            }
+            r
+        });
+    super::encode(&h, &resp)
+}

@@ -1,0 +1,23 @@
+//! OffsetDelete (v0): removes committed offsets of topics the group is not subscribed to.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use crate::groups::{GroupMessage, codes};
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: OffsetDeleteRequest) -> ResponseFrame {
+    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let resp = state
+        .call(owner, |reply| ShardMessage::Group(GroupMessage::OffsetDelete { req, reply }))
+        .await
+        .unwrap_or_else(|| {
+            let mut r = OffsetDeleteResponse::default();
+            r.error_code = codes::NOT_COORDINATOR;
+            r
+        });
+    super::encode(&h, &resp)
+}

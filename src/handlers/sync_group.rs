@@ -1,0 +1,24 @@
+//! SyncGroup (v0–5): the leader's assignment is persisted, then every member gets its share.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use crate::groups::{GroupMessage, codes};
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: SyncGroupRequest) -> ResponseFrame {
+    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let version = h.api_version;
+    let resp = state
+        .call(owner, |reply| ShardMessage::Group(GroupMessage::Sync { version, req, reply }))
+        .await
+        .unwrap_or_else(|| {
+            let mut r = SyncGroupResponse::default();
+            r.error_code = codes::NOT_COORDINATOR;
+            r
+        });
+    super::encode(&h, &resp)
+}
