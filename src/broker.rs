@@ -28,6 +28,9 @@ pub struct Lifecycle {
     pub failed: AtomicBool,
 }
 
+/// The bound metrics endpoint, for the start-up line (set once by shard 0).
+static METRICS_ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// How often a shard checks for the shutdown signal (and barrier progress).
 const LIFECYCLE_POLL: Duration = Duration::from_millis(20);
 /// How long shutdown waits for in-flight requests (long polls included) before closing anyway.
@@ -80,8 +83,32 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
 
     let serving_state = state.clone();
     let serve_task = tern_shard::task::spawn_joinable(async move {
-        ctx.serve(move |msg| crate::dispatch::handle_shard_message(serving_state.clone(), msg)).await;
+        ctx.serve(move |msg| {
+            serving_state.metrics.cross_received();
+            crate::dispatch::handle_shard_message(serving_state.clone(), msg)
+        })
+        .await;
     });
+
+    // Retention: a named periodic task per shard, walking only this shard's partitions.
+    tern_shard::task::spawn(crate::retention::RetentionTask::new(state.clone(), life.clone()).run());
+    // The Prometheus endpoint: its socket on a std thread, the gathering on shard 0.
+    let mut metrics_addr = None;
+    if id == crate::shard_state::CONTROLLER_SHARD
+        && let Some(addr) = config.metrics_listener
+    {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        match crate::metrics::start_http(addr, tx) {
+            Ok(local) => {
+                metrics_addr = Some(local);
+                tern_shard::task::spawn(crate::metrics::serve_scrapes(state.clone(), rx));
+            }
+            Err(e) => log::error!("metrics endpoint: cannot listen on {addr}: {e}; metrics are disabled"),
+        }
+    }
+    if let Some(a) = metrics_addr {
+        METRICS_ADDR.get_or_init(|| a.to_string());
+    }
 
     let listener = match ShardListener::bind(config.listen) {
         Ok(l) => Some(l),
@@ -94,13 +121,14 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
     };
     if life.listening.fetch_add(1, Ordering::SeqCst) + 1 == count && !life.failed.load(Ordering::SeqCst) {
         log::info!(
-            "tern {} ready: listening on {}, advertised as {}:{}, {} shards, data in {}",
+            "tern {} ready: listening on {}, advertised as {}:{}, {} shards, data in {}, metrics on {}",
             env!("CARGO_PKG_VERSION"),
             config.listen,
             config.advertised_host,
             config.advertised_port,
             count,
-            config.log_dir.display()
+            config.log_dir.display(),
+            METRICS_ADDR.get().map(|a| format!("http://{a}/metrics")).unwrap_or_else(|| "(disabled)".into())
         );
     }
 
@@ -114,7 +142,10 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
             futures::select! {
                 conn = accept => {
                     match conn {
-                        Ok(stream) => tern_shard::task::spawn(crate::connection::serve(state.clone(), stream)),
+                        Ok(stream) => {
+                            state.metrics.connection_accepted();
+                            tern_shard::task::spawn(crate::connection::serve(state.clone(), stream))
+                        }
                         Err(e) => log::warn!("shard {id}: accept: {e}"),
                     }
                     accept = Box::pin(listener.accept().fuse());

@@ -56,10 +56,23 @@ pub struct ServeArgs {
     /// offsets.retention.minutes: committed offsets of an empty group expire after this.
     #[arg(long)]
     pub offsets_retention_minutes: Option<String>,
+    /// log.retention.ms: default time retention of topics (-1 = keep forever).
+    #[arg(long)]
+    pub log_retention_ms: Option<String>,
+    /// log.retention.bytes: default size retention per partition (-1 = unlimited).
+    #[arg(long)]
+    pub log_retention_bytes: Option<String>,
+    /// log.retention.check.interval.ms: how often each shard enforces retention.
+    #[arg(long)]
+    pub log_retention_check_interval_ms: Option<String>,
+    /// tern.metrics.listener: host:port of the Prometheus endpoint (GET /metrics), or "none".
+    #[arg(long)]
+    pub metrics_listener: Option<String>,
 }
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
+#[allow(dead_code)] // some values are validated here and read through `configs` (static_props)
 pub struct BrokerConfig {
     pub node_id: i32,
     pub listen: SocketAddr,
@@ -77,6 +90,15 @@ pub struct BrokerConfig {
     pub spin_before_park_us: Option<u64>,
     /// Consumer-group coordinator settings (`group.*`, `offsets.*`).
     pub groups: crate::groups::GroupConfig,
+    /// log.retention.ms (from .ms, .minutes or .hours; -1 = forever).
+    pub retention_ms: i64,
+    /// log.retention.bytes (-1 = unlimited).
+    pub retention_bytes: i64,
+    pub retention_check_interval_ms: u64,
+    /// Where the Prometheus endpoint listens (None = disabled).
+    pub metrics_listener: Option<SocketAddr>,
+    /// Every key set in the config file or by a flag (for DescribeConfigs' STATIC_BROKER_CONFIG).
+    pub static_props: BTreeMap<String, String>,
 }
 
 /// Keys this broker understands (everything else is warned about).
@@ -104,6 +126,24 @@ const KNOWN_KEYS: &[&str] = &[
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
     "offsets.topic.num.partitions",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "tern.metrics.listener",
+    "log.cleanup.policy",
+    "compression.type",
+    "log.index.interval.bytes",
+    "log.message.timestamp.type",
+    "min.insync.replicas",
+    "default.replication.factor",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.cleaner.delete.retention.ms",
+    "log.segment.delete.delay.ms",
+    "log.preallocate",
+    "unclean.leader.election.enable",
 ];
 
 /// Parses `key=value` lines (`#`/`!` comments, blank lines, `key: value` also accepted).
@@ -177,7 +217,11 @@ impl BrokerConfig {
                 log::warn!("config: unknown key {key:?} is ignored");
             }
         }
-        let flags: [(&str, &Option<String>); 12] = [
+        let flags: [(&str, &Option<String>); 16] = [
+            ("log.retention.ms", &args.log_retention_ms),
+            ("log.retention.bytes", &args.log_retention_bytes),
+            ("log.retention.check.interval.ms", &args.log_retention_check_interval_ms),
+            ("tern.metrics.listener", &args.metrics_listener),
             ("listeners", &args.listeners),
             ("advertised.listeners", &args.advertised_listeners),
             ("log.dirs", &args.log_dirs),
@@ -221,6 +265,9 @@ impl BrokerConfig {
         if log_dir.as_os_str().is_empty() || get("log.dirs").is_some_and(|v| v.contains(',')) {
             bail!("invalid value for log.dirs: exactly one directory is supported");
         }
+        // Absolute, so that every later open (glommio's Directory::open included) and the
+        // start-up line see the same path whatever the working directory.
+        let log_dir = std::path::absolute(&log_dir).unwrap_or(log_dir);
         let shards = match (args.shards, get("tern.shards")) {
             (Some(n), _) => n,
             (None, Some(v)) => parse_num("tern.shards", v)?,
@@ -266,6 +313,44 @@ impl BrokerConfig {
             parse_num("tern.tail.cache.bytes", get("tern.tail.cache.bytes").unwrap_or("134217728"))?;
         let node_id: i32 = parse_num("node.id", get("node.id").or(get("broker.id")).unwrap_or("0"))?;
         let groups = crate::groups::GroupConfig::from_props(|k| get(k))?;
+        let retention_ms: i64 = match (
+            get("log.retention.ms"),
+            get("log.retention.minutes"),
+            get("log.retention.hours"),
+        ) {
+            (Some(v), _, _) => parse_num("log.retention.ms", v)?,
+            (None, Some(m), _) => parse_num::<i64>("log.retention.minutes", m)?.saturating_mul(60_000),
+            (None, None, Some(h)) => parse_num::<i64>("log.retention.hours", h)?.saturating_mul(3_600_000),
+            (None, None, None) => 168 * 3_600_000,
+        };
+        if retention_ms < -1 {
+            bail!("invalid value for log.retention.ms: {retention_ms} (-1 or >= 0)");
+        }
+        let retention_bytes: i64 =
+            parse_num("log.retention.bytes", get("log.retention.bytes").unwrap_or("-1"))?;
+        if retention_bytes < -1 {
+            bail!("invalid value for log.retention.bytes: {retention_bytes} (-1 or >= 0)");
+        }
+        let retention_check_interval_ms: u64 = parse_num(
+            "log.retention.check.interval.ms",
+            get("log.retention.check.interval.ms").unwrap_or("300000"),
+        )?;
+        if retention_check_interval_ms == 0 {
+            bail!("invalid value for log.retention.check.interval.ms: must be >= 1");
+        }
+        let metrics_listener = match get("tern.metrics.listener").unwrap_or("0.0.0.0:9644").trim() {
+            "" | "none" | "off" => None,
+            v => {
+                let v = v.strip_prefix("http://").unwrap_or(v);
+                Some(v.parse::<SocketAddr>().map_err(|_| {
+                    anyhow!("invalid value for tern.metrics.listener: {v:?} (expected ip:port or none)")
+                })?)
+            }
+        };
+        let mut static_props = props.clone();
+        if let Some(n) = args.shards {
+            static_props.insert("tern.shards".into(), n.to_string());
+        }
         Ok(Self {
             node_id,
             listen,
@@ -282,6 +367,11 @@ impl BrokerConfig {
             tail_cache_bytes,
             spin_before_park_us: args.spin_before_park_us,
             groups,
+            retention_ms,
+            retention_bytes,
+            retention_check_interval_ms,
+            metrics_listener,
+            static_props,
         })
     }
 }

@@ -31,7 +31,8 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 /// through the shard's socket; larger ones go out zero-copy from the blocking pool.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-type PendingResponse = LocalBoxFuture<'static, ResponseFrame>;
+/// A response being produced, with what metrics need: the API and when the request was read.
+type PendingResponse = (i16, std::time::Instant, LocalBoxFuture<'static, ResponseFrame>);
 
 pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
     let fd = tern_shard::net::raw_fd(&stream);
@@ -46,13 +47,17 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
 
     let writer_state = state.clone();
     let writer_task = tern_shard::task::spawn_joinable(async move {
-        while let Some(pending) = rx.next().await {
+        while let Some((api, started, pending)) = rx.next().await {
             let frame = pending.await;
             writer_state.in_flight.set(writer_state.in_flight.get() - 1);
             if frame.chunks.is_empty() {
+                writer_state.metrics.error(api, -100);
                 return Err(io::Error::other("handler asked to close the connection"));
             }
+            let len = frame_len(&frame);
             write_frame(&mut writer, fd, frame).await?;
+            writer_state.metrics.bytes_out(len);
+            writer_state.metrics.request_done(api, started.elapsed());
         }
         Ok::<_, io::Error>(writer)
     });
@@ -91,6 +96,8 @@ async fn read_loop(
             }
             Err(e) => return Some(format!("bad frame: {e}")),
         };
+        let started = std::time::Instant::now();
+        state.metrics.bytes_in(frame.len() + 4);
         let mut body = frame.freeze();
         let header = match tern_net::parse_request_header(&mut body) {
             Ok(h) => h,
@@ -100,11 +107,13 @@ async fn read_loop(
             Err(e) => return Some(format!("bad request header: {e}")),
         };
         let api_versions = kafka_protocol::messages::ApiKey::ApiVersions as i16;
-        let pending: Option<PendingResponse> = if !api::is_supported(header.api_key, header.api_version) {
+        let api_key = header.api_key;
+        let pending: Option<LocalBoxFuture<'static, ResponseFrame>> = if !api::is_supported(header.api_key, header.api_version) {
             if header.api_key == api_versions {
                 let frame = tern_net::encode_api_versions_unsupported(header.correlation_id, &api::ranges());
                 Some(Box::pin(async move { frame }))
             } else {
+                state.metrics.error(header.api_key, -100);
                 return Some(format!(
                     "unsupported request: api key {} version {} from client {:?}",
                     header.api_key, header.api_version, header.client_id
@@ -126,7 +135,7 @@ async fn read_loop(
         };
         if let Some(p) = pending {
             state.in_flight.set(state.in_flight.get() + 1);
-            if tx.send(p).await.is_err() {
+            if tx.send((api_key, started, p)).await.is_err() {
                 state.in_flight.set(state.in_flight.get() - 1);
                 return None; // the writer stopped (socket error)
             }

@@ -19,27 +19,6 @@ const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Upper bound on partitions per topic (an explicit limit, as Kafka's controller has).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
-/// Topic configs accepted at creation (stored and reported; some are enforced by later issues).
-const TOPIC_CONFIG_KEYS: &[&str] = &[
-    "cleanup.policy",
-    "compression.type",
-    "retention.ms",
-    "retention.bytes",
-    "segment.bytes",
-    "segment.ms",
-    "max.message.bytes",
-    "message.timestamp.type",
-    "min.insync.replicas",
-    "index.interval.bytes",
-    "flush.messages",
-    "flush.ms",
-    "delete.retention.ms",
-    "file.delete.delay.ms",
-    "message.timestamp.difference.max.ms",
-    "unclean.leader.election.enable",
-    "preallocate",
-];
-
 pub struct Controller {
     config: Arc<BrokerConfig>,
     meta: RefCell<ClusterMetadata>,
@@ -78,7 +57,41 @@ impl Controller {
                 let res = self.allocate_producer_id(shard).await;
                 let _ = reply.send(res);
             }
+            ControllerRequest::AlterConfigs { resources, validate_only, reply } => {
+                let res = self.alter_configs(shard, resources, validate_only).await;
+                let _ = reply.send(res);
+            }
         }
+    }
+
+    async fn alter_configs(
+        &self,
+        shard: &Rc<ShardState>,
+        resources: Vec<crate::configs::Alteration>,
+        validate_only: bool,
+    ) -> Vec<Result<(), (i16, String)>> {
+        let mut next = self.meta.borrow().clone();
+        let results: Vec<_> =
+            resources.iter().map(|a| crate::configs::apply(&self.config, &mut next, a)).collect();
+        if !validate_only && results.iter().any(Result::is_ok) && next != *self.meta.borrow() {
+            for (a, r) in resources.iter().zip(&results) {
+                if r.is_ok() {
+                    log::info!(
+                        "configs of {} {:?} altered: {:?}",
+                        if a.resource_type == crate::configs::RESOURCE_TOPIC { "topic" } else { "broker" },
+                        a.resource_name,
+                        a.ops.iter().map(|o| (&o.name, o.op, &o.value)).collect::<Vec<_>>()
+                    );
+                }
+            }
+            if let Err(e) = self.commit(shard, next).await {
+                return results
+                    .into_iter()
+                    .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
+                    .collect();
+            }
+        }
+        results
     }
 
     fn validate_new_topic(&self, meta: &ClusterMetadata, t: &NewTopic) -> Result<i32, (i16, String)> {
@@ -103,21 +116,7 @@ impl Controller {
             ));
         }
         for (k, v) in &t.configs {
-            if !TOPIC_CONFIG_KEYS.contains(&k.as_str()) {
-                return Err((errors::INVALID_CONFIG, format!("Unknown topic config name: {k}")));
-            }
-            let numeric = [
-                "retention.ms",
-                "retention.bytes",
-                "segment.bytes",
-                "segment.ms",
-                "max.message.bytes",
-                "min.insync.replicas",
-                "index.interval.bytes",
-            ];
-            if numeric.contains(&k.as_str()) && v.parse::<i64>().is_err() {
-                return Err((errors::INVALID_CONFIG, format!("Invalid value {v} for configuration {k}")));
-            }
+            crate::configs::validate_topic_config(k, v)?;
         }
         Ok(partitions)
     }
@@ -137,7 +136,18 @@ impl Controller {
                     if !validate_only {
                         next.topics.insert(
                             t.name.clone(),
-                            TopicMeta { id, partitions, configs: t.configs.iter().cloned().collect() },
+                            TopicMeta {
+                                id,
+                                partitions,
+                                configs: t
+                                    .configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        let v = crate::configs::validate_topic_config(k, v).unwrap_or(v.clone());
+                                        (k.clone(), v)
+                                    })
+                                    .collect(),
+                            },
                         );
                     }
                     results.push(Ok((id, partitions)));

@@ -71,6 +71,15 @@ pub async fn dispatch_request(
         RequestKind::OffsetDelete(req) => Dispatched::respond(handlers::offset_delete::handle(state, header, req)),
         RequestKind::ConsumerGroupHeartbeat(req) => Dispatched::respond(handlers::consumer_group_heartbeat::handle(state, header, req)),
         RequestKind::ConsumerGroupDescribe(req) => Dispatched::respond(handlers::consumer_group_describe::handle(state, header, req)),
+        // operations
+        RequestKind::DescribeConfigs(req) => Dispatched::respond(handlers::describe_configs::handle(state, header, req)),
+        RequestKind::AlterConfigs(req) => Dispatched::respond(handlers::alter_configs::handle(state, header, req)),
+        RequestKind::IncrementalAlterConfigs(req) => {
+            Dispatched::respond(handlers::alter_configs::handle_incremental(state, header, req))
+        }
+        RequestKind::DescribeCluster(req) => Dispatched::respond(handlers::describe_cluster::handle(state, header, req)),
+        RequestKind::DescribeLogDirs(req) => Dispatched::respond(handlers::describe_log_dirs::handle(state, header, req)),
+        RequestKind::DeleteRecords(req) => Dispatched::respond(handlers::delete_records::handle(state, header, req)),
         other => {
             // Unreachable in practice: the connection checks `api::is_supported` first.
             log::warn!("request {:?} has no handler", std::mem::discriminant(&other));
@@ -101,6 +110,13 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
             None => log::error!("controller request sent to shard {}", state.id),
         },
         ShardMessage::Group(msg) => crate::groups::handle_message(state, msg).await,
+        ShardMessage::DeleteRecords { items, reply } => {
+            let res = handlers::delete_records::handle_local(&state, items).await;
+            let _ = reply.send(res);
+        }
+        ShardMessage::CollectStats { reply } => {
+            let _ = reply.send(crate::metrics::collect_local(&state));
+        }
         ShardMessage::ApplyMetadata { meta, reply } => {
             if state.set_metadata(meta.clone()) {
                 if let Err(e) = state.partitions.reconcile(&state.config, &meta).await {

@@ -6,6 +6,7 @@ mod api;
 mod broker;
 mod cli;
 mod config;
+mod configs;
 mod connection;
 mod controller;
 mod dispatch;
@@ -14,7 +15,9 @@ mod groups;
 mod handlers;
 mod messages;
 mod metadata;
+mod metrics;
 mod partition_manager;
+mod retention;
 mod shard_state;
 
 use std::sync::Arc;
@@ -38,17 +41,34 @@ struct Cli {
 enum Command {
     /// Run the broker (the default).
     Serve(ServeArgs),
-    /// Inspect consumer groups of a running broker (talks the Kafka protocol).
+    /// Consumer groups: list, describe (offsets and lag), delete, seek (Kafka protocol).
     #[command(subcommand)]
     Group(cli::GroupCommand),
+    /// Topics: create, list, describe, delete, alter-config (Kafka protocol).
+    #[command(subcommand)]
+    Topic(cli::TopicCommand),
+    /// Write stdin lines to a topic as records.
+    Produce(cli::ProduceArgs),
+    /// Print a topic's records.
+    Consume(cli::ConsumeArgs),
+    /// The cluster: info, alter-config (dynamic broker configs).
+    #[command(subcommand)]
+    Cluster(cli::ClusterCommand),
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Leveled logging: TERN_LOG (or RUST_LOG) takes env_logger filters, e.g. `info`,
+    // `warn,tern=debug`; the default is `info`.
+    let filter = std::env::var("TERN_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".into());
+    env_logger::Builder::new().parse_filters(&filter).format_timestamp_millis().init();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
         Some(Command::Group(cmd)) => std::process::exit(cli::run_group(cmd)),
+        Some(Command::Topic(cmd)) => std::process::exit(cli::run_topic(cmd)),
+        Some(Command::Produce(a)) => std::process::exit(cli::run_produce(a)),
+        Some(Command::Consume(a)) => std::process::exit(cli::run_consume(a)),
+        Some(Command::Cluster(cmd)) => std::process::exit(cli::run_cluster(cmd)),
         None => cli.serve,
     };
     std::process::exit(serve(args));
@@ -65,6 +85,10 @@ fn serve(args: ServeArgs) -> i32 {
     };
     if let Err(e) = std::fs::create_dir_all(&config.log_dir) {
         log::error!("cannot create log dir {}: {e}", config.log_dir.display());
+        return 1;
+    }
+    if let Err(e) = metadata::load_or_init(&config.log_dir) {
+        log::error!("{e:#}");
         return 1;
     }
     // A client that disappears mid-response must give EPIPE, not kill the process.

@@ -75,6 +75,12 @@ pub enum ControllerRequest {
         reply: Reply<Vec<Result<(), (i16, String)>>>,
     },
     AllocateProducerId { reply: Reply<Result<i64, String>> },
+    /// AlterConfigs / IncrementalAlterConfigs: one result per resource, in order.
+    AlterConfigs {
+        resources: Vec<crate::configs::Alteration>,
+        validate_only: bool,
+        reply: Reply<Vec<Result<(), (i16, String)>>>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -96,4 +102,8 @@ pub enum ShardMessage {
     ApplyMetadata { meta: Arc<ClusterMetadata>, reply: Reply<()> },
     /// A request for a consumer group, run by the group's coordinator shard.
     Group(crate::groups::GroupMessage),
+    /// DeleteRecords on the owner shard: (topic, partition, offset) -> (error, low watermark).
+    DeleteRecords { items: Vec<(Arc<str>, i32, i64)>, reply: Reply<Vec<(i16, i64)>> },
+    /// Metrics and partition state of a shard (Prometheus endpoint, DescribeLogDirs).
+    CollectStats { reply: Reply<crate::metrics::ShardStats> },
 }

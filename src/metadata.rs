@@ -30,6 +30,10 @@ pub struct ClusterMetadata {
     /// Producer ids below this value may have been handed out already.
     #[serde(default)]
     pub producer_id_block_end: i64,
+    /// Dynamic broker configs (AlterConfigs / IncrementalAlterConfigs on the BROKER resource),
+    /// over the static ones of the config file and flags.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, String>,
 }
 
 impl ClusterMetadata {
@@ -59,6 +63,18 @@ pub fn load(log_dir: &Path) -> Result<ClusterMetadata> {
         }),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// Loads the metadata, creating and persisting a fresh cluster (with its cluster id) on first
+/// start. Called once by the main thread before the shards start, so every shard then loads the
+/// same cluster id.
+pub fn load_or_init(log_dir: &Path) -> Result<ClusterMetadata> {
+    let meta = load(log_dir)?;
+    if !metadata_path(log_dir).exists() {
+        store_blocking(log_dir, &meta)?;
+        log::info!("initialised a new cluster {} in {}", meta.cluster_id, log_dir.display());
+    }
+    Ok(meta)
 }
 
 /// Writes the metadata durably (temp + fsync + rename + fsync of the directory). Blocking: call

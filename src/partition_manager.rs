@@ -60,16 +60,8 @@ impl PartitionManager {
         out
     }
 
-    pub fn log_config(config: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
-        let num = |k: &str, default: u64| {
-            topic.configs.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(default)
-        };
-        LogConfig {
-            segment_bytes: num("segment.bytes", config.segment_bytes),
-            segment_ms: num("segment.ms", config.roll_ms),
-            index_interval_bytes: num("index.interval.bytes", 4096) as u32,
-            max_batch_bytes: num("max.message.bytes", config.message_max_bytes as u64) as usize,
-        }
+    pub fn log_config(config: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta) -> LogConfig {
+        crate::configs::log_config(config, meta, topic)
     }
 
     /// Opens the partitions of `meta` this shard owns and removes those of deleted topics.
@@ -93,6 +85,18 @@ impl PartitionManager {
                 }
             }
         }
+        // Dynamic topic configs: changed settings apply to the open logs at once.
+        for (name, p, log) in self.all() {
+            if let Some(topic) = meta.topic(&name) {
+                let want = Self::log_config(config, meta, topic);
+                if log.config() != want {
+                    log::info!("{name}-{p}: applying {want:?}");
+                    if let Err(e) = log.set_config(want) {
+                        log::error!("{name}-{p}: {e}");
+                    }
+                }
+            }
+        }
         for (name, topic) in &meta.topics {
             for p in 0..topic.partitions {
                 if partition_shard(name, p, self.shard_count) != self.shard || self.get(name, p).is_some() {
@@ -100,7 +104,7 @@ impl PartitionManager {
                 }
                 let dir = partition_dir(&config.log_dir, name, p);
                 ensure_partition_identity(&dir, &topic.id).await?;
-                let log = PartitionLog::open(&dir, Self::log_config(config, topic), self.cache.clone())
+                let log = PartitionLog::open(&dir, Self::log_config(config, meta, topic), self.cache.clone())
                     .await
                     .with_context(|| format!("opening partition {name}-{p}"))?;
                 self.topics

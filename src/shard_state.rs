@@ -35,6 +35,8 @@ pub struct ShardState {
     pub next_connection_id: Cell<u64>,
     /// Requests being handled on this shard's connections.
     pub in_flight: Cell<usize>,
+    /// This shard's counters (see `metrics`).
+    pub metrics: crate::metrics::ShardMetrics,
 }
 
 impl ShardState {
@@ -60,6 +62,7 @@ impl ShardState {
             connections: RefCell::new(HashMap::new()),
             next_connection_id: Cell::new(0),
             in_flight: Cell::new(0),
+            metrics: Default::default(),
         }
     }
 
@@ -91,7 +94,10 @@ impl ShardState {
             if fut.as_mut().now_or_never().is_none() {
                 tern_shard::task::spawn(fut);
             }
-        } else if self.router.invoke_on(shard, msg).await.is_err() {
+        } else if {
+            self.metrics.cross_sent(shard);
+            self.router.invoke_on(shard, msg).await.is_err()
+        } {
             // The peer is shutting down; dropping the message drops its reply sender, which the
             // caller observes as a cancelled reply.
             log::debug!("shard {shard} is closed; message dropped");

@@ -22,6 +22,21 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 
 use crate::groups::protocol::assignment_partitions;
 
+pub mod admin;
+pub mod data;
+
+pub use admin::{ClusterCommand, TopicCommand, run_cluster, run_topic};
+pub use data::{ConsumeArgs, ProduceArgs, run_consume, run_produce};
+
+/// Default `--bootstrap-server`.
+pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
+
+/// Prints an operational error the way every subcommand does and returns exit code 1.
+pub fn fail(cmd: &str, e: &anyhow::Error) -> i32 {
+    eprintln!("tern {cmd}: {e:#}");
+    1
+}
+
 #[derive(Subcommand, Debug)]
 pub enum GroupCommand {
     /// Members, assignments, committed offsets and lag of a group.
@@ -36,12 +51,24 @@ pub enum GroupCommand {
         #[arg(long, short = 'b', default_value = "127.0.0.1:9092")]
         bootstrap_server: String,
     },
+    /// Delete groups (they must have no members) and their committed offsets.
+    Delete {
+        #[arg(required = true)]
+        groups: Vec<String>,
+        #[arg(long, short = 'b', default_value = "127.0.0.1:9092")]
+        bootstrap_server: String,
+    },
+    /// Set a group's committed offsets (the group must have no members), like
+    /// kafka-consumer-groups --reset-offsets --execute.
+    Seek(admin::SeekArgs),
 }
 
 pub fn run_group(cmd: GroupCommand) -> i32 {
     let res = match cmd {
         GroupCommand::Describe { group, bootstrap_server } => describe(&bootstrap_server, &group),
         GroupCommand::List { bootstrap_server } => list(&bootstrap_server),
+        GroupCommand::Delete { groups, bootstrap_server } => admin::delete_groups(&bootstrap_server, &groups),
+        GroupCommand::Seek(args) => admin::seek(&args),
     };
     match res {
         Ok(()) => 0,
@@ -52,20 +79,62 @@ pub fn run_group(cmd: GroupCommand) -> i32 {
     }
 }
 
-struct Client {
+pub struct Client {
     stream: TcpStream,
     correlation: i32,
 }
 
 impl Client {
-    fn connect(addr: &str) -> Result<Self> {
-        let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    pub fn connect(addr: &str) -> Result<Self> {
+        use std::net::ToSocketAddrs;
+        let addrs: Vec<_> = match addr.to_socket_addrs() {
+            Ok(a) => a.collect(),
+            Err(e) => bail!("bad broker address {addr:?}: {e} (expected host:port)"),
+        };
+        let mut last = None;
+        let mut stream = None;
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let Some(stream) = stream else {
+            let why = match last {
+                Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                Some(e) if e.kind() == std::io::ErrorKind::TimedOut => "connection timed out".to_string(),
+                Some(e) => e.to_string(),
+                None => "address resolved to nothing".to_string(),
+            };
+            bail!("no broker at {addr}: {why}");
+        };
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         stream.set_write_timeout(Some(Duration::from_secs(30)))?;
         Ok(Self { stream, correlation: 0 })
     }
 
-    fn call<R: Request>(&mut self, version: i16, req: &R) -> Result<R::Response> {
+    /// Sends a request that gets no response (Produce with acks=0).
+    pub fn send_only<R: Request>(&mut self, version: i16, req: &R) -> Result<()> {
+        self.correlation += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = R::KEY;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation;
+        header.client_id = Some(StrBytes::from_static_str("tern-cli"));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, R::header_version(version))?;
+        req.encode(&mut body, version)?;
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame)?;
+        Ok(())
+    }
+
+    pub fn call<R: Request>(&mut self, version: i16, req: &R) -> Result<R::Response> {
         self.correlation += 1;
         let mut header = RequestHeader::default();
         header.request_api_key = R::KEY;
@@ -108,7 +177,7 @@ fn list(addr: &str) -> Result<()> {
     Ok(())
 }
 
-fn table(rows: &[Vec<String>]) -> String {
+pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> =
         (0..cols).map(|i| rows.iter().filter_map(|r| r.get(i)).map(String::len).max().unwrap_or(0)).collect();

@@ -221,12 +221,15 @@ pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<Fetc
                 let bytes = chunks.iter().map(chunk_len).sum();
                 FetchResult { error_code: errors::NONE, high_watermark: hw, log_start_offset: lso, chunks, bytes }
             }
-            Err(ReadError::OffsetOutOfRange { .. }) => FetchResult {
-                error_code: errors::OFFSET_OUT_OF_RANGE,
-                high_watermark: hw,
-                log_start_offset: lso,
-                ..Default::default()
-            },
+            Err(ReadError::OffsetOutOfRange { .. }) => {
+                state.metrics.error(1, errors::OFFSET_OUT_OF_RANGE);
+                FetchResult {
+                    error_code: errors::OFFSET_OUT_OF_RANGE,
+                    high_watermark: hw,
+                    log_start_offset: lso,
+                    ..Default::default()
+                }
+            }
             Err(e) => {
                 log::error!("fetch {}-{} at {}: {e}", it.topic, it.partition, it.offset);
                 FetchResult {

@@ -25,6 +25,12 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod sync_group;
+// operations
+pub mod alter_configs;
+pub mod delete_records;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
 
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use tern_net::{ParsedHeader, ResponseFrame};

@@ -237,6 +237,7 @@ pub async fn handle_local(
             results.push(error_result(errors::UNKNOWN_TOPIC_OR_PARTITION, None));
             continue;
         };
+        state.metrics.produce_batch(item.records.len());
         match log.append(item.records, 0, durability) {
             Ok(appended) => {
                 results.push(ProduceResult {
@@ -249,6 +250,7 @@ pub async fn handle_local(
             }
             Err(e) => {
                 let (code, msg) = append_error_code(&e);
+                state.metrics.error(0, code);
                 if code == errors::KAFKA_STORAGE_ERROR || code == errors::CORRUPT_MESSAGE {
                     log::warn!("produce to {}-{} rejected: {e}", item.topic, item.partition);
                 }

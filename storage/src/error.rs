@@ -18,6 +18,9 @@ pub enum StorageError {
     /// A truncation is in progress on this log.
     #[error("log is busy (truncation in progress)")]
     Busy,
+    /// An offset outside the log (DeleteRecords above the high watermark).
+    #[error("offset out of range: {0}")]
+    OutOfRange(String),
 }
 
 impl From<glommio::GlommioError<()>> for StorageError {

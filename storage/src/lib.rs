@@ -24,6 +24,7 @@ mod log;
 mod producer_state;
 mod recovery;
 mod segment;
+pub mod stats;
 mod tail_cache;
 
 #[cfg(test)]
@@ -31,13 +32,13 @@ mod tests;
 
 pub use error::{AppendError, ReadError, StorageError};
 pub use io::prepare_data_dir;
-pub use log::PartitionLog;
+pub use log::{LOG_START_OFFSET_FILE, PartitionLog, RetentionOutcome};
 pub use tail_cache::TailCache;
 
 use std::sync::Arc;
 
 /// Per-partition log settings (Kafka topic configs).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     /// Roll when appending would make the active segment exceed this (a segment always
     /// takes at least one batch). Capped internally at `u32::MAX` (index positions are u32).

@@ -28,6 +28,9 @@ use crate::segment::{MAX_SEGMENT_BYTES, Segment};
 use crate::tail_cache::{Slot, TailCache};
 use crate::{AppendError, Appended, Durability, LogConfig, ReadChunk, ReadError, StorageError};
 
+/// The persisted log start offset (decimal text), written when retention or DeleteRecords
+/// moves it.
+pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 /// Marker written by a clean close.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
 /// Upper bound on the bytes of one coalesced write (at least one batch is always taken).
@@ -85,8 +88,11 @@ enum Plan {
 /// One partition's log. `!Send`: lives on one shard, used through `Rc`.
 pub struct PartitionLog {
     dir: PathBuf,
-    config: LogConfig,
+    config: RefCell<LogConfig>,
     cache: Rc<TailCache>,
+    /// Log start offset: at or above the first segment's base (DeleteRecords may move it
+    /// inside a segment); persisted in [`LOG_START_OFFSET_FILE`].
+    start: Cell<i64>,
     me: Weak<PartitionLog>,
     segments: RefCell<BTreeMap<i64, Rc<Segment>>>,
     active: RefCell<Rc<Segment>>,
@@ -105,6 +111,17 @@ pub struct PartitionLog {
     busy: Cell<bool>,
     failed: RefCell<Option<String>>,
     sync_count: Cell<u64>,
+    /// Serialises segment deletions (retention, DeleteRecords); never taken by append/read.
+    delete_lock: futures::lock::Mutex<()>,
+}
+
+/// What [`PartitionLog::enforce_retention`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    /// The active segment was rolled because all of it is past `retention.ms`.
+    pub rolled: bool,
 }
 
 fn list_dir(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), StorageError> {
@@ -231,6 +248,29 @@ impl PartitionLog {
         let active = segs.last().expect("at least one segment").clone();
         active.load_tail().await?;
         let leo = active.next_offset.get();
+        for s in &segs[..segs.len() - 1] {
+            s.finalized.set(true);
+        }
+
+        // Log start offset: the checkpoint (if any), never below the first segment nor above
+        // the log end. Segments wholly below it (a deletion interrupted by a crash) go now.
+        let ckpt_start = io::read_small_file(&dir.join(LOG_START_OFFSET_FILE), 64)?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.trim().parse::<i64>().ok());
+        let mut start = segs[0]
+            .base_offset
+            .max(ckpt_start.unwrap_or(i64::MIN))
+            .min(leo);
+        while segs.len() > 1 && segs[1].base_offset <= start {
+            let s = segs.remove(0);
+            log::info!(
+                "{}: deleting segment {} below the log start offset {start}",
+                dir.display(),
+                s.base_offset
+            );
+            s.delete_files()?;
+        }
+        start = start.max(segs[0].base_offset);
 
         // Leader epochs: checkpoint, cut at LEO, completed by what the scan saw.
         let ckpt = io::read_small_file(
@@ -250,8 +290,9 @@ impl PartitionLog {
 
         let log = Rc::new_cyclic(|me| PartitionLog {
             dir: dir.to_path_buf(),
-            config,
+            config: RefCell::new(config),
             cache,
+            start: Cell::new(start),
             me: me.clone(),
             segments: RefCell::new(segs.iter().map(|s| (s.base_offset, s.clone())).collect()),
             active: RefCell::new(active),
@@ -270,6 +311,7 @@ impl PartitionLog {
             busy: Cell::new(false),
             failed: RefCell::new(None),
             sync_count: Cell::new(0),
+            delete_lock: futures::lock::Mutex::new(()),
         });
         log.rebuild_producers(leo).await?;
         if epochs_dirty {
@@ -283,12 +325,7 @@ impl PartitionLog {
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        *self
-            .segments
-            .borrow()
-            .keys()
-            .next()
-            .expect("a log always has a segment")
+        self.start.get()
     }
 
     /// Next offset to assign.
@@ -374,7 +411,7 @@ impl PartitionLog {
                     rest.len() - batch::LOG_OVERHEAD
                 )));
             }
-            if h.size > self.config.max_batch_bytes {
+            if h.size > self.config.borrow().max_batch_bytes {
                 return Err(AppendError::MessageTooLarge);
             }
             h.validate(&rest[..h.size])
@@ -459,10 +496,14 @@ impl PartitionLog {
                 ..h
             };
             let mut seg = self.active.borrow().clone();
-            let too_old = self.config.segment_ms != u64::MAX
+            let (segment_ms, segment_bytes, interval) = {
+                let c = self.config.borrow();
+                (c.segment_ms, c.segment_bytes, c.index_interval_bytes)
+            };
+            let too_old = segment_ms != u64::MAX
                 && seg.size.get() > 0
-                && seg.created.elapsed().as_millis() >= self.config.segment_ms as u128;
-            if too_old || !seg.fits(h.size as u64, last, self.config.segment_bytes) {
+                && seg.created.elapsed().as_millis() >= segment_ms as u128;
+            if too_old || !seg.fits(h.size as u64, last, segment_bytes) {
                 if let Err(e) = self.roll(base) {
                     let err = e.to_failed();
                     self.fail(&e);
@@ -471,7 +512,7 @@ impl PartitionLog {
                 seg = self.active.borrow().clone();
             }
             let pos = seg.size.get();
-            seg.track_batch(&header, self.config.index_interval_bytes);
+            seg.track_batch(&header, interval);
             self.leo.set(last + 1);
             if track {
                 self.producers.borrow_mut().update(&ident, base, last);
@@ -631,7 +672,9 @@ impl PartitionLog {
             self.epochs_dirty.set(true);
         }
         if !self.sync_waiters.borrow().is_empty() {
+            let t = std::time::Instant::now();
             let r = dma.fdatasync().await;
+            crate::stats::record_fsync(t.elapsed());
             self.sync_count.set(self.sync_count.get() + 1);
             self.resolve_syncs(r.map_err(StorageError::from));
         }
@@ -678,7 +721,9 @@ impl PartitionLog {
         );
         let dma = old.dma().await?;
         dma.truncate(old.size.get()).await?;
+        let t = std::time::Instant::now();
         let synced = dma.fdatasync().await;
+        crate::stats::record_fsync(t.elapsed());
         self.sync_count.set(self.sync_count.get() + 1);
         let failed = synced.is_err();
         self.resolve_syncs(synced.map_err(StorageError::from));
@@ -689,7 +734,9 @@ impl PartitionLog {
         }
         old.tail.borrow_mut().clear();
         old.write_indexes().await?;
-        self.write_snapshot(r.snapshot_offset, &r.snapshot).await
+        let r = self.write_snapshot(r.snapshot_offset, &r.snapshot).await;
+        old.finalized.set(true);
+        r
     }
 
     async fn write_snapshot(&self, offset: i64, data: &[u8]) -> Result<(), StorageError> {
@@ -904,8 +951,8 @@ impl PartitionLog {
                     };
                     let found = batch::find_record(whole, &h, |o, t| o >= start_off && t >= ts)
                         .map_err(corrupt)?;
-                    if found.is_some() {
-                        return Ok(found);
+                    if let Some((o, t)) = found {
+                        return Ok(Some((o.max(self.log_start_offset()), t)));
                     }
                 }
                 pos += h.size as u64;
@@ -929,6 +976,220 @@ impl PartitionLog {
         let (h, data) = Self::read_batch_at(&seg, pos, seg.written.get()).await?;
         let found = batch::find_record(&data, &h, |_, t| t >= ts).map_err(StorageError::Corrupt)?;
         Ok(Some((ts, found.map(|(o, _)| o).unwrap_or(h.last_offset()))))
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    /// Applies new settings (dynamic topic configs): the next append uses them.
+    pub fn set_config(&self, config: LogConfig) -> Result<(), StorageError> {
+        if config.index_interval_bytes == 0 || config.segment_bytes == 0 {
+            return Err(StorageError::InvalidArgument(
+                "segment_bytes and index_interval_bytes must be > 0".into(),
+            ));
+        }
+        *self.config.borrow_mut() = config;
+        Ok(())
+    }
+
+    /// (base offset, next offset, bytes, max timestamp) of each segment, oldest first.
+    pub fn segment_infos(&self) -> Vec<(i64, i64, u64, i64)> {
+        self.segments
+            .borrow()
+            .values()
+            .map(|s| {
+                (
+                    s.base_offset,
+                    s.next_offset.get(),
+                    s.size.get(),
+                    s.max_ts.get().0,
+                )
+            })
+            .collect()
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (-1 = the high watermark),
+    /// persists it, and deletes the segments wholly below it. Returns the new log start offset
+    /// (the low watermark). An offset above the high watermark is
+    /// [`StorageError::OutOfRange`]; one at or below the current start changes nothing.
+    pub async fn delete_records(&self, offset: i64) -> Result<i64, StorageError> {
+        let _guard = self.delete_lock.lock().await;
+        if self.closed.get() {
+            return Err(StorageError::Closed);
+        }
+        if let Some(f) = self.failed.borrow().clone() {
+            return Err(StorageError::Failed(f));
+        }
+        let hw = self.hw.get();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(StorageError::OutOfRange(format!(
+                "offset {offset} is outside [{}, {hw}]",
+                self.log_start_offset()
+            )));
+        }
+        if target > self.start.get() {
+            self.start.set(target);
+            self.persist_start().await?;
+            let victims: Vec<Rc<Segment>> = {
+                let active = self.active.borrow().clone();
+                self.segments
+                    .borrow()
+                    .values()
+                    .take_while(|s| {
+                        !Rc::ptr_eq(s, &active)
+                            && s.finalized.get()
+                            && s.next_offset.get() <= target
+                    })
+                    .cloned()
+                    .collect()
+            };
+            self.delete_segments(victims).await?;
+        }
+        Ok(self.start.get())
+    }
+
+    /// Retention: deletes whole non-active segments, oldest first, while the oldest is older
+    /// than `retention_ms` (its largest timestamp is before `now_ms - retention_ms`) or the
+    /// log without it is still at least `retention_bytes` (-1 disables either rule). Only
+    /// segments below the high watermark whose roll has completed are deleted, so no record
+    /// above the new log start offset is ever lost. An active segment wholly past
+    /// `retention_ms` is rolled so that the next pass can delete it. Never blocks appends or
+    /// reads: file removal runs on the blocking pool.
+    pub async fn enforce_retention(
+        &self,
+        retention_ms: i64,
+        retention_bytes: i64,
+        now_ms: i64,
+    ) -> Result<RetentionOutcome, StorageError> {
+        let _guard = self.delete_lock.lock().await;
+        let mut out = RetentionOutcome::default();
+        if self.closed.get() || self.busy.get() || self.failed.borrow().is_some() {
+            return Ok(out);
+        }
+        let hw = self.hw.get();
+        let active = self.active.borrow().clone();
+        let segs: Vec<Rc<Segment>> = self.segments.borrow().values().cloned().collect();
+        let total: u64 = segs.iter().map(|s| s.size.get()).sum();
+        let mut excess = if retention_bytes >= 0 {
+            total as i64 - retention_bytes
+        } else {
+            0
+        };
+        let expired = |s: &Segment| {
+            let ts = s.max_ts.get().0;
+            retention_ms >= 0 && ts >= 0 && ts < now_ms.saturating_sub(retention_ms)
+        };
+        let mut victims = Vec::new();
+        let mut reached_active = true;
+        for s in &segs {
+            if Rc::ptr_eq(s, &active) {
+                break;
+            }
+            let size = s.size.get() as i64;
+            let below_start = s.next_offset.get() <= self.start.get();
+            let by_size = retention_bytes >= 0 && excess - size >= 0;
+            if !s.finalized.get()
+                || s.next_offset.get() > hw
+                || !(below_start || by_size || expired(s))
+            {
+                reached_active = false;
+                break;
+            }
+            excess -= size;
+            victims.push(s.clone());
+        }
+        if reached_active
+            && expired(&active)
+            && active.size.get() > 0
+            && active.written.get() == active.size.get()
+            && hw == self.leo.get()
+            && self.queue.borrow().is_empty()
+        {
+            self.roll(self.leo.get())?;
+            self.kick_flusher();
+            out.rolled = true;
+        }
+        out.segments_deleted = victims.len();
+        out.bytes_deleted = victims.iter().map(|s| s.size.get()).sum();
+        if let Some(last) = victims.last() {
+            let new_start = last.next_offset.get();
+            if new_start > self.start.get() {
+                self.start.set(new_start);
+                self.persist_start().await?;
+            }
+            self.delete_segments(victims).await?;
+        }
+        Ok(out)
+    }
+
+    async fn persist_start(&self) -> Result<(), StorageError> {
+        let text = format!("{}\n", self.start.get());
+        io::write_file_atomic(&self.dir, LOG_START_OFFSET_FILE, text.as_bytes()).await
+    }
+
+    /// Unlinks whole segments (already below the persisted log start offset): out of the map
+    /// first (new reads no longer see them; reads in flight keep their own fds), then the
+    /// files are closed and removed on the blocking pool.
+    async fn delete_segments(&self, victims: Vec<Rc<Segment>>) -> Result<(), StorageError> {
+        if victims.is_empty() {
+            return Ok(());
+        }
+        let start = self.start.get();
+        {
+            let mut segs = self.segments.borrow_mut();
+            for v in &victims {
+                segs.remove(&v.base_offset);
+            }
+        }
+        self.release_cache_below(start);
+        let mut paths = Vec::new();
+        for v in victims {
+            log::info!(
+                "{}: deleting segment {} (offsets {}..{}, {} bytes); log start offset now {start}",
+                self.dir.display(),
+                v.base_offset,
+                v.base_offset,
+                v.next_offset.get(),
+                v.size.get()
+            );
+            if let Some(f) = v.take_dma()
+                && let Ok(f) = Rc::try_unwrap(f)
+            {
+                let _ = f.close().await;
+            }
+            for ext in ["log", "index", "timeindex"] {
+                paths.push(io::segment_file(&self.dir, v.base_offset, ext));
+            }
+        }
+        let dir = self.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || -> std::io::Result<()> {
+                for p in paths {
+                    match std::fs::remove_file(&p) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                }
+                std::fs::File::open(&dir)?.sync_all()
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn release_cache_below(&self, offset: i64) {
+        let mut cached = self.cached.borrow_mut();
+        let keep = cached.split_off(&offset);
+        let below = std::mem::replace(&mut *cached, keep);
+        for (base, e) in below {
+            if e.last_offset >= offset {
+                cached.insert(base, e);
+            } else {
+                self.cache.release(&e.slot);
+            }
+        }
     }
 
     async fn wait_idle(&self) {
@@ -1005,7 +1266,7 @@ impl PartitionLog {
         io::remove_if_exists(&io::segment_file(&self.dir, seg.base_offset, "index"))?;
         io::remove_if_exists(&io::segment_file(&self.dir, seg.base_offset, "timeindex"))?;
         seg.reset();
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config.borrow().index_interval_bytes;
         let end = recovery::scan_segment(dma, 0, pos, seg.base_offset, seg.base_offset, |h, p| {
             seg.track_batch(h, interval);
             seg.note_written(h, p);

@@ -39,6 +39,8 @@ pub struct Segment {
     /// (max ts, batch base offset, batch position) among written batches; ts -1 = none.
     pub max_ts: Cell<(i64, i64, u64)>,
     pub created: Instant,
+    /// No longer active and finalised (truncated, synced, indexes written): may be deleted.
+    pub finalized: Cell<bool>,
     /// Bytes after the last alignment boundary of `written` (rewritten with each write).
     pub tail: RefCell<Vec<u8>>,
 }
@@ -65,6 +67,7 @@ impl Segment {
             max_ts_appended: Cell::new(-1),
             max_ts: Cell::new((-1, -1, 0)),
             created: Instant::now(),
+            finalized: Cell::new(false),
             tail: RefCell::new(Vec::new()),
         }
     }

@@ -884,3 +884,168 @@ fn garbage_on_disk_never_panics() {
         assert_eq!(log.log_end_offset(), 2);
     });
 }
+
+#[test]
+fn retention_by_size_deletes_whole_old_segments() {
+    run(|dir| async move {
+        let log = open(&dir, small_segments(400), 1 << 20).await;
+        for _ in 0..20 {
+            append(
+                &log,
+                batch(B {
+                    n: 2,
+                    value_len: 60,
+                    ..B::default()
+                }),
+            )
+            .await;
+        }
+        settle().await;
+        let segs = log.segment_infos();
+        assert!(segs.len() >= 5, "{segs:?}");
+        let total = log.size_bytes();
+        // Keep about half: whole segments only, oldest first, never the active one.
+        let out = log
+            .enforce_retention(-1, (total / 2) as i64, 0)
+            .await
+            .unwrap();
+        assert!(out.segments_deleted > 0);
+        let after = log.segment_infos();
+        assert_eq!(after[0].0, log.log_start_offset());
+        assert!(log.size_bytes() >= total / 2, "deleted too much");
+        assert!(
+            log.size_bytes() - after[0].2 < total / 2,
+            "deleted too little"
+        );
+        assert_eq!(after.last(), segs.last());
+        // Below the new start: out of range; at it: readable.
+        let start = log.log_start_offset();
+        assert!(matches!(
+            log.read(start - 1, 1 << 20).await,
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
+        let hs = headers(&chunk_bytes(&log.read(start, 1 << 20).await.unwrap()));
+        assert_eq!(hs[0].base_offset, start);
+        // Survives a clean and an unclean reopen.
+        log.close().await.unwrap();
+        let log = open(&dir, small_segments(400), 1 << 20).await;
+        assert_eq!(log.log_start_offset(), start);
+        assert_eq!(log.log_end_offset(), 40);
+        // Retention of 0 bytes keeps the active segment.
+        log.enforce_retention(-1, 0, 0).await.unwrap();
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_end_offset(), 40);
+    });
+}
+
+#[test]
+fn retention_by_time_and_rolls_expired_active_segment() {
+    run(|dir| async move {
+        let log = open(&dir, small_segments(400), 1 << 20).await;
+        for i in 0..10 {
+            append(
+                &log,
+                batch(B {
+                    n: 2,
+                    value_len: 60,
+                    base_ts: 1_000 + i,
+                    ..B::default()
+                }),
+            )
+            .await;
+        }
+        for i in 0..6 {
+            append(
+                &log,
+                batch(B {
+                    n: 2,
+                    value_len: 60,
+                    base_ts: 100_000 + i,
+                    ..B::default()
+                }),
+            )
+            .await;
+        }
+        settle().await;
+        // now=101_000, retention 50_000 ms: everything with max ts < 51_000 goes.
+        let out = log.enforce_retention(50_000, -1, 101_000).await.unwrap();
+        assert!(out.segments_deleted > 0);
+        let start = log.log_start_offset();
+        assert!(start > 0 && start <= 20, "start {start}");
+        for (_, _, _, ts) in log.segment_infos() {
+            assert!(!(0..51_000).contains(&ts) || start < 20);
+        }
+        let hs = headers(&chunk_bytes(&log.read(20, 1 << 20).await.unwrap()));
+        assert_eq!(hs[0].base_offset, 20, "new records kept");
+        // Everything expired: the active segment is rolled, then deleted on the next pass.
+        let out = log.enforce_retention(1, -1, 1_000_000).await.unwrap();
+        assert!(out.rolled);
+        settle().await;
+        log.enforce_retention(1, -1, 1_000_000).await.unwrap();
+        assert_eq!(log.log_start_offset(), 32);
+        assert_eq!(log.segment_count(), 1);
+        append(&log, recs(1)).await;
+        assert_eq!(log.log_end_offset(), 33);
+    });
+}
+
+#[test]
+fn delete_records_moves_start_and_persists() {
+    run(|dir| async move {
+        let log = open(&dir, small_segments(400), 1 << 20).await;
+        for _ in 0..10 {
+            append(
+                &log,
+                batch(B {
+                    n: 2,
+                    value_len: 60,
+                    ..B::default()
+                }),
+            )
+            .await;
+        }
+        settle().await;
+        assert_eq!(log.delete_records(5).await.unwrap(), 5);
+        assert_eq!(log.log_start_offset(), 5);
+        assert!(matches!(
+            log.read(4, 100).await,
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
+        assert!(log.read(5, 100).await.is_ok());
+        assert!(matches!(
+            log.delete_records(21).await,
+            Err(StorageError::OutOfRange(_))
+        ));
+        assert_eq!(log.delete_records(3).await.unwrap(), 5, "never moves back");
+        let n = log.segment_count();
+        assert_eq!(log.delete_records(-1).await.unwrap(), 20);
+        assert!(log.segment_count() < n);
+        drop(log); // unclean
+        let log = open(&dir, small_segments(400), 1 << 20).await;
+        assert_eq!(log.log_start_offset(), 20);
+        assert_eq!(log.log_end_offset(), 20);
+    });
+}
+
+#[test]
+fn set_config_applies_to_next_append() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        append(&log, recs(1)).await;
+        log.set_config(LogConfig {
+            segment_bytes: 1,
+            ..LogConfig::default()
+        })
+        .unwrap();
+        append(&log, recs(1)).await;
+        append(&log, recs(1)).await;
+        assert_eq!(log.segment_count(), 3);
+        assert!(
+            log.set_config(LogConfig {
+                segment_bytes: 0,
+                ..LogConfig::default()
+            })
+            .is_err()
+        );
+    });
+}

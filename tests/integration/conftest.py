@@ -30,8 +30,11 @@ def broker_factory(request, tmp_path, tern_bin):
         return b
 
     yield make
-    for b in brokers:
-        b.cleanup()
+    problems = [pr for pr in (b.cleanup() for b in brokers) if pr]
+    if problems:
+        tails = "\n".join(f"--- {b.name} stderr tail:\n{b.stderr_tail(30)}" for b in brokers)
+        pytest.fail("unclean broker shutdown at teardown: " + "; ".join(problems) + "\n" + tails,
+                    pytrace=False)
 
 
 @pytest.fixture

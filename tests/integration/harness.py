@@ -204,15 +204,22 @@ class Broker:
         return self.start(wait=wait)
 
     def cleanup(self):
+        """Stop the broker if it still runs.  Returns a problem description
+        (clean shutdown failed: non-zero exit or no exit within 10 s) or None."""
         if self.proc is None:
-            return
+            return None
+        problem = None
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)
                 rc = self.proc.wait(timeout=10)
+                if rc != 0:
+                    problem = f"{self.name}: exit code {rc} after SIGTERM at teardown (expected 0)"
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 rc = self.proc.wait(timeout=10)
+                problem = f"{self.name}: did not exit within 10s of SIGTERM at teardown (killed)"
             self._closed(rc)
         elif self._stderr_file is not None:
             self._closed(self.proc.returncode)
+        return problem

@@ -1,0 +1,119 @@
+//! AlterConfigs (the given set replaces a resource's overrides) and IncrementalAlterConfigs
+//! (SET / DELETE / APPEND / SUBTRACT per key), for topics and the broker. Validated and applied
+//! by the controller, which persists the metadata and pushes it to every shard before replying:
+//! dynamic configs take effect at once (open logs get new settings) and survive restarts.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{AlterConfigsRequest, IncrementalAlterConfigsRequest};
+use kafka_protocol::messages::{alter_configs_response, incremental_alter_configs_response};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use super::str_bytes;
+use crate::configs::{Alteration, ConfigOp};
+use crate::errors;
+use crate::messages::{ControllerRequest, ShardMessage};
+use crate::shard_state::{CONTROLLER_SHARD, ShardState};
+
+async fn alter(
+    state: &Rc<ShardState>,
+    h: &ParsedHeader,
+    resources: Vec<Alteration>,
+    validate_only: bool,
+) -> Vec<Result<(), (i16, String)>> {
+    let n = resources.len();
+    let res = state
+        .call(CONTROLLER_SHARD, |reply| {
+            ShardMessage::Controller(ControllerRequest::AlterConfigs {
+                resources,
+                validate_only,
+                reply,
+            })
+        })
+        .await
+        .unwrap_or_else(|| {
+            vec![Err((errors::REQUEST_TIMED_OUT, "broker is shutting down".into())); n]
+        });
+    for r in &res {
+        if let Err((code, _)) = r {
+            state.metrics.error(h.api_key, *code);
+        }
+    }
+    res
+}
+
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: AlterConfigsRequest,
+) -> ResponseFrame {
+    let resources: Vec<Alteration> = req
+        .resources
+        .iter()
+        .map(|r| Alteration {
+            resource_type: r.resource_type,
+            resource_name: r.resource_name.to_string(),
+            ops: r
+                .configs
+                .iter()
+                .map(|c| ConfigOp {
+                    name: c.name.to_string(),
+                    op: if c.value.is_some() { 0 } else { 1 },
+                    value: c.value.as_ref().map(|v| v.to_string()),
+                })
+                .collect(),
+            incremental: false,
+        })
+        .collect();
+    let results = alter(&state, &h, resources, req.validate_only).await;
+    let mut resp = alter_configs_response::AlterConfigsResponse::default();
+    for (r, res) in req.resources.iter().zip(results) {
+        let mut o = alter_configs_response::AlterConfigsResourceResponse::default();
+        o.resource_type = r.resource_type;
+        o.resource_name = r.resource_name.clone();
+        if let Err((code, msg)) = res {
+            o.error_code = code;
+            o.error_message = Some(str_bytes(&msg));
+        }
+        resp.responses.push(o);
+    }
+    super::encode(&h, &resp)
+}
+
+pub async fn handle_incremental(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: IncrementalAlterConfigsRequest,
+) -> ResponseFrame {
+    let resources: Vec<Alteration> = req
+        .resources
+        .iter()
+        .map(|r| Alteration {
+            resource_type: r.resource_type,
+            resource_name: r.resource_name.to_string(),
+            ops: r
+                .configs
+                .iter()
+                .map(|c| ConfigOp {
+                    name: c.name.to_string(),
+                    op: c.config_operation,
+                    value: c.value.as_ref().map(|v| v.to_string()),
+                })
+                .collect(),
+            incremental: true,
+        })
+        .collect();
+    let results = alter(&state, &h, resources, req.validate_only).await;
+    let mut resp = incremental_alter_configs_response::IncrementalAlterConfigsResponse::default();
+    for (r, res) in req.resources.iter().zip(results) {
+        let mut o = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        o.resource_type = r.resource_type;
+        o.resource_name = r.resource_name.clone();
+        if let Err((code, msg)) = res {
+            o.error_code = code;
+            o.error_message = Some(str_bytes(&msg));
+        }
+        resp.responses.push(o);
+    }
+    super::encode(&h, &resp)
+}

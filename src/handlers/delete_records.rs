@@ -1,0 +1,105 @@
+//! DeleteRecords: moves the log start offset of each partition (offset -1 = the high watermark)
+//! on its owner shard; whole segments below it are deleted. Replies with the new low watermark.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::messages::DeleteRecordsRequest;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
+};
+use tern_net::{ParsedHeader, ResponseFrame};
+use tern_storage::StorageError;
+
+use crate::errors;
+use crate::messages::ShardMessage;
+use crate::shard_state::ShardState;
+
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: DeleteRecordsRequest,
+) -> ResponseFrame {
+    let mut items: Vec<(usize, (Arc<str>, i32, i64))> = Vec::new();
+    for t in &req.topics {
+        let topic: Arc<str> = Arc::from(t.name.0.as_str());
+        for p in &t.partitions {
+            items.push((
+                state.owner(&topic, p.partition_index),
+                (topic.clone(), p.partition_index, p.offset),
+            ));
+        }
+    }
+    let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, (owner, _)) in items.iter().enumerate() {
+        by_shard.entry(*owner).or_default().push(i);
+    }
+    let calls = by_shard.iter().map(|(shard, idxs)| {
+        let batch: Vec<_> = idxs.iter().map(|i| items[*i].1.clone()).collect();
+        let state = state.clone();
+        async move {
+            state
+                .call(*shard, |reply| ShardMessage::DeleteRecords {
+                    items: batch,
+                    reply,
+                })
+                .await
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let mut results = vec![(errors::REQUEST_TIMED_OUT, -1i64); items.len()];
+    for ((_, idxs), reply) in by_shard.iter().zip(replies) {
+        if let Some(reply) = reply {
+            for (i, r) in idxs.iter().zip(reply) {
+                results[*i] = r;
+            }
+        }
+    }
+    let mut resp = DeleteRecordsResponse::default();
+    let mut k = 0;
+    for t in &req.topics {
+        let mut tr = DeleteRecordsTopicResult::default();
+        tr.name = t.name.clone();
+        for p in &t.partitions {
+            let (code, low) = results[k];
+            k += 1;
+            if code != errors::NONE {
+                state.metrics.error(h.api_key, code);
+            }
+            let mut pr = DeleteRecordsPartitionResult::default();
+            pr.partition_index = p.partition_index;
+            pr.error_code = code;
+            pr.low_watermark = low;
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    super::encode(&h, &resp)
+}
+
+/// The owner shard's half.
+pub async fn handle_local(
+    state: &Rc<ShardState>,
+    items: Vec<(Arc<str>, i32, i64)>,
+) -> Vec<(i16, i64)> {
+    let mut out = Vec::with_capacity(items.len());
+    for (topic, p, offset) in items {
+        let Some(log) = state.partitions.get(&topic, p) else {
+            out.push((errors::UNKNOWN_TOPIC_OR_PARTITION, -1));
+            continue;
+        };
+        out.push(match log.delete_records(offset).await {
+            Ok(low) => {
+                log::info!("DeleteRecords {topic}-{p}: log start offset now {low}");
+                (errors::NONE, low)
+            }
+            Err(StorageError::OutOfRange(_)) => (errors::OFFSET_OUT_OF_RANGE, -1),
+            Err(e) => {
+                log::error!("DeleteRecords {topic}-{p} to {offset}: {e}");
+                (errors::KAFKA_STORAGE_ERROR, -1)
+            }
+        });
+    }
+    out
+}

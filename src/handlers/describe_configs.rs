@@ -1,0 +1,103 @@
+//! DescribeConfigs: topic and broker configs with their effective values, sources, synonyms,
+//! types and (on request) documentation, as Kafka reports them. Answered from this shard's
+//! metadata snapshot (no cross-shard call).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::DescribeConfigsRequest;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+    DescribeConfigsSynonym,
+};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use super::str_bytes;
+use crate::configs::{self, BROKER_CONFIGS, RESOURCE_BROKER, RESOURCE_TOPIC, TOPIC_CONFIGS};
+use crate::errors;
+use crate::shard_state::ShardState;
+
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: DescribeConfigsRequest,
+) -> ResponseFrame {
+    let meta = state.metadata();
+    let cfg = &state.config;
+    let mut resp = DescribeConfigsResponse::default();
+    for r in &req.resources {
+        let mut out = DescribeConfigsResult::default();
+        out.resource_type = r.resource_type;
+        out.resource_name = r.resource_name.clone();
+        let name = r.resource_name.to_string();
+        let wanted = |k: &str| {
+            r.configuration_keys
+                .as_ref()
+                .is_none_or(|ks| ks.iter().any(|x| x.as_str() == k))
+        };
+        let mut rows: Vec<(
+            &'static configs::Def,
+            String,
+            i8,
+            Vec<(String, String, i8)>,
+            bool,
+        )> = Vec::new();
+        match r.resource_type {
+            RESOURCE_TOPIC => match meta.topic(&name) {
+                Some(t) => {
+                    for def in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
+                        let (v, s, syn) = configs::topic_value(cfg, &meta, t, def);
+                        rows.push((def, v, s, syn, false));
+                    }
+                }
+                None => {
+                    out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                    out.error_message = Some(str_bytes(&format!("Topic {name} does not exist")));
+                }
+            },
+            RESOURCE_BROKER if name.is_empty() || name == cfg.node_id.to_string() => {
+                for def in BROKER_CONFIGS.iter().filter(|d| wanted(d.name)) {
+                    let (v, s, syn) = configs::broker_value(cfg, &meta, def);
+                    rows.push((def, v, s, syn, !def.dynamic));
+                }
+            }
+            RESOURCE_BROKER => {
+                out.error_code = errors::INVALID_REQUEST;
+                out.error_message = Some(str_bytes(&format!("Unknown broker id {name}")));
+            }
+            t => {
+                out.error_code = errors::INVALID_REQUEST;
+                out.error_message = Some(str_bytes(&format!("Unsupported resource type {t}")));
+            }
+        }
+        for (def, value, source, synonyms, read_only) in rows {
+            let mut c = DescribeConfigsResourceResult::default();
+            c.name = str_bytes(def.name);
+            c.value = Some(str_bytes(&value));
+            c.read_only = read_only;
+            c.config_source = source;
+            c.is_sensitive = false;
+            c.config_type = def.kind.type_code();
+            if req.include_synonyms {
+                c.synonyms = synonyms
+                    .into_iter()
+                    .map(|(n, v, s)| {
+                        let mut y = DescribeConfigsSynonym::default();
+                        y.name = str_bytes(&n);
+                        y.value = Some(str_bytes(&v));
+                        y.source = s;
+                        y
+                    })
+                    .collect();
+            }
+            if req.include_documentation && !def.doc.is_empty() {
+                c.documentation = Some(str_bytes(def.doc));
+            }
+            out.configs.push(c);
+        }
+        if out.error_code != errors::NONE {
+            state.metrics.error(h.api_key, out.error_code);
+        }
+        resp.results.push(out);
+    }
+    super::encode(&h, &resp)
+}
