@@ -202,6 +202,11 @@ impl PartitionLog {
             if !loaded {
                 if !is_last || clean {
                     log::info!("{}: rebuilding index of segment {base}", dir.display());
+                } else if file_len > 0 {
+                    log::info!(
+                        "{}: unclean shutdown, recovering segment {base} by scanning it",
+                        dir.display()
+                    );
                 }
                 let limit = file_len.min(MAX_SEGMENT_BYTES);
                 let end = recovery::scan_segment(dma.clone(), 0, limit, base, base, |h, pos| {

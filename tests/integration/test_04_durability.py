@@ -52,6 +52,9 @@ def test_clean_restart_keeps_data_and_metadata(broker):
     for q in range(3):
         assert [r.value for r in recs[q]] == first[q] + second[q]
 
+    # A clean restart trusts the clean-shutdown marker: no segment is rescanned.
+    assert "unclean shutdown, recovering segment" not in broker.stderr_text()
+
 
 def test_kill9_under_acks1_load_keeps_acknowledged_records(broker):
     topic = "kill9"
@@ -91,6 +94,8 @@ def test_kill9_under_acks1_load_keeps_acknowledged_records(broker):
 
     broker.start()
     kc.wait_for_topic(broker.bootstrap, topic, parts)
+    # No clean-shutdown marker after kill -9: every partition's active segment is rescanned.
+    assert broker.stderr_text().count("unclean shutdown, recovering segment") >= parts
     recs, marks = kc.consume_all(broker.bootstrap, topic, range(parts))
     kc.assert_contiguous(recs, marks)
 
