@@ -38,7 +38,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 ];
 
 pub fn supported_range(api_key: i16) -> Option<(i16, i16)> {
-    SUPPORTED.iter().find(|(k, _, _)| *k as i16 == api_key).map(|(_, lo, hi)| (*lo, *hi))
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k as i16 == api_key)
+        .map(|(_, lo, hi)| (*lo, *hi))
 }
 
 pub fn is_supported(api_key: i16, version: i16) -> bool {
@@ -47,7 +50,10 @@ pub fn is_supported(api_key: i16, version: i16) -> bool {
 
 /// The table as (api_key, min, max) triples.
 pub fn ranges() -> Vec<(i16, i16, i16)> {
-    SUPPORTED.iter().map(|(k, lo, hi)| (*k as i16, *lo, *hi)).collect()
+    SUPPORTED
+        .iter()
+        .map(|(k, lo, hi)| (*k as i16, *lo, *hi))
+        .collect()
 }
 
 #[cfg(test)]
@@ -58,7 +64,10 @@ mod tests {
     fn advertised_versions_are_known_to_the_codec() {
         for (k, lo, hi) in SUPPORTED {
             let v = k.valid_versions();
-            assert!(v.min <= *lo && *hi <= v.max, "{k:?} {lo}..={hi} outside codec {v:?}");
+            assert!(
+                v.min <= *lo && *hi <= v.max,
+                "{k:?} {lo}..={hi} outside codec {v:?}"
+            );
         }
     }
 }

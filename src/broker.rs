@@ -43,11 +43,18 @@ async fn barrier(counter: &AtomicUsize, count: usize) {
     }
 }
 
-pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerConfig>, life: Arc<Lifecycle>) {
+pub async fn run_shard(
+    mut ctx: ShardContext<ShardMessage>,
+    config: Arc<BrokerConfig>,
+    life: Arc<Lifecycle>,
+) {
     let id = ctx.id;
     let count = ctx.count;
     if let Err(e) = tern_storage::prepare_data_dir(&config.log_dir).await {
-        log::error!("shard {id}: preparing data dir {}: {e}", config.log_dir.display());
+        log::error!(
+            "shard {id}: preparing data dir {}: {e}",
+            config.log_dir.display()
+        );
         life.failed.store(true, Ordering::SeqCst);
         life.shutdown.store(true, Ordering::SeqCst);
     }
@@ -73,7 +80,12 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
         partitions.all().len(),
         started.elapsed()
     );
-    let state = Rc::new(ShardState::new(ctx.router.clone(), config.clone(), Arc::new(meta), partitions));
+    let state = Rc::new(ShardState::new(
+        ctx.router.clone(),
+        config.clone(),
+        Arc::new(meta),
+        partitions,
+    ));
     // Consumer groups: replay this shard's __consumer_offsets partitions before serving anything.
     if let Err(e) = crate::groups::start(&state).await {
         log::error!("shard {id}: loading consumer groups: {e:#}");
@@ -91,7 +103,9 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
     });
 
     // Retention: a named periodic task per shard, walking only this shard's partitions.
-    tern_shard::task::spawn(crate::retention::RetentionTask::new(state.clone(), life.clone()).run());
+    tern_shard::task::spawn(
+        crate::retention::RetentionTask::new(state.clone(), life.clone()).run(),
+    );
     // The Prometheus endpoint: its socket on a std thread, the gathering on shard 0.
     let mut metrics_addr = None;
     if id == crate::shard_state::CONTROLLER_SHARD
@@ -103,7 +117,9 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
                 metrics_addr = Some(local);
                 tern_shard::task::spawn(crate::metrics::serve_scrapes(state.clone(), rx));
             }
-            Err(e) => log::error!("metrics endpoint: cannot listen on {addr}: {e}; metrics are disabled"),
+            Err(e) => {
+                log::error!("metrics endpoint: cannot listen on {addr}: {e}; metrics are disabled")
+            }
         }
     }
     if let Some(a) = metrics_addr {
@@ -119,7 +135,9 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
             None
         }
     };
-    if life.listening.fetch_add(1, Ordering::SeqCst) + 1 == count && !life.failed.load(Ordering::SeqCst) {
+    if life.listening.fetch_add(1, Ordering::SeqCst) + 1 == count
+        && !life.failed.load(Ordering::SeqCst)
+    {
         log::info!(
             "tern {} ready: listening on {}, advertised as {}:{}, {} shards, data in {}, metrics on {}",
             env!("CARGO_PKG_VERSION"),
@@ -128,41 +146,45 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
             config.advertised_port,
             count,
             config.log_dir.display(),
-            METRICS_ADDR.get().map(|a| format!("http://{a}/metrics")).unwrap_or_else(|| "(disabled)".into())
+            METRICS_ADDR
+                .get()
+                .map(|a| format!("http://{a}/metrics"))
+                .unwrap_or_else(|| "(disabled)".into())
         );
     }
 
+    // The accept loop is its own task, polled only when a connection arrives. (Re-polling one
+    // in-flight accept on every lifecycle tick made glommio store a waker per poll until the
+    // task's waker refcount overflowed after ~11 minutes; dropping an in-flight io_uring accept
+    // instead would lose the connection it completes with.)
+    let accepting = Rc::new(std::cell::Cell::new(true));
     if let Some(listener) = listener {
-        // One accept future lives across ticks: dropping an in-flight io_uring accept would lose
-        // the connection it completes with.
-        let mut accept = Box::pin(listener.accept().fuse());
-        loop {
-            let tick = tern_shard::task::sleep(LIFECYCLE_POLL).fuse();
-            futures::pin_mut!(tick);
-            futures::select! {
-                conn = accept => {
-                    match conn {
-                        Ok(stream) => {
-                            state.metrics.connection_accepted();
-                            tern_shard::task::spawn(crate::connection::serve(state.clone(), stream))
-                        }
-                        Err(e) => log::warn!("shard {id}: accept: {e}"),
+        let state = state.clone();
+        let accepting = accepting.clone();
+        tern_shard::task::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) if accepting.get() => {
+                        state.metrics.connection_accepted();
+                        tern_shard::task::spawn(crate::connection::serve(state.clone(), stream));
                     }
-                    accept = Box::pin(listener.accept().fuse());
+                    Ok(stream) => {
+                        // Shutting down: refuse politely (close at once).
+                        let mut stream = stream;
+                        let _ = futures::AsyncWriteExt::close(&mut stream).await;
+                    }
+                    Err(e) => {
+                        log::warn!("shard {id}: accept: {e}");
+                        tern_shard::task::sleep(LIFECYCLE_POLL).await;
+                    }
                 }
-                _ = tick => {}
             }
-            if life.shutdown.load(Ordering::SeqCst) {
-                break;
-            }
-        }
-        drop(accept);
-        drop(listener);
-    } else {
-        while !life.shutdown.load(Ordering::SeqCst) {
-            tern_shard::task::sleep(LIFECYCLE_POLL).await;
-        }
+        });
     }
+    while !life.shutdown.load(Ordering::SeqCst) {
+        tern_shard::task::sleep(LIFECYCLE_POLL).await;
+    }
+    accepting.set(false);
 
     // Phase 1: stop reading from clients; finish what is in flight (parked JoinGroup/SyncGroup
     // requests are answered NOT_COORDINATOR so they do not hold the drain).
@@ -178,7 +200,10 @@ pub async fn run_shard(mut ctx: ShardContext<ShardMessage>, config: Arc<BrokerCo
         tern_shard::task::sleep(Duration::from_millis(5)).await;
     }
     if state.in_flight.get() > 0 {
-        log::warn!("shard {id}: {} requests still in flight at shutdown", state.in_flight.get());
+        log::warn!(
+            "shard {id}: {} requests still in flight at shutdown",
+            state.in_flight.get()
+        );
     }
     barrier(&life.drained, count).await;
     // Phase 2: no request is running anywhere; close the logs cleanly.

@@ -187,17 +187,22 @@ pub fn parse_listener(key: &str, v: &str) -> Result<(String, u16)> {
     let rest = match first.split_once("://") {
         Some((proto, rest)) => {
             if !proto.eq_ignore_ascii_case("PLAINTEXT") {
-                bail!("invalid value for {key}: only PLAINTEXT listeners are supported, got {proto}");
+                bail!(
+                    "invalid value for {key}: only PLAINTEXT listeners are supported, got {proto}"
+                );
             }
             rest
         }
         None => first,
     };
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow!("invalid value for {key}: {v:?} (expected PLAINTEXT://host:port)"))?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
+        anyhow!("invalid value for {key}: {v:?} (expected PLAINTEXT://host:port)")
+    })?;
     let port: u16 = parse_num(key, port)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     Ok((host, port))
 }
 
@@ -220,7 +225,10 @@ impl BrokerConfig {
         let flags: [(&str, &Option<String>); 16] = [
             ("log.retention.ms", &args.log_retention_ms),
             ("log.retention.bytes", &args.log_retention_bytes),
-            ("log.retention.check.interval.ms", &args.log_retention_check_interval_ms),
+            (
+                "log.retention.check.interval.ms",
+                &args.log_retention_check_interval_ms,
+            ),
             ("tern.metrics.listener", &args.metrics_listener),
             ("listeners", &args.listeners),
             ("advertised.listeners", &args.advertised_listeners),
@@ -232,7 +240,10 @@ impl BrokerConfig {
             ("message.max.bytes", &args.message_max_bytes),
             ("socket.request.max.bytes", &args.socket_request_max_bytes),
             ("tern.tail.cache.bytes", &args.tail_cache_bytes),
-            ("group.initial.rebalance.delay.ms", &args.group_initial_rebalance_delay_ms),
+            (
+                "group.initial.rebalance.delay.ms",
+                &args.group_initial_rebalance_delay_ms,
+            ),
             ("offsets.retention.minutes", &args.offsets_retention_minutes),
         ];
         for (k, v) in flags {
@@ -242,17 +253,19 @@ impl BrokerConfig {
         }
         let get = |k: &str| props.get(k).map(String::as_str);
 
-        let (listen_host, listen_port) =
-            parse_listener("listeners", get("listeners").unwrap_or("PLAINTEXT://0.0.0.0:9092"))?;
+        let (listen_host, listen_port) = parse_listener(
+            "listeners",
+            get("listeners").unwrap_or("PLAINTEXT://0.0.0.0:9092"),
+        )?;
         let listen_ip: std::net::IpAddr = if listen_host.is_empty() {
             "0.0.0.0".parse().expect("literal")
         } else {
             match listen_host.parse() {
                 Ok(ip) => ip,
                 Err(_) if listen_host == "localhost" => "127.0.0.1".parse().expect("literal"),
-                Err(_) => bail!(
-                    "invalid value for listeners: host {listen_host:?} must be an IP address"
-                ),
+                Err(_) => {
+                    bail!("invalid value for listeners: host {listen_host:?} must be an IP address")
+                }
             }
         };
         let listen = SocketAddr::new(listen_ip, listen_port);
@@ -271,12 +284,15 @@ impl BrokerConfig {
         let shards = match (args.shards, get("tern.shards")) {
             (Some(n), _) => n,
             (None, Some(v)) => parse_num("tern.shards", v)?,
-            (None, None) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            (None, None) => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         };
         if shards == 0 || shards > 256 {
             bail!("invalid value for shards: {shards} (1..=256)");
         }
-        let num_partitions: i32 = parse_num("num.partitions", get("num.partitions").unwrap_or("1"))?;
+        let num_partitions: i32 =
+            parse_num("num.partitions", get("num.partitions").unwrap_or("1"))?;
         if num_partitions < 1 {
             bail!("invalid value for num.partitions: {num_partitions} (must be >= 1)");
         }
@@ -284,8 +300,10 @@ impl BrokerConfig {
             "auto.create.topics.enable",
             get("auto.create.topics.enable").unwrap_or("true"),
         )?;
-        let segment_bytes: u64 =
-            parse_num("log.segment.bytes", get("log.segment.bytes").unwrap_or("1073741824"))?;
+        let segment_bytes: u64 = parse_num(
+            "log.segment.bytes",
+            get("log.segment.bytes").unwrap_or("1073741824"),
+        )?;
         if segment_bytes < 1024 || segment_bytes > u32::MAX as u64 {
             bail!("invalid value for log.segment.bytes: {segment_bytes} (1024..=4294967295)");
         }
@@ -297,8 +315,10 @@ impl BrokerConfig {
         if roll_ms == 0 {
             bail!("invalid value for log.roll.ms: must be > 0");
         }
-        let message_max_bytes: usize =
-            parse_num("message.max.bytes", get("message.max.bytes").unwrap_or("1048588"))?;
+        let message_max_bytes: usize = parse_num(
+            "message.max.bytes",
+            get("message.max.bytes").unwrap_or("1048588"),
+        )?;
         if message_max_bytes < 64 {
             bail!("invalid value for message.max.bytes: {message_max_bytes} (must be >= 64)");
         }
@@ -309,9 +329,14 @@ impl BrokerConfig {
         if socket_request_max_bytes < 1024 || socket_request_max_bytes > i32::MAX as usize {
             bail!("invalid value for socket.request.max.bytes: {socket_request_max_bytes}");
         }
-        let tail_cache_bytes: usize =
-            parse_num("tern.tail.cache.bytes", get("tern.tail.cache.bytes").unwrap_or("134217728"))?;
-        let node_id: i32 = parse_num("node.id", get("node.id").or(get("broker.id")).unwrap_or("0"))?;
+        let tail_cache_bytes: usize = parse_num(
+            "tern.tail.cache.bytes",
+            get("tern.tail.cache.bytes").unwrap_or("134217728"),
+        )?;
+        let node_id: i32 = parse_num(
+            "node.id",
+            get("node.id").or(get("broker.id")).unwrap_or("0"),
+        )?;
         let groups = crate::groups::GroupConfig::from_props(|k| get(k))?;
         let retention_ms: i64 = match (
             get("log.retention.ms"),
@@ -319,15 +344,21 @@ impl BrokerConfig {
             get("log.retention.hours"),
         ) {
             (Some(v), _, _) => parse_num("log.retention.ms", v)?,
-            (None, Some(m), _) => parse_num::<i64>("log.retention.minutes", m)?.saturating_mul(60_000),
-            (None, None, Some(h)) => parse_num::<i64>("log.retention.hours", h)?.saturating_mul(3_600_000),
+            (None, Some(m), _) => {
+                parse_num::<i64>("log.retention.minutes", m)?.saturating_mul(60_000)
+            }
+            (None, None, Some(h)) => {
+                parse_num::<i64>("log.retention.hours", h)?.saturating_mul(3_600_000)
+            }
             (None, None, None) => 168 * 3_600_000,
         };
         if retention_ms < -1 {
             bail!("invalid value for log.retention.ms: {retention_ms} (-1 or >= 0)");
         }
-        let retention_bytes: i64 =
-            parse_num("log.retention.bytes", get("log.retention.bytes").unwrap_or("-1"))?;
+        let retention_bytes: i64 = parse_num(
+            "log.retention.bytes",
+            get("log.retention.bytes").unwrap_or("-1"),
+        )?;
         if retention_bytes < -1 {
             bail!("invalid value for log.retention.bytes: {retention_bytes} (-1 or >= 0)");
         }
@@ -338,12 +369,17 @@ impl BrokerConfig {
         if retention_check_interval_ms == 0 {
             bail!("invalid value for log.retention.check.interval.ms: must be >= 1");
         }
-        let metrics_listener = match get("tern.metrics.listener").unwrap_or("0.0.0.0:9644").trim() {
+        let metrics_listener = match get("tern.metrics.listener")
+            .unwrap_or("0.0.0.0:9644")
+            .trim()
+        {
             "" | "none" | "off" => None,
             v => {
                 let v = v.strip_prefix("http://").unwrap_or(v);
                 Some(v.parse::<SocketAddr>().map_err(|_| {
-                    anyhow!("invalid value for tern.metrics.listener: {v:?} (expected ip:port or none)")
+                    anyhow!(
+                        "invalid value for tern.metrics.listener: {v:?} (expected ip:port or none)"
+                    )
                 })?)
             }
         };
@@ -385,8 +421,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tern-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("server.properties");
-        std::fs::write(&file, "# c\nnum.partitions=3\nlisteners=PLAINTEXT://127.0.0.1:19092\nfoo.bar=1\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "# c\nnum.partitions=3\nlisteners=PLAINTEXT://127.0.0.1:19092\nfoo.bar=1\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             config: Some(file.clone()),
             num_partitions: Some("5".into()),
@@ -398,16 +437,25 @@ mod tests {
         assert_eq!(c.advertised_host, "127.0.0.1");
 
         std::fs::write(&file, "num.partitions=abc\n").unwrap();
-        let err = BrokerConfig::load(&ServeArgs { config: Some(file), ..Default::default() })
-            .unwrap_err()
-            .to_string();
+        let err = BrokerConfig::load(&ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("num.partitions"), "{err}");
     }
 
     #[test]
     fn listener_forms() {
-        assert_eq!(parse_listener("l", "PLAINTEXT://0.0.0.0:9092").unwrap(), ("0.0.0.0".into(), 9092));
-        assert_eq!(parse_listener("l", "localhost:1").unwrap(), ("localhost".into(), 1));
+        assert_eq!(
+            parse_listener("l", "PLAINTEXT://0.0.0.0:9092").unwrap(),
+            ("0.0.0.0".into(), 9092)
+        );
+        assert_eq!(
+            parse_listener("l", "localhost:1").unwrap(),
+            ("localhost".into(), 1)
+        );
         assert!(parse_listener("l", "SSL://x:1").is_err());
         assert!(parse_listener("l", "PLAINTEXT://x").is_err());
     }

@@ -32,11 +32,18 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// A response being produced, with what metrics need: the API and when the request was read.
-type PendingResponse = (i16, std::time::Instant, LocalBoxFuture<'static, ResponseFrame>);
+type PendingResponse = (
+    i16,
+    std::time::Instant,
+    LocalBoxFuture<'static, ResponseFrame>,
+);
 
 pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
     let fd = tern_shard::net::raw_fd(&stream);
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
     let conn_id = state.next_connection_id.get();
     state.next_connection_id.set(conn_id + 1);
     state.connections.borrow_mut().insert(conn_id, fd);
@@ -62,7 +69,9 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
         Ok::<_, io::Error>(writer)
     });
 
-    let limits = FrameLimits { max_request_bytes: state.config.socket_request_max_bytes };
+    let limits = FrameLimits {
+        max_request_bytes: state.config.socket_request_max_bytes,
+    };
     let close_reason = read_loop(&state, &mut reader, &limits, tx).await;
     if let Some(reason) = close_reason {
         log::warn!("closing connection from {peer}: {reason}");
@@ -101,38 +110,49 @@ async fn read_loop(
         let mut body = frame.freeze();
         let header = match tern_net::parse_request_header(&mut body) {
             Ok(h) => h,
-            Err(HeaderError::UnknownApiKey { api_key, correlation_id }) => {
-                return Some(format!("unknown api key {api_key} (correlation id {correlation_id})"));
+            Err(HeaderError::UnknownApiKey {
+                api_key,
+                correlation_id,
+            }) => {
+                return Some(format!(
+                    "unknown api key {api_key} (correlation id {correlation_id})"
+                ));
             }
             Err(e) => return Some(format!("bad request header: {e}")),
         };
         let api_versions = kafka_protocol::messages::ApiKey::ApiVersions as i16;
         let api_key = header.api_key;
-        let pending: Option<LocalBoxFuture<'static, ResponseFrame>> = if !api::is_supported(header.api_key, header.api_version) {
-            if header.api_key == api_versions {
-                let frame = tern_net::encode_api_versions_unsupported(header.correlation_id, &api::ranges());
-                Some(Box::pin(async move { frame }))
-            } else {
-                state.metrics.error(header.api_key, -100);
-                return Some(format!(
-                    "unsupported request: api key {} version {} from client {:?}",
-                    header.api_key, header.api_version, header.client_id
-                ));
-            }
-        } else {
-            let request = match tern_net::decode_request(&header, body.clone()) {
-                Ok(r) => r,
-                Err(e) => {
+        let pending: Option<LocalBoxFuture<'static, ResponseFrame>> =
+            if !api::is_supported(header.api_key, header.api_version) {
+                if header.api_key == api_versions {
+                    let frame = tern_net::encode_api_versions_unsupported(
+                        header.correlation_id,
+                        &api::ranges(),
+                    );
+                    Some(Box::pin(async move { frame }))
+                } else {
+                    state.metrics.error(header.api_key, -100);
                     return Some(format!(
-                        "malformed request api key {} v{}: {e}",
-                        header.api_key, header.api_version
+                        "unsupported request: api key {} version {} from client {:?}",
+                        header.api_key, header.api_version, header.client_id
                     ));
                 }
+            } else {
+                let request = match tern_net::decode_request(&header, body.clone()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Some(format!(
+                            "malformed request api key {} v{}: {e}",
+                            header.api_key, header.api_version
+                        ));
+                    }
+                };
+                let is_produce = header.api_key == kafka_protocol::messages::ApiKey::Produce as i16;
+                let body_for_produce = is_produce.then_some(body);
+                dispatch_request(state.clone(), header, request, body_for_produce)
+                    .await
+                    .response
             };
-            let is_produce = header.api_key == kafka_protocol::messages::ApiKey::Produce as i16;
-            let body_for_produce = is_produce.then_some(body);
-            dispatch_request(state.clone(), header, request, body_for_produce).await.response
-        };
         if let Some(p) = pending {
             state.in_flight.set(state.in_flight.get() + 1);
             if tx.send((api_key, started, p)).await.is_err() {
@@ -159,13 +179,16 @@ async fn write_frame(
     fd: RawFd,
     frame: ResponseFrame,
 ) -> io::Result<()> {
-    let has_file = frame.chunks.iter().any(|c| matches!(c, OutChunk::File { .. }));
+    let has_file = frame
+        .chunks
+        .iter()
+        .any(|c| matches!(c, OutChunk::File { .. }));
     let total = frame_len(&frame);
     if !has_file && (total <= COALESCE_LIMIT || frame.chunks.len() == 1) {
-        if frame.chunks.len() == 1 {
-            if let OutChunk::Bytes(b) = &frame.chunks[0] {
-                return writer.write_all(b).await;
-            }
+        if frame.chunks.len() == 1
+            && let OutChunk::Bytes(b) = &frame.chunks[0]
+        {
+            return writer.write_all(b).await;
         }
         let mut buf = BytesMut::with_capacity(total);
         for c in &frame.chunks {
@@ -211,7 +234,10 @@ fn writev_all(fd: RawFd, mut bufs: Vec<Bytes>) -> io::Result<()> {
         let end = (start + IOV_MAX).min(bufs.len());
         let iov: Vec<libc::iovec> = bufs[start..end]
             .iter()
-            .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() })
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
             .collect();
         // SAFETY: every iovec points into a live `Bytes` held by `bufs` for the call's duration.
         let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
@@ -256,7 +282,10 @@ fn sendfile_all(fd: RawFd, file: &std::fs::File, offset: u64, len: u64) -> io::R
         if n == 0 {
             // The file is shorter than the range (truncated underneath): the response would be
             // malformed, so the connection must be closed.
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment shorter than fetch range"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment shorter than fetch range",
+            ));
         }
     }
     Ok(())

@@ -41,7 +41,11 @@ impl Controller {
     pub async fn handle(&self, shard: &Rc<ShardState>, req: ControllerRequest) {
         let _guard = self.lock.lock().await;
         match req {
-            ControllerRequest::CreateTopics { topics, validate_only, reply } => {
+            ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+                reply,
+            } => {
                 let res = self.create_topics(shard, topics, validate_only).await;
                 let _ = reply.send(res);
             }
@@ -49,7 +53,11 @@ impl Controller {
                 let res = self.delete_topics(shard, names).await;
                 let _ = reply.send(res);
             }
-            ControllerRequest::CreatePartitions { topics, validate_only, reply } => {
+            ControllerRequest::CreatePartitions {
+                topics,
+                validate_only,
+                reply,
+            } => {
                 let res = self.create_partitions(shard, topics, validate_only).await;
                 let _ = reply.send(res);
             }
@@ -57,7 +65,11 @@ impl Controller {
                 let res = self.allocate_producer_id(shard).await;
                 let _ = reply.send(res);
             }
-            ControllerRequest::AlterConfigs { resources, validate_only, reply } => {
+            ControllerRequest::AlterConfigs {
+                resources,
+                validate_only,
+                reply,
+            } => {
                 let res = self.alter_configs(shard, resources, validate_only).await;
                 let _ = reply.send(res);
             }
@@ -71,16 +83,25 @@ impl Controller {
         validate_only: bool,
     ) -> Vec<Result<(), (i16, String)>> {
         let mut next = self.meta.borrow().clone();
-        let results: Vec<_> =
-            resources.iter().map(|a| crate::configs::apply(&self.config, &mut next, a)).collect();
+        let results: Vec<_> = resources
+            .iter()
+            .map(|a| crate::configs::apply(&self.config, &mut next, a))
+            .collect();
         if !validate_only && results.iter().any(Result::is_ok) && next != *self.meta.borrow() {
             for (a, r) in resources.iter().zip(&results) {
                 if r.is_ok() {
                     log::info!(
                         "configs of {} {:?} altered: {:?}",
-                        if a.resource_type == crate::configs::RESOURCE_TOPIC { "topic" } else { "broker" },
+                        if a.resource_type == crate::configs::RESOURCE_TOPIC {
+                            "topic"
+                        } else {
+                            "broker"
+                        },
                         a.resource_name,
-                        a.ops.iter().map(|o| (&o.name, o.op, &o.value)).collect::<Vec<_>>()
+                        a.ops
+                            .iter()
+                            .map(|o| (&o.name, o.op, &o.value))
+                            .collect::<Vec<_>>()
                     );
                 }
             }
@@ -94,13 +115,24 @@ impl Controller {
         results
     }
 
-    fn validate_new_topic(&self, meta: &ClusterMetadata, t: &NewTopic) -> Result<i32, (i16, String)> {
+    fn validate_new_topic(
+        &self,
+        meta: &ClusterMetadata,
+        t: &NewTopic,
+    ) -> Result<i32, (i16, String)> {
         validate_topic_name(&t.name).map_err(|m| (errors::INVALID_TOPIC_EXCEPTION, m))?;
         if meta.topics.contains_key(&t.name) {
-            return Err((errors::TOPIC_ALREADY_EXISTS, format!("Topic '{}' already exists.", t.name)));
+            return Err((
+                errors::TOPIC_ALREADY_EXISTS,
+                format!("Topic '{}' already exists.", t.name),
+            ));
         }
-        let partitions = if t.partitions == -1 { self.config.num_partitions } else { t.partitions };
-        if partitions < 1 || partitions > MAX_PARTITIONS_PER_TOPIC {
+        let partitions = if t.partitions == -1 {
+            self.config.num_partitions
+        } else {
+            t.partitions
+        };
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
             return Err((
                 errors::INVALID_PARTITIONS,
                 format!("Number of partitions must be in 1..={MAX_PARTITIONS_PER_TOPIC}"),
@@ -143,7 +175,8 @@ impl Controller {
                                     .configs
                                     .iter()
                                     .map(|(k, v)| {
-                                        let v = crate::configs::validate_topic_config(k, v).unwrap_or(v.clone());
+                                        let v = crate::configs::validate_topic_config(k, v)
+                                            .unwrap_or(v.clone());
                                         (k.clone(), v)
                                     })
                                     .collect(),
@@ -155,13 +188,14 @@ impl Controller {
                 Err(e) => results.push(Err(e)),
             }
         }
-        if !validate_only && results.iter().any(Result::is_ok) {
-            if let Err(e) = self.commit(shard, next).await {
-                return results
-                    .into_iter()
-                    .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
-                    .collect();
-            }
+        if !validate_only
+            && results.iter().any(Result::is_ok)
+            && let Err(e) = self.commit(shard, next).await
+        {
+            return results
+                .into_iter()
+                .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
+                .collect();
         }
         results
     }
@@ -182,13 +216,13 @@ impl Controller {
                 )),
             })
             .collect();
-        if results.iter().any(Result::is_ok) {
-            if let Err(e) = self.commit(shard, next).await {
-                return results
-                    .into_iter()
-                    .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
-                    .collect();
-            }
+        if results.iter().any(Result::is_ok)
+            && let Err(e) = self.commit(shard, next).await
+        {
+            return results
+                .into_iter()
+                .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
+                .collect();
         }
         results
     }
@@ -209,7 +243,10 @@ impl Controller {
                 )),
                 Some(t) if *count <= t.partitions => Err((
                     errors::INVALID_PARTITIONS,
-                    format!("Topic currently has {} partitions, which is higher than or equal to the requested {count}.", t.partitions),
+                    format!(
+                        "Topic currently has {} partitions, which is higher than or equal to the requested {count}.",
+                        t.partitions
+                    ),
                 )),
                 Some(_) if *count > MAX_PARTITIONS_PER_TOPIC => Err((
                     errors::INVALID_PARTITIONS,
@@ -224,13 +261,14 @@ impl Controller {
             };
             results.push(res);
         }
-        if !validate_only && results.iter().any(Result::is_ok) {
-            if let Err(e) = self.commit(shard, next).await {
-                return results
-                    .into_iter()
-                    .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
-                    .collect();
-            }
+        if !validate_only
+            && results.iter().any(Result::is_ok)
+            && let Err(e) = self.commit(shard, next).await
+        {
+            return results
+                .into_iter()
+                .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
+                .collect();
         }
         results
     }
@@ -247,7 +285,11 @@ impl Controller {
     }
 
     /// Persists `next` and applies it on every shard; returns once all shards have it.
-    async fn commit(&self, shard: &Rc<ShardState>, mut next: ClusterMetadata) -> Result<(), String> {
+    async fn commit(
+        &self,
+        shard: &Rc<ShardState>,
+        mut next: ClusterMetadata,
+    ) -> Result<(), String> {
         next.version = self.meta.borrow().version + 1;
         let dir = self.config.log_dir.clone();
         let to_store = next.clone();
@@ -259,7 +301,12 @@ impl Controller {
         let waits = (0..shard.count).map(|s| {
             let snapshot = snapshot.clone();
             async move {
-                shard.call(s, |reply| ShardMessage::ApplyMetadata { meta: snapshot, reply }).await
+                shard
+                    .call(s, |reply| ShardMessage::ApplyMetadata {
+                        meta: snapshot,
+                        reply,
+                    })
+                    .await
             }
         });
         futures::future::join_all(waits).await;

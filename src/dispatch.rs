@@ -19,7 +19,9 @@ pub struct Dispatched {
 
 impl Dispatched {
     pub fn respond(fut: impl Future<Output = ResponseFrame> + 'static) -> Self {
-        Self { response: Some(Box::pin(fut)) }
+        Self {
+            response: Some(Box::pin(fut)),
+        }
     }
 }
 
@@ -58,31 +60,70 @@ pub async fn dispatch_request(
             Dispatched::respond(handlers::init_producer_id::handle(state, header, req))
         }
         // consumer groups
-        RequestKind::FindCoordinator(req) => Dispatched::respond(handlers::find_coordinator::handle(state, header, req)),
-        RequestKind::JoinGroup(req) => Dispatched::respond(handlers::join_group::handle(state, header, req)),
-        RequestKind::SyncGroup(req) => Dispatched::respond(handlers::sync_group::handle(state, header, req)),
-        RequestKind::Heartbeat(req) => Dispatched::respond(handlers::heartbeat::handle(state, header, req)),
-        RequestKind::LeaveGroup(req) => Dispatched::respond(handlers::leave_group::handle(state, header, req)),
-        RequestKind::OffsetCommit(req) => Dispatched::respond(handlers::offset_commit::handle(state, header, req)),
-        RequestKind::OffsetFetch(req) => Dispatched::respond(handlers::offset_fetch::handle(state, header, req)),
-        RequestKind::ListGroups(req) => Dispatched::respond(handlers::list_groups::handle(state, header, req)),
-        RequestKind::DescribeGroups(req) => Dispatched::respond(handlers::describe_groups::handle(state, header, req)),
-        RequestKind::DeleteGroups(req) => Dispatched::respond(handlers::delete_groups::handle(state, header, req)),
-        RequestKind::OffsetDelete(req) => Dispatched::respond(handlers::offset_delete::handle(state, header, req)),
-        RequestKind::ConsumerGroupHeartbeat(req) => Dispatched::respond(handlers::consumer_group_heartbeat::handle(state, header, req)),
-        RequestKind::ConsumerGroupDescribe(req) => Dispatched::respond(handlers::consumer_group_describe::handle(state, header, req)),
-        // operations
-        RequestKind::DescribeConfigs(req) => Dispatched::respond(handlers::describe_configs::handle(state, header, req)),
-        RequestKind::AlterConfigs(req) => Dispatched::respond(handlers::alter_configs::handle(state, header, req)),
-        RequestKind::IncrementalAlterConfigs(req) => {
-            Dispatched::respond(handlers::alter_configs::handle_incremental(state, header, req))
+        RequestKind::FindCoordinator(req) => {
+            Dispatched::respond(handlers::find_coordinator::handle(state, header, req))
         }
-        RequestKind::DescribeCluster(req) => Dispatched::respond(handlers::describe_cluster::handle(state, header, req)),
-        RequestKind::DescribeLogDirs(req) => Dispatched::respond(handlers::describe_log_dirs::handle(state, header, req)),
-        RequestKind::DeleteRecords(req) => Dispatched::respond(handlers::delete_records::handle(state, header, req)),
+        RequestKind::JoinGroup(req) => {
+            Dispatched::respond(handlers::join_group::handle(state, header, req))
+        }
+        RequestKind::SyncGroup(req) => {
+            Dispatched::respond(handlers::sync_group::handle(state, header, req))
+        }
+        RequestKind::Heartbeat(req) => {
+            Dispatched::respond(handlers::heartbeat::handle(state, header, req))
+        }
+        RequestKind::LeaveGroup(req) => {
+            Dispatched::respond(handlers::leave_group::handle(state, header, req))
+        }
+        RequestKind::OffsetCommit(req) => {
+            Dispatched::respond(handlers::offset_commit::handle(state, header, req))
+        }
+        RequestKind::OffsetFetch(req) => {
+            Dispatched::respond(handlers::offset_fetch::handle(state, header, req))
+        }
+        RequestKind::ListGroups(req) => {
+            Dispatched::respond(handlers::list_groups::handle(state, header, req))
+        }
+        RequestKind::DescribeGroups(req) => {
+            Dispatched::respond(handlers::describe_groups::handle(state, header, req))
+        }
+        RequestKind::DeleteGroups(req) => {
+            Dispatched::respond(handlers::delete_groups::handle(state, header, req))
+        }
+        RequestKind::OffsetDelete(req) => {
+            Dispatched::respond(handlers::offset_delete::handle(state, header, req))
+        }
+        RequestKind::ConsumerGroupHeartbeat(req) => Dispatched::respond(
+            handlers::consumer_group_heartbeat::handle(state, header, req),
+        ),
+        RequestKind::ConsumerGroupDescribe(req) => Dispatched::respond(
+            handlers::consumer_group_describe::handle(state, header, req),
+        ),
+        // operations
+        RequestKind::DescribeConfigs(req) => {
+            Dispatched::respond(handlers::describe_configs::handle(state, header, req))
+        }
+        RequestKind::AlterConfigs(req) => {
+            Dispatched::respond(handlers::alter_configs::handle(state, header, req))
+        }
+        RequestKind::IncrementalAlterConfigs(req) => Dispatched::respond(
+            handlers::alter_configs::handle_incremental(state, header, req),
+        ),
+        RequestKind::DescribeCluster(req) => {
+            Dispatched::respond(handlers::describe_cluster::handle(state, header, req))
+        }
+        RequestKind::DescribeLogDirs(req) => {
+            Dispatched::respond(handlers::describe_log_dirs::handle(state, header, req))
+        }
+        RequestKind::DeleteRecords(req) => {
+            Dispatched::respond(handlers::delete_records::handle(state, header, req))
+        }
         other => {
             // Unreachable in practice: the connection checks `api::is_supported` first.
-            log::warn!("request {:?} has no handler", std::mem::discriminant(&other));
+            log::warn!(
+                "request {:?} has no handler",
+                std::mem::discriminant(&other)
+            );
             Dispatched { response: None }
         }
     }
@@ -98,9 +139,12 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
             let res = handlers::fetch::read_local(&state, &items).await;
             let _ = reply.send(res);
         }
-        ShardMessage::WaitForData { items, deadline, reply } => {
-            handlers::fetch::wait_local(&state, items, deadline, reply).await
-        }
+        ShardMessage::WaitForData {
+            items,
+            wait_offsets,
+            deadline,
+            reply,
+        } => handlers::fetch::wait_local(&state, items, wait_offsets, deadline, reply).await,
         ShardMessage::ListOffsets { items, reply } => {
             let res = handlers::list_offsets::handle_local(&state, &items).await;
             let _ = reply.send(res);
@@ -109,7 +153,7 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
             Some(c) => c.handle(&state, req).await,
             None => log::error!("controller request sent to shard {}", state.id),
         },
-        ShardMessage::Group(msg) => crate::groups::handle_message(state, msg).await,
+        ShardMessage::Group(msg) => crate::groups::handle_message(state, *msg).await,
         ShardMessage::DeleteRecords { items, reply } => {
             let res = handlers::delete_records::handle_local(&state, items).await;
             let _ = reply.send(res);
@@ -118,10 +162,14 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
             let _ = reply.send(crate::metrics::collect_local(&state));
         }
         ShardMessage::ApplyMetadata { meta, reply } => {
-            if state.set_metadata(meta.clone()) {
-                if let Err(e) = state.partitions.reconcile(&state.config, &meta).await {
-                    log::error!("shard {}: applying metadata v{}: {e:#}", state.id, meta.version);
-                }
+            if state.set_metadata(meta.clone())
+                && let Err(e) = state.partitions.reconcile(&state.config, &meta).await
+            {
+                log::error!(
+                    "shard {}: applying metadata v{}: {e:#}",
+                    state.id,
+                    meta.version
+                );
             }
             let _ = reply.send(());
         }

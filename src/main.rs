@@ -29,7 +29,11 @@ use crate::broker::Lifecycle;
 use crate::config::{BrokerConfig, ServeArgs};
 
 #[derive(Parser)]
-#[command(name = "tern", version, about = "A Kafka-compatible event streaming broker (thread-per-core, io_uring)")]
+#[command(
+    name = "tern",
+    version,
+    about = "A Kafka-compatible event streaming broker (thread-per-core, io_uring)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -60,8 +64,13 @@ enum Command {
 fn main() {
     // Leveled logging: TERN_LOG (or RUST_LOG) takes env_logger filters, e.g. `info`,
     // `warn,tern=debug`; the default is `info`.
-    let filter = std::env::var("TERN_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".into());
-    env_logger::Builder::new().parse_filters(&filter).format_timestamp_millis().init();
+    let filter = std::env::var("TERN_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    env_logger::Builder::new()
+        .parse_filters(&filter)
+        .format_timestamp_millis()
+        .init();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
@@ -105,7 +114,9 @@ fn serve(args: ServeArgs) -> i32 {
     }
     let shard_config = tern_shard::ShardSetConfig {
         shards: config.shards,
-        spin_before_park: config.spin_before_park_us.map(std::time::Duration::from_micros),
+        spin_before_park: config
+            .spin_before_park_us
+            .map(std::time::Duration::from_micros),
         ..Default::default()
     };
     let config = Arc::new(config);

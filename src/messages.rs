@@ -61,20 +61,28 @@ pub struct ListOffsetsResult {
     pub offset: i64,
 }
 
+/// A per-topic failure of a control-plane request: (Kafka error code, message).
+pub type TopicError = (i16, String);
+
 /// Control-plane requests, all handled by the controller (shard 0).
 pub enum ControllerRequest {
     CreateTopics {
         topics: Vec<NewTopic>,
         validate_only: bool,
-        reply: Reply<Vec<Result<(uuid::Uuid, i32), (i16, String)>>>,
+        reply: Reply<Vec<Result<(uuid::Uuid, i32), TopicError>>>,
     },
-    DeleteTopics { names: Vec<String>, reply: Reply<Vec<Result<uuid::Uuid, (i16, String)>>> },
+    DeleteTopics {
+        names: Vec<String>,
+        reply: Reply<Vec<Result<uuid::Uuid, (i16, String)>>>,
+    },
     CreatePartitions {
         topics: Vec<(String, i32)>,
         validate_only: bool,
         reply: Reply<Vec<Result<(), (i16, String)>>>,
     },
-    AllocateProducerId { reply: Reply<Result<i64, String>> },
+    AllocateProducerId {
+        reply: Reply<Result<i64, String>>,
+    },
     /// AlterConfigs / IncrementalAlterConfigs: one result per resource, in order.
     AlterConfigs {
         resources: Vec<crate::configs::Alteration>,
@@ -92,18 +100,51 @@ pub struct NewTopic {
 }
 
 pub enum ShardMessage {
-    Produce { acks: i16, items: Vec<ProduceItem>, reply: Option<Reply<Vec<ProduceResult>>> },
-    Fetch { items: Vec<FetchItem>, reply: Reply<Vec<FetchResult>> },
-    /// Resolves `true` as soon as one of the partitions has data at or beyond its offset, `false`
-    /// at the deadline. Dropping the reply receiver cancels the wait.
-    WaitForData { items: Vec<FetchItem>, deadline: Instant, reply: Reply<bool> },
-    ListOffsets { items: Vec<ListOffsetsItem>, reply: Reply<Vec<ListOffsetsResult>> },
+    Produce {
+        acks: i16,
+        items: Vec<ProduceItem>,
+        reply: Option<Reply<Vec<ProduceResult>>>,
+    },
+    Fetch {
+        items: Vec<FetchItem>,
+        reply: Reply<Vec<FetchResult>>,
+    },
+    /// Long-poll half of Fetch: as soon as one partition's high watermark passes its entry in
+    /// `wait_offsets`, the owner reads `items` again and replies with the fresh results (saving
+    /// the fetcher a second round trip); `None` at the deadline. Dropping the reply receiver
+    /// cancels the wait.
+    WaitForData {
+        items: Vec<FetchItem>,
+        wait_offsets: Vec<i64>,
+        deadline: Instant,
+        reply: Reply<Option<Vec<FetchResult>>>,
+    },
+    ListOffsets {
+        items: Vec<ListOffsetsItem>,
+        reply: Reply<Vec<ListOffsetsResult>>,
+    },
     Controller(ControllerRequest),
-    ApplyMetadata { meta: Arc<ClusterMetadata>, reply: Reply<()> },
+    ApplyMetadata {
+        meta: Arc<ClusterMetadata>,
+        reply: Reply<()>,
+    },
     /// A request for a consumer group, run by the group's coordinator shard.
-    Group(crate::groups::GroupMessage),
+    /// Boxed: group requests are large and rare; the data-path variants stay small.
+    Group(Box<crate::groups::GroupMessage>),
     /// DeleteRecords on the owner shard: (topic, partition, offset) -> (error, low watermark).
-    DeleteRecords { items: Vec<(Arc<str>, i32, i64)>, reply: Reply<Vec<(i16, i64)>> },
+    DeleteRecords {
+        items: Vec<(Arc<str>, i32, i64)>,
+        reply: Reply<Vec<(i16, i64)>>,
+    },
     /// Metrics and partition state of a shard (Prometheus endpoint, DescribeLogDirs).
-    CollectStats { reply: Reply<crate::metrics::ShardStats> },
+    CollectStats {
+        reply: Reply<crate::metrics::ShardStats>,
+    },
+}
+
+impl ShardMessage {
+    /// Wraps a consumer-group request for its coordinator shard.
+    pub fn group(m: crate::groups::GroupMessage) -> Self {
+        ShardMessage::Group(Box::new(m))
+    }
 }

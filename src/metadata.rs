@@ -72,7 +72,11 @@ pub fn load_or_init(log_dir: &Path) -> Result<ClusterMetadata> {
     let meta = load(log_dir)?;
     if !metadata_path(log_dir).exists() {
         store_blocking(log_dir, &meta)?;
-        log::info!("initialised a new cluster {} in {}", meta.cluster_id, log_dir.display());
+        log::info!(
+            "initialised a new cluster {} in {}",
+            meta.cluster_id,
+            log_dir.display()
+        );
     }
     Ok(meta)
 }
@@ -103,7 +107,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.len() > 249 {
         return Err("topic name is longer than 249 characters".into());
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return Err(format!(
             "topic name {name:?} is illegal: only ASCII alphanumerics, '.', '_' and '-' are allowed"
         ));
@@ -136,7 +143,11 @@ mod tests {
         assert!(!m.cluster_id.is_empty());
         m.topics.insert(
             "t".into(),
-            TopicMeta { id: uuid::Uuid::new_v4(), partitions: 3, configs: BTreeMap::new() },
+            TopicMeta {
+                id: uuid::Uuid::new_v4(),
+                partitions: 3,
+                configs: BTreeMap::new(),
+            },
         );
         store_blocking(&dir, &m).unwrap();
         assert_eq!(load(&dir).unwrap(), m);

@@ -101,12 +101,14 @@ impl ShardMetrics {
             .observe(BATCH_BUCKETS, bytes as f64);
     }
 
-    pub fn cross_sent(&self, target: usize) {
+    /// Counts a message sent to `target`; always true (so it can lead a condition).
+    pub fn cross_sent(&self, target: usize) -> bool {
         let mut v = self.cross_sent.borrow_mut();
         if v.len() <= target {
             v.resize(target + 1, 0);
         }
         v[target] += 1;
+        true
     }
 
     pub fn cross_received(&self) {

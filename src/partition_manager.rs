@@ -45,7 +45,12 @@ impl PartitionManager {
 
     /// The log of a partition owned by this shard, if it exists.
     pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
-        self.topics.borrow().get(topic)?.logs.get(&partition).cloned()
+        self.topics
+            .borrow()
+            .get(topic)?
+            .logs
+            .get(&partition)
+            .cloned()
     }
 
     /// Every partition log this shard owns.
@@ -60,7 +65,11 @@ impl PartitionManager {
         out
     }
 
-    pub fn log_config(config: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta) -> LogConfig {
+    pub fn log_config(
+        config: &BrokerConfig,
+        meta: &ClusterMetadata,
+        topic: &TopicMeta,
+    ) -> LogConfig {
         crate::configs::log_config(config, meta, topic)
     }
 
@@ -99,18 +108,27 @@ impl PartitionManager {
         }
         for (name, topic) in &meta.topics {
             for p in 0..topic.partitions {
-                if partition_shard(name, p, self.shard_count) != self.shard || self.get(name, p).is_some() {
+                if partition_shard(name, p, self.shard_count) != self.shard
+                    || self.get(name, p).is_some()
+                {
                     continue;
                 }
                 let dir = partition_dir(&config.log_dir, name, p);
                 ensure_partition_identity(&dir, &topic.id).await?;
-                let log = PartitionLog::open(&dir, Self::log_config(config, meta, topic), self.cache.clone())
-                    .await
-                    .with_context(|| format!("opening partition {name}-{p}"))?;
+                let log = PartitionLog::open(
+                    &dir,
+                    Self::log_config(config, meta, topic),
+                    self.cache.clone(),
+                )
+                .await
+                .with_context(|| format!("opening partition {name}-{p}"))?;
                 self.topics
                     .borrow_mut()
                     .entry(name.clone())
-                    .or_insert_with(|| TopicPartitions { id: topic.id, logs: HashMap::new() })
+                    .or_insert_with(|| TopicPartitions {
+                        id: topic.id,
+                        logs: HashMap::new(),
+                    })
                     .logs
                     .insert(p, log);
             }
@@ -139,7 +157,10 @@ async fn ensure_partition_identity(dir: &Path, id: &uuid::Uuid) -> Result<()> {
         match std::fs::read_to_string(&file) {
             Ok(s) if s == expected => return Ok(()),
             Ok(_) => {
-                log::warn!("{} belonged to an older topic of the same name: wiping it", dir.display());
+                log::warn!(
+                    "{} belonged to an older topic of the same name: wiping it",
+                    dir.display()
+                );
                 std::fs::remove_dir_all(&dir)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -94,10 +94,8 @@ impl ShardState {
             if fut.as_mut().now_or_never().is_none() {
                 tern_shard::task::spawn(fut);
             }
-        } else if {
-            self.metrics.cross_sent(shard);
-            self.router.invoke_on(shard, msg).await.is_err()
-        } {
+        } else if self.metrics.cross_sent(shard) && self.router.invoke_on(shard, msg).await.is_err()
+        {
             // The peer is shutting down; dropping the message drops its reply sender, which the
             // caller observes as a cancelled reply.
             log::debug!("shard {shard} is closed; message dropped");

@@ -29,7 +29,9 @@ pub struct ShardSetConfig {
 impl Default for ShardSetConfig {
     fn default() -> Self {
         Self {
-            shards: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            shards: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             pin: true,
             spin_before_park: None,
             channel_capacity: 1024,
@@ -52,7 +54,9 @@ impl ShardSet {
         Fut: Future<Output = ()> + 'static,
     {
         assert!(config.shards >= 1, "at least one shard");
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let mesh: MeshBuilder<M, glommio::channels::channel_mesh::Full> =
             MeshBuilder::full(config.shards, config.channel_capacity);
         let mut handles = Vec::new();

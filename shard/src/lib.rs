@@ -10,5 +10,5 @@ pub mod router;
 pub mod task;
 
 pub use executor::{ShardSet, ShardSetConfig};
-pub use placement::{ShardId, partition_shard, group_shard};
+pub use placement::{ShardId, group_shard, partition_shard};
 pub use router::{ShardContext, ShardRouter};

@@ -14,17 +14,25 @@ pub struct ShardListener {
 
 impl ShardListener {
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let inner = glommio::net::TcpListener::bind(addr).map_err(|e| io::Error::other(e.to_string()))?;
+        let inner =
+            glommio::net::TcpListener::bind(addr).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Self { inner })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr().map_err(|e| io::Error::other(e.to_string()))
+        self.inner
+            .local_addr()
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 
     pub async fn accept(&self) -> io::Result<TcpStream> {
-        let s = self.inner.accept().await.map_err(|e| io::Error::other(e.to_string()))?;
-        s.set_nodelay(true).map_err(|e| io::Error::other(e.to_string()))?;
+        let s = self
+            .inner
+            .accept()
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        s.set_nodelay(true)
+            .map_err(|e| io::Error::other(e.to_string()))?;
         Ok(s)
     }
 }

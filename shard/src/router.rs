@@ -42,7 +42,10 @@ impl<M: Send + 'static> ShardRouter<M> {
     /// Delivers `msg` to `shard`, waiting if its queue is full. Must not target this shard: the
     /// caller runs local work directly.
     pub async fn invoke_on(&self, shard: ShardId, msg: M) -> Result<(), M> {
-        assert_ne!(shard, self.id, "invoke_on is for other shards; run local work directly");
+        assert_ne!(
+            shard, self.id,
+            "invoke_on is for other shards; run local work directly"
+        );
         assert!(shard < self.count, "shard {shard} out of range");
         self.sent.set(self.sent.get() + 1);
         self.senders.send_to(shard, msg).await.map_err(|e| match e {
@@ -67,9 +70,24 @@ pub struct ShardContext<M: Send + 'static> {
 }
 
 impl<M: Send + 'static> ShardContext<M> {
-    pub(crate) fn new(id: ShardId, count: usize, senders: Senders<M>, receivers: Receivers<M>) -> Self {
-        let router = Rc::new(ShardRouter { id, count, senders, sent: Cell::new(0) });
-        Self { id, count, router, receivers: Some(receivers) }
+    pub(crate) fn new(
+        id: ShardId,
+        count: usize,
+        senders: Senders<M>,
+        receivers: Receivers<M>,
+    ) -> Self {
+        let router = Rc::new(ShardRouter {
+            id,
+            count,
+            senders,
+            sent: Cell::new(0),
+        });
+        Self {
+            id,
+            count,
+            router,
+            receivers: Some(receivers),
+        }
     }
 
     /// Spawns one receive loop per peer; each message is handed to `handler`, whose future is

@@ -15,8 +15,8 @@ use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    DescribeGroupsRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest,
-    RequestHeader, ResponseHeader,
+    DescribeGroupsRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetFetchRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -65,9 +65,15 @@ pub enum GroupCommand {
 
 pub fn run_group(cmd: GroupCommand) -> i32 {
     let res = match cmd {
-        GroupCommand::Describe { group, bootstrap_server } => describe(&bootstrap_server, &group),
+        GroupCommand::Describe {
+            group,
+            bootstrap_server,
+        } => describe(&bootstrap_server, &group),
         GroupCommand::List { bootstrap_server } => list(&bootstrap_server),
-        GroupCommand::Delete { groups, bootstrap_server } => admin::delete_groups(&bootstrap_server, &groups),
+        GroupCommand::Delete {
+            groups,
+            bootstrap_server,
+        } => admin::delete_groups(&bootstrap_server, &groups),
         GroupCommand::Seek(args) => admin::seek(&args),
     };
     match res {
@@ -104,8 +110,12 @@ impl Client {
         }
         let Some(stream) = stream else {
             let why = match last {
-                Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-                Some(e) if e.kind() == std::io::ErrorKind::TimedOut => "connection timed out".to_string(),
+                Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    "connection refused".to_string()
+                }
+                Some(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    "connection timed out".to_string()
+                }
                 Some(e) => e.to_string(),
                 None => "address resolved to nothing".to_string(),
             };
@@ -113,7 +123,10 @@ impl Client {
         };
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Self { stream, correlation: 0 })
+        Ok(Self {
+            stream,
+            correlation: 0,
+        })
     }
 
     /// Sends a request that gets no response (Produce with acks=0).
@@ -149,7 +162,9 @@ impl Client {
         frame.extend_from_slice(&body);
         self.stream.write_all(&frame)?;
         let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).context("reading response (did the broker close the connection?)")?;
+        self.stream
+            .read_exact(&mut len)
+            .context("reading response (did the broker close the connection?)")?;
         let n = i32::from_be_bytes(len);
         if !(0..=(256 << 20)).contains(&n) {
             bail!("bad response length {n}");
@@ -172,18 +187,34 @@ fn list(addr: &str) -> Result<()> {
     let resp = c.call(4, &ListGroupsRequest::default())?;
     println!("{:<40} {:<20} {:<10}", "GROUP", "STATE", "PROTOCOL-TYPE");
     for g in resp.groups {
-        println!("{:<40} {:<20} {:<10}", g.group_id.0.as_str(), g.group_state.as_str(), g.protocol_type.as_str());
+        println!(
+            "{:<40} {:<20} {:<10}",
+            g.group_id.0.as_str(),
+            g.group_state.as_str(),
+            g.protocol_type.as_str()
+        );
     }
     Ok(())
 }
 
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..cols).map(|i| rows.iter().filter_map(|r| r.get(i)).map(String::len).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -196,7 +227,11 @@ fn describe(addr: &str, group: &str) -> Result<()> {
     let mut req = DescribeGroupsRequest::default();
     req.groups = vec![StrBytes::from_string(group.to_string()).into()];
     let resp = c.call(5, &req)?;
-    let g: DescribedGroup = resp.groups.into_iter().next().context("empty DescribeGroups response")?;
+    let g: DescribedGroup = resp
+        .groups
+        .into_iter()
+        .next()
+        .context("empty DescribeGroups response")?;
     if g.error_code != 0 {
         bail!("DescribeGroups {group}: error code {}", g.error_code);
     }
@@ -222,8 +257,16 @@ fn describe(addr: &str, group: &str) -> Result<()> {
         member_rows.push(vec![
             m.member_id.to_string(),
             m.client_id.to_string(),
-            if m.client_host.is_empty() { "-".into() } else { m.client_host.to_string() },
-            if desc.is_empty() { "-".into() } else { desc.join(" ") },
+            if m.client_host.is_empty() {
+                "-".into()
+            } else {
+                m.client_host.to_string()
+            },
+            if desc.is_empty() {
+                "-".into()
+            } else {
+                desc.join(" ")
+            },
         ]);
     }
 
@@ -240,7 +283,10 @@ fn describe(addr: &str, group: &str) -> Result<()> {
         topics.insert(t.name.0.to_string());
         for p in &t.partitions {
             if p.committed_offset >= 0 {
-                committed.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                committed.insert(
+                    (t.name.0.to_string(), p.partition_index),
+                    p.committed_offset,
+                );
             }
         }
     }
@@ -308,17 +354,31 @@ fn describe(addr: &str, group: &str) -> Result<()> {
     println!(
         "{}",
         table(&[
-            vec!["GROUP".into(), "STATE".into(), "PROTOCOL-TYPE".into(), "PROTOCOL".into(), "MEMBERS".into()],
+            vec![
+                "GROUP".into(),
+                "STATE".into(),
+                "PROTOCOL-TYPE".into(),
+                "PROTOCOL".into(),
+                "MEMBERS".into()
+            ],
             vec![
                 group.to_string(),
                 g.group_state.to_string(),
-                if g.protocol_type.is_empty() { "-".into() } else { g.protocol_type.to_string() },
-                if g.protocol_data.is_empty() { "-".into() } else { g.protocol_data.to_string() },
+                if g.protocol_type.is_empty() {
+                    "-".into()
+                } else {
+                    g.protocol_type.to_string()
+                },
+                if g.protocol_data.is_empty() {
+                    "-".into()
+                } else {
+                    g.protocol_data.to_string()
+                },
                 g.members.len().to_string(),
             ],
         ])
     );
-    if g.members.len() > 0 {
+    if !g.members.is_empty() {
         println!("{}", table(&member_rows));
     }
     let mut rows = vec![vec![

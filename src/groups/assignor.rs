@@ -27,14 +27,22 @@ pub fn assign(name: &str, input: &AssignInput) -> Assignment {
 }
 
 fn empty(input: &AssignInput) -> Assignment {
-    input.members.keys().map(|m| (m.clone(), BTreeMap::new())).collect()
+    input
+        .members
+        .keys()
+        .map(|m| (m.clone(), BTreeMap::new()))
+        .collect()
 }
 
 pub fn range(input: &AssignInput) -> Assignment {
     let mut out = empty(input);
     for (topic, &n) in input.topics {
-        let subs: Vec<&String> =
-            input.members.iter().filter(|(_, t)| t.contains(topic)).map(|(m, _)| m).collect();
+        let subs: Vec<&String> = input
+            .members
+            .iter()
+            .filter(|(_, t)| t.contains(topic))
+            .map(|(m, _)| m)
+            .collect();
         if subs.is_empty() {
             continue;
         }
@@ -46,7 +54,9 @@ pub fn range(input: &AssignInput) -> Assignment {
             let set: BTreeSet<i32> = (next..next + count).collect();
             next += count;
             if !set.is_empty() {
-                out.get_mut(*member).expect("member").insert(topic.clone(), set);
+                out.get_mut(*member)
+                    .expect("member")
+                    .insert(topic.clone(), set);
             }
         }
     }
@@ -60,9 +70,13 @@ pub fn uniform(input: &AssignInput) -> Assignment {
     let eligible = |m: &String, t: &String| input.members.get(m).is_some_and(|s| s.contains(t));
     // 1. Keep what members had, where still valid.
     for (m, prev) in input.previous {
-        let Some(set) = owned.get_mut(m) else { continue };
+        let Some(set) = owned.get_mut(m) else {
+            continue;
+        };
         for (t, ps) in prev {
-            let Some(&n) = input.topics.get(t) else { continue };
+            let Some(&n) = input.topics.get(t) else {
+                continue;
+            };
             if !eligible(m, t) {
                 continue;
             }
@@ -105,13 +119,13 @@ pub fn uniform(input: &AssignInput) -> Assignment {
                     .filter(|(m, _)| **m != from && eligible(m, &tp.0))
                     .min_by_key(|(m, s)| (s.len(), m.to_string()))
                     .map(|(m, s)| ((*m).clone(), s.len()));
-                if let Some((to, to_load)) = to {
-                    if to_load + 1 < load {
-                        owned.get_mut(from).expect("member").remove(&tp);
-                        owned.get_mut(&to).expect("member").insert(tp);
-                        moved = true;
-                        break 'outer;
-                    }
+                if let Some((to, to_load)) = to
+                    && to_load + 1 < load
+                {
+                    owned.get_mut(from).expect("member").remove(&tp);
+                    owned.get_mut(&to).expect("member").insert(tp);
+                    moved = true;
+                    break 'outer;
                 }
             }
         }
@@ -135,17 +149,26 @@ mod tests {
 
     fn members(n: usize, topics: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
         (0..n)
-            .map(|i| (format!("m{i}"), topics.iter().map(|t| t.to_string()).collect()))
+            .map(|i| {
+                (
+                    format!("m{i}"),
+                    topics.iter().map(|t| t.to_string()).collect(),
+                )
+            })
             .collect()
     }
 
     fn counts(a: &Assignment) -> Vec<usize> {
-        a.values().map(|t| t.values().map(BTreeSet::len).sum()).collect()
+        a.values()
+            .map(|t| t.values().map(BTreeSet::len).sum())
+            .collect()
     }
 
     fn check_complete(a: &Assignment, topic: &str, n: i32) {
-        let mut all: Vec<i32> =
-            a.values().flat_map(|t| t.get(topic).into_iter().flatten().copied()).collect();
+        let mut all: Vec<i32> = a
+            .values()
+            .flat_map(|t| t.get(topic).into_iter().flatten().copied())
+            .collect();
         all.sort();
         assert_eq!(all, (0..n).collect::<Vec<_>>());
     }
@@ -154,11 +177,19 @@ mod tests {
     fn uniform_is_balanced_complete_and_sticky() {
         let topics: BTreeMap<String, i32> = [("t".to_string(), 6)].into();
         let m3 = members(3, &["t"]);
-        let a3 = uniform(&AssignInput { members: &m3, topics: &topics, previous: &BTreeMap::new() });
+        let a3 = uniform(&AssignInput {
+            members: &m3,
+            topics: &topics,
+            previous: &BTreeMap::new(),
+        });
         assert_eq!(counts(&a3), vec![2, 2, 2]);
         check_complete(&a3, "t", 6);
         let m4 = members(4, &["t"]);
-        let a4 = uniform(&AssignInput { members: &m4, topics: &topics, previous: &a3 });
+        let a4 = uniform(&AssignInput {
+            members: &m4,
+            topics: &topics,
+            previous: &a3,
+        });
         check_complete(&a4, "t", 6);
         let mut c = counts(&a4);
         c.sort();
@@ -175,7 +206,11 @@ mod tests {
     fn range_gives_contiguous_ranges() {
         let topics: BTreeMap<String, i32> = [("t".to_string(), 7)].into();
         let m = members(3, &["t"]);
-        let a = range(&AssignInput { members: &m, topics: &topics, previous: &BTreeMap::new() });
+        let a = range(&AssignInput {
+            members: &m,
+            topics: &topics,
+            previous: &BTreeMap::new(),
+        });
         assert_eq!(a["m0"]["t"], [0, 1, 2].into());
         assert_eq!(a["m1"]["t"], [3, 4].into());
         assert_eq!(a["m2"]["t"], [5, 6].into());

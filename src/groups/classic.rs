@@ -18,7 +18,7 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 
 use super::records::{self, ClassicGroupValue, LogRecord, MemberValue};
-use super::{GroupCoordinator, Group, Kind, codes};
+use super::{Group, GroupCoordinator, Kind, codes};
 use crate::handlers::str_bytes;
 use crate::messages::Reply;
 
@@ -64,7 +64,11 @@ impl ClassicMember {
     }
 
     fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -103,15 +107,20 @@ fn join_error(version: i16, member_id: &str, code: i16) -> JoinGroupResponse {
     r
 }
 
-fn sync_response(version: i16, code: i16, g: Option<&ClassicGroup>, assignment: Bytes) -> SyncGroupResponse {
+fn sync_response(
+    version: i16,
+    code: i16,
+    g: Option<&ClassicGroup>,
+    assignment: Bytes,
+) -> SyncGroupResponse {
     let mut r = SyncGroupResponse::default();
     r.error_code = code;
     r.assignment = assignment;
-    if version >= 5 {
-        if let Some(g) = g {
-            r.protocol_type = g.protocol_type.as_deref().map(str_bytes);
-            r.protocol_name = g.protocol.as_deref().map(str_bytes);
-        }
+    if version >= 5
+        && let Some(g) = g
+    {
+        r.protocol_type = g.protocol_type.as_deref().map(str_bytes);
+        r.protocol_name = g.protocol.as_deref().map(str_bytes);
     }
     r
 }
@@ -171,8 +180,15 @@ impl ClassicGroup {
                 },
             );
         }
-        g.state = if g.members.is_empty() { ClassicState::Empty } else { ClassicState::Stable };
-        if g.leader.as_ref().is_some_and(|l| !g.members.contains_key(l)) {
+        g.state = if g.members.is_empty() {
+            ClassicState::Empty
+        } else {
+            ClassicState::Stable
+        };
+        if g.leader
+            .as_ref()
+            .is_some_and(|l| !g.members.contains_key(l))
+        {
             g.leader = g.members.keys().next().cloned();
         }
         g
@@ -190,7 +206,9 @@ impl ClassicGroup {
             protocol: self.protocol.clone(),
             leader: self.leader.clone(),
             state_ts: self.state_ts,
-            members: if self.state == ClassicState::Stable || self.state == ClassicState::CompletingRebalance {
+            members: if self.state == ClassicState::Stable
+                || self.state == ClassicState::CompletingRebalance
+            {
                 self.members
                     .values()
                     .map(|m| MemberValue {
@@ -229,7 +247,9 @@ impl ClassicGroup {
     /// Protocols every member supports.
     fn candidate_protocols(&self) -> Vec<String> {
         let mut it = self.members.values();
-        let Some(first) = it.next() else { return Vec::new() };
+        let Some(first) = it.next() else {
+            return Vec::new();
+        };
         let mut c: Vec<String> = first.protocols.iter().map(|(n, _)| n.clone()).collect();
         for m in it {
             c.retain(|n| m.protocols.iter().any(|(p, _)| p == n));
@@ -241,10 +261,10 @@ impl ClassicGroup {
         let candidates = self.candidate_protocols();
         let mut votes: Vec<(String, usize)> = candidates.iter().map(|c| (c.clone(), 0)).collect();
         for m in self.members.values() {
-            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(n)) {
-                if let Some(v) = votes.iter_mut().find(|(c, _)| c == name) {
-                    v.1 += 1;
-                }
+            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(n))
+                && let Some(v) = votes.iter_mut().find(|(c, _)| c == name)
+            {
+                v.1 += 1;
             }
         }
         // Most votes; ties go to the earlier candidate (the first member's preference order).
@@ -262,7 +282,11 @@ impl ClassicGroup {
     }
 
     fn max_rebalance_timeout(&self) -> Duration {
-        self.members.values().map(|m| ms(m.rebalance_timeout_ms)).max().unwrap_or(Duration::ZERO)
+        self.members
+            .values()
+            .map(|m| ms(m.rebalance_timeout_ms))
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 
     /// Answers parked JoinGroup/SyncGroup requests with `code`.
@@ -278,7 +302,12 @@ impl ClassicGroup {
     }
 
     /// The JoinGroup response of a member (the leader gets the member list).
-    fn join_response(&self, version: i16, member_id: &str, skip_assignment: bool) -> JoinGroupResponse {
+    fn join_response(
+        &self,
+        version: i16,
+        member_id: &str,
+        skip_assignment: bool,
+    ) -> JoinGroupResponse {
         let mut r = JoinGroupResponse::default();
         r.generation_id = self.generation;
         r.protocol_type = self.protocol_type.as_deref().map(str_bytes);
@@ -310,7 +339,12 @@ impl ClassicGroup {
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
                 if let Some((v, r)) = m.awaiting_sync.take() {
-                    let _ = r.send(sync_response(v, codes::REBALANCE_IN_PROGRESS, None, Bytes::new()));
+                    let _ = r.send(sync_response(
+                        v,
+                        codes::REBALANCE_IN_PROGRESS,
+                        None,
+                        Bytes::new(),
+                    ));
                 }
             }
         }
@@ -328,19 +362,28 @@ impl ClassicGroup {
 
     fn remove_member(&mut self, id: &str) -> Option<ClassicMember> {
         let mut m = self.members.remove(id)?;
-        if let Some(iid) = &m.instance_id {
-            if self.static_members.get(iid).map(String::as_str) == Some(id) {
-                self.static_members.remove(iid);
-            }
+        if let Some(iid) = &m.instance_id
+            && self.static_members.get(iid).map(String::as_str) == Some(id)
+        {
+            self.static_members.remove(iid);
         }
         if let Some((v, r)) = m.awaiting_join.take() {
             let _ = r.send(join_error(v, id, codes::UNKNOWN_MEMBER_ID));
         }
         if let Some((v, r)) = m.awaiting_sync.take() {
-            let _ = r.send(sync_response(v, codes::UNKNOWN_MEMBER_ID, None, Bytes::new()));
+            let _ = r.send(sync_response(
+                v,
+                codes::UNKNOWN_MEMBER_ID,
+                None,
+                Bytes::new(),
+            ));
         }
         if self.leader.as_deref() == Some(id) {
-            self.leader = self.members.values().min_by_key(|m| m.seq).map(|m| m.member_id.clone());
+            self.leader = self
+                .members
+                .values()
+                .min_by_key(|m| m.seq)
+                .map(|m| m.member_id.clone());
         }
         Some(m)
     }
@@ -385,7 +428,11 @@ fn classic_group<'a>(
     let g = groups.get_mut(gid).expect("inserted");
     if let Kind::Consumer(c) = &g.kind {
         if !c.members.is_empty() || !create {
-            return Err(if create { codes::INCONSISTENT_GROUP_PROTOCOL } else { codes::UNKNOWN_MEMBER_ID });
+            return Err(if create {
+                codes::INCONSISTENT_GROUP_PROTOCOL
+            } else {
+                codes::UNKNOWN_MEMBER_ID
+            });
         }
         g.kind = Kind::Classic(ClassicGroup::new());
     }
@@ -397,18 +444,39 @@ fn classic_group<'a>(
 
 fn persist(co: &GroupCoordinator, gid: &str, partition: i32, g: &ClassicGroup) {
     if let Some(v) = g.metadata_value(Instant::now()) {
-        co.append_detached(partition, vec![LogRecord::ClassicGroup { group: gid.to_string(), value: Some(v) }]);
+        co.append_detached(
+            partition,
+            vec![LogRecord::ClassicGroup {
+                group: gid.to_string(),
+                value: Some(v),
+            }],
+        );
     }
 }
 
 /// Completes the join phase when everyone has rejoined (outside the initial delay).
-fn maybe_complete_join(co: &GroupCoordinator, gid: &str, partition: i32, g: &mut ClassicGroup, now: Instant) {
-    if g.state == ClassicState::PreparingRebalance && g.initial_join_until.is_none() && g.all_joined() {
+fn maybe_complete_join(
+    co: &GroupCoordinator,
+    gid: &str,
+    partition: i32,
+    g: &mut ClassicGroup,
+    now: Instant,
+) {
+    if g.state == ClassicState::PreparingRebalance
+        && g.initial_join_until.is_none()
+        && g.all_joined()
+    {
         complete_join(co, gid, partition, g, now);
     }
 }
 
-fn complete_join(co: &GroupCoordinator, gid: &str, partition: i32, g: &mut ClassicGroup, now: Instant) {
+fn complete_join(
+    co: &GroupCoordinator,
+    gid: &str,
+    partition: i32,
+    g: &mut ClassicGroup,
+    now: Instant,
+) {
     g.initial_join_until = None;
     // Dynamic members that did not rejoin in time are removed; static ones stay (they keep
     // their identity until their session expires).
@@ -465,8 +533,14 @@ fn complete_join(co: &GroupCoordinator, gid: &str, partition: i32, g: &mut Class
 }
 
 fn rebalance(co: &GroupCoordinator, gid: &str, partition: i32, g: &mut ClassicGroup, now: Instant) {
-    if matches!(g.state, ClassicState::Stable | ClassicState::CompletingRebalance | ClassicState::Empty) {
-        g.prepare_rebalance(Duration::from_millis(co.gcfg().initial_rebalance_delay_ms), now);
+    if matches!(
+        g.state,
+        ClassicState::Stable | ClassicState::CompletingRebalance | ClassicState::Empty
+    ) {
+        g.prepare_rebalance(
+            Duration::from_millis(co.gcfg().initial_rebalance_delay_ms),
+            now,
+        );
     }
     maybe_complete_join(co, gid, partition, g, now);
 }
@@ -520,15 +594,32 @@ fn add_member(
     rebalance(co, gid, partition, g, now);
 }
 
-pub fn join(co: &GroupCoordinator, version: i16, client_id: String, req: JoinGroupRequest, reply: Reply<JoinGroupResponse>) {
+pub fn join(
+    co: &GroupCoordinator,
+    version: i16,
+    client_id: String,
+    req: JoinGroupRequest,
+    reply: Reply<JoinGroupResponse>,
+) {
     let cfg = co.gcfg().clone();
     let now = Instant::now();
     let gid = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
-    let instance_id = if version >= 5 { req.group_instance_id.as_ref().map(|s| s.to_string()) } else { None };
-    let rebalance_timeout = if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms };
-    let protocols: Vec<(String, Bytes)> =
-        req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect();
+    let instance_id = if version >= 5 {
+        req.group_instance_id.as_ref().map(|s| s.to_string())
+    } else {
+        None
+    };
+    let rebalance_timeout = if version >= 1 {
+        req.rebalance_timeout_ms
+    } else {
+        req.session_timeout_ms
+    };
+    let protocols: Vec<(String, Bytes)> = req
+        .protocols
+        .iter()
+        .map(|p| (p.name.to_string(), p.metadata.clone()))
+        .collect();
     let fail = |reply: Reply<JoinGroupResponse>, code: i16| {
         let _ = reply.send(join_error(version, &member_id, code));
     };
@@ -538,7 +629,9 @@ pub fn join(co: &GroupCoordinator, version: i16, client_id: String, req: JoinGro
     if co.draining.get() {
         return fail(reply, codes::NOT_COORDINATOR);
     }
-    if req.session_timeout_ms < cfg.min_session_timeout_ms || req.session_timeout_ms > cfg.max_session_timeout_ms {
+    if req.session_timeout_ms < cfg.min_session_timeout_ms
+        || req.session_timeout_ms > cfg.max_session_timeout_ms
+    {
         return fail(reply, codes::INVALID_SESSION_TIMEOUT);
     }
     if protocols.is_empty() || req.protocol_type.is_empty() {
@@ -552,7 +645,7 @@ pub fn join(co: &GroupCoordinator, version: i16, client_id: String, req: JoinGro
     };
     // A known member (or a pending one) may always rejoin with its own protocols.
     let known = g.members.contains_key(&member_id);
-    if !(known && g.members.len() == 1) && !g.supports(&req.protocol_type, &protocols) {
+    if !(g.supports(&req.protocol_type, &protocols) || known && g.members.len() == 1) {
         return fail(reply, codes::INCONSISTENT_GROUP_PROTOCOL);
     }
 
@@ -569,7 +662,12 @@ pub fn join(co: &GroupCoordinator, version: i16, client_id: String, req: JoinGro
                     let _ = r.send(join_error(v, &old_id, codes::FENCED_INSTANCE_ID));
                 }
                 if let Some((v, r)) = m.awaiting_sync.take() {
-                    let _ = r.send(sync_response(v, codes::FENCED_INSTANCE_ID, None, Bytes::new()));
+                    let _ = r.send(sync_response(
+                        v,
+                        codes::FENCED_INSTANCE_ID,
+                        None,
+                        Bytes::new(),
+                    ));
                 }
                 let unchanged = m.matches(&protocols);
                 m.member_id = new_id.clone();
@@ -606,32 +704,74 @@ pub fn join(co: &GroupCoordinator, version: i16, client_id: String, req: JoinGro
             }
             let new_id = format!("{iid}-{}", uuid::Uuid::new_v4());
             return add_member(
-                co, &gid, partition, g, new_id, Some(iid), client_id, &req, rebalance_timeout, protocols,
-                version, reply, now,
+                co,
+                &gid,
+                partition,
+                g,
+                new_id,
+                Some(iid),
+                client_id,
+                &req,
+                rebalance_timeout,
+                protocols,
+                version,
+                reply,
+                now,
             );
         }
-        let new_id = format!("{}-{}", if client_id.is_empty() { "member" } else { &client_id }, uuid::Uuid::new_v4());
+        let new_id = format!(
+            "{}-{}",
+            if client_id.is_empty() {
+                "member"
+            } else {
+                &client_id
+            },
+            uuid::Uuid::new_v4()
+        );
         if version >= 4 {
-            g.pending.insert(new_id.clone(), now + ms(req.session_timeout_ms));
+            g.pending
+                .insert(new_id.clone(), now + ms(req.session_timeout_ms));
             let _ = reply.send(join_error(version, &new_id, codes::MEMBER_ID_REQUIRED));
             return;
         }
         return add_member(
-            co, &gid, partition, g, new_id, None, client_id, &req, rebalance_timeout, protocols, version,
-            reply, now,
+            co,
+            &gid,
+            partition,
+            g,
+            new_id,
+            None,
+            client_id,
+            &req,
+            rebalance_timeout,
+            protocols,
+            version,
+            reply,
+            now,
         );
     }
 
     if g.pending.remove(&member_id).is_some() {
         return add_member(
-            co, &gid, partition, g, member_id, instance_id, client_id, &req, rebalance_timeout, protocols,
-            version, reply, now,
+            co,
+            &gid,
+            partition,
+            g,
+            member_id,
+            instance_id,
+            client_id,
+            &req,
+            rebalance_timeout,
+            protocols,
+            version,
+            reply,
+            now,
         );
     }
-    if let Some(iid) = &instance_id {
-        if g.static_members.get(iid).is_some_and(|id| *id != member_id) {
-            return fail(reply, codes::FENCED_INSTANCE_ID);
-        }
+    if let Some(iid) = &instance_id
+        && g.static_members.get(iid).is_some_and(|id| *id != member_id)
+    {
+        return fail(reply, codes::FENCED_INSTANCE_ID);
     }
     if !g.members.contains_key(&member_id) {
         return fail(reply, codes::UNKNOWN_MEMBER_ID);
@@ -670,7 +810,12 @@ pub fn join(co: &GroupCoordinator, version: i16, client_id: String, req: JoinGro
     }
 }
 
-pub async fn sync(co: &GroupCoordinator, version: i16, req: SyncGroupRequest, reply: Reply<SyncGroupResponse>) {
+pub async fn sync(
+    co: &GroupCoordinator,
+    version: i16,
+    req: SyncGroupRequest,
+    reply: Reply<SyncGroupResponse>,
+) {
     let now = Instant::now();
     let gid = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
@@ -684,20 +829,27 @@ pub async fn sync(co: &GroupCoordinator, version: i16, req: SyncGroupRequest, re
             Ok(g) => g,
             Err(code) => return fail(reply, code),
         };
-        let Some(m) = g.members.get(&member_id) else { return fail(reply, codes::UNKNOWN_MEMBER_ID) };
-        if version >= 3 {
-            if let Some(iid) = &req.group_instance_id {
-                if m.instance_id.as_deref() != Some(iid.as_str()) {
-                    return fail(reply, codes::FENCED_INSTANCE_ID);
-                }
-            }
+        let Some(m) = g.members.get(&member_id) else {
+            return fail(reply, codes::UNKNOWN_MEMBER_ID);
+        };
+        if version >= 3
+            && let Some(iid) = &req.group_instance_id
+            && m.instance_id.as_deref() != Some(iid.as_str())
+        {
+            return fail(reply, codes::FENCED_INSTANCE_ID);
         }
         if req.generation_id != g.generation {
             return fail(reply, codes::ILLEGAL_GENERATION);
         }
         if version >= 5
-            && (req.protocol_type.as_ref().is_some_and(|t| Some(t.as_str()) != g.protocol_type.as_deref())
-                || req.protocol_name.as_ref().is_some_and(|n| Some(n.as_str()) != g.protocol.as_deref()))
+            && (req
+                .protocol_type
+                .as_ref()
+                .is_some_and(|t| Some(t.as_str()) != g.protocol_type.as_deref())
+                || req
+                    .protocol_name
+                    .as_ref()
+                    .is_some_and(|n| Some(n.as_str()) != g.protocol.as_deref()))
         {
             return fail(reply, codes::INCONSISTENT_GROUP_PROTOCOL);
         }
@@ -707,7 +859,10 @@ pub async fn sync(co: &GroupCoordinator, version: i16, req: SyncGroupRequest, re
             ClassicState::Stable => {
                 let a = m.assignment.clone();
                 let resp = sync_response(version, codes::NONE, Some(g), a);
-                g.members.get_mut(&member_id).expect("member").last_heartbeat = now;
+                g.members
+                    .get_mut(&member_id)
+                    .expect("member")
+                    .last_heartbeat = now;
                 let _ = reply.send(resp);
                 return;
             }
@@ -717,26 +872,48 @@ pub async fn sync(co: &GroupCoordinator, version: i16, req: SyncGroupRequest, re
         let m = g.members.get_mut(&member_id).expect("member");
         m.last_heartbeat = now;
         if let Some((v, old)) = m.awaiting_sync.replace((version, reply)) {
-            let _ = old.send(sync_response(v, codes::REBALANCE_IN_PROGRESS, None, Bytes::new()));
+            let _ = old.send(sync_response(
+                v,
+                codes::REBALANCE_IN_PROGRESS,
+                None,
+                Bytes::new(),
+            ));
         }
         if !is_leader {
             return;
         }
-        let assignments: HashMap<String, Bytes> =
-            req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
+        let assignments: HashMap<String, Bytes> = req
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect();
         let generation = g.generation;
         // Persist the group with its new assignment; members get it once it is durable.
-        let mut value = g.metadata_value(now).expect("a group with members has metadata");
+        let mut value = g
+            .metadata_value(now)
+            .expect("a group with members has metadata");
         for mv in &mut value.members {
             mv.assignment = assignments.get(&mv.member_id).cloned().unwrap_or_default();
         }
-        let fut = co.append(partition, &[LogRecord::ClassicGroup { group: gid.clone(), value: Some(value) }]);
+        let fut = co.append(
+            partition,
+            &[LogRecord::ClassicGroup {
+                group: gid.clone(),
+                value: Some(value),
+            }],
+        );
         (fut, assignments, generation)
     };
     let (fut, assignments, generation) = write;
     let res = fut.await;
     let mut groups = co.groups.borrow_mut();
-    let Some(Group { kind: Kind::Classic(g), .. }) = groups.get_mut(&gid) else { return };
+    let Some(Group {
+        kind: Kind::Classic(g),
+        ..
+    }) = groups.get_mut(&gid)
+    else {
+        return;
+    };
     if g.generation != generation || g.state != ClassicState::CompletingRebalance {
         return; // a new rebalance started meanwhile (parked syncs were answered then)
     }
@@ -780,11 +957,13 @@ pub fn heartbeat(co: &GroupCoordinator, req: HeartbeatRequest) -> i16 {
         Ok(g) => g,
         Err(code) => return code,
     };
-    let Some(m) = g.members.get_mut(&member_id) else { return codes::UNKNOWN_MEMBER_ID };
-    if let Some(iid) = &req.group_instance_id {
-        if m.instance_id.as_deref() != Some(iid.as_str()) {
-            return codes::FENCED_INSTANCE_ID;
-        }
+    let Some(m) = g.members.get_mut(&member_id) else {
+        return codes::UNKNOWN_MEMBER_ID;
+    };
+    if let Some(iid) = &req.group_instance_id
+        && m.instance_id.as_deref() != Some(iid.as_str())
+    {
+        return codes::FENCED_INSTANCE_ID;
     }
     if g.state == ClassicState::Empty {
         return codes::UNKNOWN_MEMBER_ID;
@@ -808,7 +987,12 @@ pub fn leave(co: &GroupCoordinator, version: i16, req: LeaveGroupRequest) -> Lea
     } else {
         req.members
             .iter()
-            .map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string())))
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.to_string()),
+                )
+            })
             .collect()
     };
     let mut results: Vec<i16> = Vec::new();
@@ -821,7 +1005,9 @@ pub fn leave(co: &GroupCoordinator, version: i16, req: LeaveGroupRequest) -> Lea
                     let target = match iid {
                         Some(iid) => match g.static_members.get(iid) {
                             None => Err(codes::UNKNOWN_MEMBER_ID),
-                            Some(found) if !mid.is_empty() && found != mid => Err(codes::FENCED_INSTANCE_ID),
+                            Some(found) if !mid.is_empty() && found != mid => {
+                                Err(codes::FENCED_INSTANCE_ID)
+                            }
                             Some(found) => Ok(found.clone()),
                         },
                         None => Ok(mid.clone()),
@@ -869,9 +1055,13 @@ pub fn leave(co: &GroupCoordinator, version: i16, req: LeaveGroupRequest) -> Lea
 /// Timers of one classic group.
 pub fn tick(co: &GroupCoordinator, gid: &str, now: Instant) {
     let mut groups = co.groups.borrow_mut();
-    let Some(group) = groups.get_mut(gid) else { return };
+    let Some(group) = groups.get_mut(gid) else {
+        return;
+    };
     let partition = group.partition;
-    let Kind::Classic(g) = &mut group.kind else { return };
+    let Kind::Classic(g) = &mut group.kind else {
+        return;
+    };
     g.pending.retain(|_, deadline| *deadline > now);
     // Session expiry (members parked in JoinGroup/SyncGroup are kept alive; a new member that
     // never completes its first join is bounded by the rebalance deadline).
@@ -890,7 +1080,10 @@ pub fn tick(co: &GroupCoordinator, gid: &str, now: Instant) {
         g.remove_member(&id);
         match g.state {
             ClassicState::PreparingRebalance => {}
-            _ => g.prepare_rebalance(Duration::from_millis(co.gcfg().initial_rebalance_delay_ms), now),
+            _ => g.prepare_rebalance(
+                Duration::from_millis(co.gcfg().initial_rebalance_delay_ms),
+                now,
+            ),
         }
     }
     if g.state == ClassicState::PreparingRebalance {

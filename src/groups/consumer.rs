@@ -20,7 +20,8 @@ use kafka_protocol::messages::consumer_group_describe_response::{
 };
 use kafka_protocol::messages::consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{
-    Assignment as HbAssignment, ConsumerGroupHeartbeatResponse, TopicPartitions as HbTopicPartitions,
+    Assignment as HbAssignment, ConsumerGroupHeartbeatResponse,
+    TopicPartitions as HbTopicPartitions,
 };
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 
@@ -138,7 +139,10 @@ impl ConsumerGroup {
     }
 
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
-        self.members.values().flat_map(|m| m.subscribed.iter().cloned()).collect()
+        self.members
+            .values()
+            .flat_map(|m| m.subscribed.iter().cloned())
+            .collect()
     }
 
     /// Bumps the group epoch if the subscribed topics' partition counts changed; recomputes the
@@ -169,11 +173,18 @@ impl ConsumerGroup {
                 .find(|(_, v)| **v == max)
                 .map(|(k, _)| k.to_string())
                 .unwrap_or_else(|| assignor::UNIFORM.to_string());
-            let subs: BTreeMap<String, BTreeSet<String>> =
-                self.members.values().map(|m| (m.member_id.clone(), m.subscribed.clone())).collect();
+            let subs: BTreeMap<String, BTreeSet<String>> = self
+                .members
+                .values()
+                .map(|m| (m.member_id.clone(), m.subscribed.clone()))
+                .collect();
             self.target = assignor::assign(
                 &self.assignor,
-                &AssignInput { members: &subs, topics: &self.topics, previous: &self.target },
+                &AssignInput {
+                    members: &subs,
+                    topics: &self.topics,
+                    previous: &self.target,
+                },
             );
             self.assignment_epoch = self.epoch;
             log::debug!(
@@ -201,7 +212,9 @@ impl ConsumerGroup {
             s
         };
         let assignment_epoch = self.assignment_epoch;
-        let Some(m) = self.members.get_mut(member_id) else { return };
+        let Some(m) = self.members.get_mut(member_id) else {
+            return;
+        };
         if !m.revoking.is_empty() {
             let released = owned.is_some_and(|o| intersect(o, &m.revoking).is_empty());
             if !released {
@@ -214,7 +227,8 @@ impl ConsumerGroup {
         if count(&revoke) > 0 {
             m.assigned = intersect(&m.assigned, &target);
             m.revoking = revoke;
-            m.revoke_deadline = Some(now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64));
+            m.revoke_deadline =
+                Some(now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64));
             m.send_assignment = true;
             return;
         }
@@ -231,10 +245,10 @@ impl ConsumerGroup {
 
     fn remove_member(&mut self, id: &str) {
         if let Some(m) = self.members.remove(id) {
-            if let Some(iid) = &m.instance_id {
-                if self.static_members.get(iid).map(String::as_str) == Some(id) {
-                    self.static_members.remove(iid);
-                }
+            if let Some(iid) = &m.instance_id
+                && self.static_members.get(iid).map(String::as_str) == Some(id)
+            {
+                self.static_members.remove(iid);
             }
             self.target.remove(id);
             self.epoch += 1;
@@ -246,7 +260,12 @@ impl ConsumerGroup {
 
     /// DescribeGroups view (the classic format: subscription / assignment as the "consumer"
     /// embedded protocol), so classic tools can describe a KIP-848 group too.
-    pub fn describe_classic_into(&self, _meta: &ClusterMetadata, version: i16, d: &mut DescribedGroup) {
+    pub fn describe_classic_into(
+        &self,
+        _meta: &ClusterMetadata,
+        version: i16,
+        d: &mut DescribedGroup,
+    ) {
         d.protocol_data = str_bytes(&self.assignor);
         for m in self.members.values() {
             let mut dm = DescribedGroupMember::default();
@@ -258,8 +277,11 @@ impl ConsumerGroup {
             dm.client_host = str_bytes(&m.client_host);
             let subs: Vec<String> = m.subscribed.iter().cloned().collect();
             dm.member_metadata = protocol::encode_subscription(&subs);
-            let parts: Vec<(String, Vec<i32>)> =
-                m.assigned.iter().map(|(t, ps)| (t.clone(), ps.iter().copied().collect())).collect();
+            let parts: Vec<(String, Vec<i32>)> = m
+                .assigned
+                .iter()
+                .map(|(t, ps)| (t.clone(), ps.iter().copied().collect()))
+                .collect();
             dm.member_assignment = protocol::encode_assignment(&parts);
             d.members.push(dm);
         }
@@ -302,20 +324,33 @@ pub fn heartbeat(
     if gid.is_empty() {
         return hb_error(codes::INVALID_REQUEST, "GroupId can't be empty.");
     }
-    if req.subscribed_topic_regex.as_ref().is_some_and(|r| !r.is_empty()) {
-        return hb_error(codes::INVALID_REQUEST, "SubscribedTopicRegex is not supported by this broker.");
+    if req
+        .subscribed_topic_regex
+        .as_ref()
+        .is_some_and(|r| !r.is_empty())
+    {
+        return hb_error(
+            codes::INVALID_REQUEST,
+            "SubscribedTopicRegex is not supported by this broker.",
+        );
     }
-    if let Some(a) = &req.server_assignor {
-        if !assignor::ASSIGNORS.contains(&a.as_str()) {
-            return hb_error(codes::UNSUPPORTED_ASSIGNOR, &format!("ServerAssignor {a} is not supported. Supported assignors: uniform, range."));
-        }
+    if let Some(a) = &req.server_assignor
+        && !assignor::ASSIGNORS.contains(&a.as_str())
+    {
+        return hb_error(
+            codes::UNSUPPORTED_ASSIGNOR,
+            &format!("ServerAssignor {a} is not supported. Supported assignors: uniform, range."),
+        );
     }
     if epoch == 0 {
         if member_id.is_empty() {
             member_id = uuid::Uuid::new_v4().simple().to_string();
         }
         if req.subscribed_topic_names.is_none() {
-            return hb_error(codes::INVALID_REQUEST, "SubscribedTopicNames must be set in first request.");
+            return hb_error(
+                codes::INVALID_REQUEST,
+                "SubscribedTopicNames must be set in first request.",
+            );
         }
     } else if member_id.is_empty() {
         return hb_error(codes::INVALID_REQUEST, "MemberId can't be empty.");
@@ -333,7 +368,10 @@ pub fn heartbeat(
         let group = groups.get_mut(&gid).expect("present");
         if let Kind::Classic(c) = &group.kind {
             if !c.members.is_empty() || !c.pending.is_empty() {
-                return hb_error(codes::GROUP_ID_NOT_FOUND, &format!("Group {gid} is not a consumer group."));
+                return hb_error(
+                    codes::GROUP_ID_NOT_FOUND,
+                    &format!("Group {gid} is not a consumer group."),
+                );
             }
             if epoch != 0 {
                 return hb_error(codes::UNKNOWN_MEMBER_ID, "Unknown member.");
@@ -341,7 +379,9 @@ pub fn heartbeat(
             let start = c.generation.max(0);
             group.kind = Kind::Consumer(ConsumerGroup::new(start));
         }
-        let Kind::Consumer(g) = &mut group.kind else { unreachable!() };
+        let Kind::Consumer(g) = &mut group.kind else {
+            unreachable!()
+        };
         let epoch_before = g.epoch;
 
         // Owned partitions reported by the member (topic ids -> names).
@@ -349,7 +389,9 @@ pub fn heartbeat(
             let mut s = TopicSet::new();
             for tp in tps {
                 if let Some((name, _)) = meta.topic_by_id(&tp.topic_id) {
-                    s.entry(name.clone()).or_default().extend(tp.partitions.iter().copied());
+                    s.entry(name.clone())
+                        .or_default()
+                        .extend(tp.partitions.iter().copied());
                 }
             }
             s
@@ -367,7 +409,9 @@ pub fn heartbeat(
                         let m = g.members.get_mut(&member_id).expect("member");
                         m.left_static = true;
                         m.last_heartbeat = now;
-                        log::info!("consumer group {gid}: static member {member_id} left temporarily");
+                        log::info!(
+                            "consumer group {gid}: static member {member_id} left temporarily"
+                        );
                     } else {
                         g.remove_member(&member_id);
                         log::info!("consumer group {gid}: member {member_id} left");
@@ -389,7 +433,9 @@ pub fn heartbeat(
                             if !old_left {
                                 return hb_error(
                                     codes::UNRELEASED_INSTANCE_ID,
-                                    &format!("Static member {iid} is still in use by member {old_id}."),
+                                    &format!(
+                                        "Static member {iid} is still in use by member {old_id}."
+                                    ),
                                 );
                             }
                             // The static member is back: it takes over the old member's epoch and
@@ -439,7 +485,19 @@ pub fn heartbeat(
                     // A known member rejoining (it lost its state): it gets its assignment again.
                     m.send_assignment = true;
                 }
-                heartbeat_common(g, &gid, &member_id, &client_id, &req, owned.as_ref(), &meta, &cfg, now, epoch_before, &mut persist_epoch)
+                heartbeat_common(
+                    g,
+                    &gid,
+                    &member_id,
+                    &client_id,
+                    &req,
+                    owned.as_ref(),
+                    &meta,
+                    &cfg,
+                    now,
+                    epoch_before,
+                    &mut persist_epoch,
+                )
             }
             e => {
                 let Some(m) = g.members.get(&member_id) else {
@@ -447,20 +505,43 @@ pub fn heartbeat(
                 };
                 if e != m.epoch {
                     let tolerated = e == m.previous_epoch
-                        && owned.as_ref().is_some_and(|o| minus(o, &m.assigned).is_empty());
+                        && owned
+                            .as_ref()
+                            .is_some_and(|o| minus(o, &m.assigned).is_empty());
                     if !tolerated {
                         return hb_error(
                             codes::FENCED_MEMBER_EPOCH,
-                            &format!("The member epoch {e} is fenced; the current epoch is {}.", m.epoch),
+                            &format!(
+                                "The member epoch {e} is fenced; the current epoch is {}.",
+                                m.epoch
+                            ),
                         );
                     }
                 }
-                heartbeat_common(g, &gid, &member_id, &client_id, &req, owned.as_ref(), &meta, &cfg, now, epoch_before, &mut persist_epoch)
+                heartbeat_common(
+                    g,
+                    &gid,
+                    &member_id,
+                    &client_id,
+                    &req,
+                    owned.as_ref(),
+                    &meta,
+                    &cfg,
+                    now,
+                    epoch_before,
+                    &mut persist_epoch,
+                )
             }
         }
     };
     if let Some(e) = persist_epoch {
-        co.append_detached(partition, vec![LogRecord::ConsumerGroup { group: gid, epoch: Some(e) }]);
+        co.append_detached(
+            partition,
+            vec![LogRecord::ConsumerGroup {
+                group: gid,
+                epoch: Some(e),
+            }],
+        );
     }
     resp
 }
@@ -504,10 +585,11 @@ fn heartbeat_common(
     }
     // A member that reports owning something other than what the broker thinks gets the full
     // assignment again (it may have missed a response).
-    if let Some(o) = owned {
-        if *o != m.assigned && m.revoking.is_empty() {
-            m.send_assignment = true;
-        }
+    if let Some(o) = owned
+        && *o != m.assigned
+        && m.revoking.is_empty()
+    {
+        m.send_assignment = true;
     }
     if changed {
         g.epoch += 1;
@@ -516,7 +598,10 @@ fn heartbeat_common(
     g.reconcile(member_id, owned, now);
     if g.epoch != epoch_before {
         *persist_epoch = Some(g.epoch);
-        log::info!("consumer group {gid}: group epoch {} (member {member_id})", g.epoch);
+        log::info!(
+            "consumer group {gid}: group epoch {} (member {member_id})",
+            g.epoch
+        );
     }
     let m = g.members.get_mut(member_id).expect("member exists");
     let mut r = ConsumerGroupHeartbeatResponse::default();
@@ -539,9 +624,13 @@ pub fn tick(co: &GroupCoordinator, state: &Rc<ShardState>, gid: &str, now: Insta
     let partition;
     {
         let mut groups = co.groups.borrow_mut();
-        let Some(group) = groups.get_mut(gid) else { return };
+        let Some(group) = groups.get_mut(gid) else {
+            return;
+        };
         partition = group.partition;
-        let Kind::Consumer(g) = &mut group.kind else { return };
+        let Kind::Consumer(g) = &mut group.kind else {
+            return;
+        };
         let before = g.epoch;
         let expired: Vec<String> = g
             .members
@@ -562,7 +651,13 @@ pub fn tick(co: &GroupCoordinator, state: &Rc<ShardState>, gid: &str, now: Insta
         }
     }
     if let Some(e) = persist {
-        co.append_detached(partition, vec![LogRecord::ConsumerGroup { group: gid.to_string(), epoch: Some(e) }]);
+        co.append_detached(
+            partition,
+            vec![LogRecord::ConsumerGroup {
+                group: gid.to_string(),
+                epoch: Some(e),
+            }],
+        );
     }
 }
 
@@ -597,10 +692,13 @@ pub fn describe(state: &Rc<ShardState>, id: &str) -> cgd::DescribedGroup {
                 dm.member_epoch = m.epoch;
                 dm.client_id = str_bytes(&m.client_id);
                 dm.client_host = str_bytes(&m.client_host);
-                dm.subscribed_topic_names = m.subscribed.iter().map(|t| str_bytes(t).into()).collect();
+                dm.subscribed_topic_names =
+                    m.subscribed.iter().map(|t| str_bytes(t).into()).collect();
                 dm.assignment = described_assignment(&meta, &m.assigned);
-                dm.target_assignment =
-                    described_assignment(&meta, &g.target.get(&m.member_id).cloned().unwrap_or_default());
+                dm.target_assignment = described_assignment(
+                    &meta,
+                    &g.target.get(&m.member_id).cloned().unwrap_or_default(),
+                );
                 dm.member_type = 1;
                 d.members.push(dm);
             }

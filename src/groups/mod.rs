@@ -40,6 +40,7 @@ use kafka_protocol::messages::consumer_group_heartbeat_request::ConsumerGroupHea
 use kafka_protocol::messages::consumer_group_heartbeat_response::ConsumerGroupHeartbeatResponse;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
 use kafka_protocol::messages::join_group_request::JoinGroupRequest;
 use kafka_protocol::messages::join_group_response::JoinGroupResponse;
 use kafka_protocol::messages::leave_group_request::LeaveGroupRequest;
@@ -51,7 +52,6 @@ use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequest;
 use kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
-use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
 use tern_shard::{ShardId, partition_shard};
 use tern_storage::{Durability, LogConfig, PartitionLog, ReadChunk, TailCache};
 
@@ -130,28 +130,71 @@ impl GroupConfig {
         fn num<T: std::str::FromStr>(key: &str, v: Option<&str>, default: T) -> Result<T> {
             match v {
                 None => Ok(default),
-                Some(v) => v.trim().parse::<T>().map_err(|_| anyhow!("invalid value for {key}: {v:?} is not a valid number")),
+                Some(v) => v
+                    .trim()
+                    .parse::<T>()
+                    .map_err(|_| anyhow!("invalid value for {key}: {v:?} is not a valid number")),
             }
         }
         let d = Self::default();
         let c = Self {
-            initial_rebalance_delay_ms: num("group.initial.rebalance.delay.ms", get("group.initial.rebalance.delay.ms"), d.initial_rebalance_delay_ms)?,
-            min_session_timeout_ms: num("group.min.session.timeout.ms", get("group.min.session.timeout.ms"), d.min_session_timeout_ms)?,
-            max_session_timeout_ms: num("group.max.session.timeout.ms", get("group.max.session.timeout.ms"), d.max_session_timeout_ms)?,
-            consumer_heartbeat_interval_ms: num("group.consumer.heartbeat.interval.ms", get("group.consumer.heartbeat.interval.ms"), d.consumer_heartbeat_interval_ms)?,
-            consumer_session_timeout_ms: num("group.consumer.session.timeout.ms", get("group.consumer.session.timeout.ms"), d.consumer_session_timeout_ms)?,
-            offsets_retention_ms: num::<i64>("offsets.retention.minutes", get("offsets.retention.minutes"), 10080)?.saturating_mul(60_000),
-            retention_check_interval_ms: num("offsets.retention.check.interval.ms", get("offsets.retention.check.interval.ms"), d.retention_check_interval_ms)?,
-            offsets_partitions: num("offsets.topic.num.partitions", get("offsets.topic.num.partitions"), d.offsets_partitions)?,
+            initial_rebalance_delay_ms: num(
+                "group.initial.rebalance.delay.ms",
+                get("group.initial.rebalance.delay.ms"),
+                d.initial_rebalance_delay_ms,
+            )?,
+            min_session_timeout_ms: num(
+                "group.min.session.timeout.ms",
+                get("group.min.session.timeout.ms"),
+                d.min_session_timeout_ms,
+            )?,
+            max_session_timeout_ms: num(
+                "group.max.session.timeout.ms",
+                get("group.max.session.timeout.ms"),
+                d.max_session_timeout_ms,
+            )?,
+            consumer_heartbeat_interval_ms: num(
+                "group.consumer.heartbeat.interval.ms",
+                get("group.consumer.heartbeat.interval.ms"),
+                d.consumer_heartbeat_interval_ms,
+            )?,
+            consumer_session_timeout_ms: num(
+                "group.consumer.session.timeout.ms",
+                get("group.consumer.session.timeout.ms"),
+                d.consumer_session_timeout_ms,
+            )?,
+            offsets_retention_ms: num::<i64>(
+                "offsets.retention.minutes",
+                get("offsets.retention.minutes"),
+                10080,
+            )?
+            .saturating_mul(60_000),
+            retention_check_interval_ms: num(
+                "offsets.retention.check.interval.ms",
+                get("offsets.retention.check.interval.ms"),
+                d.retention_check_interval_ms,
+            )?,
+            offsets_partitions: num(
+                "offsets.topic.num.partitions",
+                get("offsets.topic.num.partitions"),
+                d.offsets_partitions,
+            )?,
         };
         if c.offsets_partitions < 1 || c.offsets_partitions > 1000 {
-            bail!("invalid value for offsets.topic.num.partitions: {} (1..=1000)", c.offsets_partitions);
+            bail!(
+                "invalid value for offsets.topic.num.partitions: {} (1..=1000)",
+                c.offsets_partitions
+            );
         }
         if c.min_session_timeout_ms < 1 || c.max_session_timeout_ms < c.min_session_timeout_ms {
             bail!("invalid value for group.min.session.timeout.ms / group.max.session.timeout.ms");
         }
-        if c.consumer_heartbeat_interval_ms < 1 || c.consumer_session_timeout_ms <= c.consumer_heartbeat_interval_ms {
-            bail!("invalid value for group.consumer.heartbeat.interval.ms (must be > 0 and < group.consumer.session.timeout.ms)");
+        if c.consumer_heartbeat_interval_ms < 1
+            || c.consumer_session_timeout_ms <= c.consumer_heartbeat_interval_ms
+        {
+            bail!(
+                "invalid value for group.consumer.heartbeat.interval.ms (must be > 0 and < group.consumer.session.timeout.ms)"
+            );
         }
         if c.offsets_retention_ms < 60_000 {
             bail!("invalid value for offsets.retention.minutes: must be >= 1");
@@ -165,7 +208,8 @@ impl GroupConfig {
 
 /// Java's `String.hashCode` (over UTF-16 code units), as Kafka uses for the offsets partition.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 /// The `__consumer_offsets` partition of a group (Kafka's formula).
@@ -180,23 +224,63 @@ pub fn coordinator_shard(group: &str, partitions: i32, shards: usize) -> ShardId
 
 /// Requests forwarded to a group's coordinator shard (one `ShardMessage::Group`).
 pub enum GroupMessage {
-    Join { version: i16, client_id: String, req: JoinGroupRequest, reply: Reply<JoinGroupResponse> },
-    Sync { version: i16, req: SyncGroupRequest, reply: Reply<SyncGroupResponse> },
-    Heartbeat { req: HeartbeatRequest, reply: Reply<i16> },
-    Leave { version: i16, req: LeaveGroupRequest, reply: Reply<LeaveGroupResponse> },
-    Commit { version: i16, req: OffsetCommitRequest, reply: Reply<OffsetCommitResponse> },
-    Fetch { groups: Vec<FetchGroup>, reply: Reply<Vec<FetchedGroup>> },
-    List { states: Vec<String>, types: Vec<String>, reply: Reply<Vec<ListedGroup>> },
-    Describe { version: i16, groups: Vec<String>, reply: Reply<Vec<DescribedGroup>> },
-    Delete { groups: Vec<String>, reply: Reply<Vec<DeletableGroupResult>> },
-    OffsetDelete { req: OffsetDeleteRequest, reply: Reply<OffsetDeleteResponse> },
+    Join {
+        version: i16,
+        client_id: String,
+        req: JoinGroupRequest,
+        reply: Reply<JoinGroupResponse>,
+    },
+    Sync {
+        version: i16,
+        req: SyncGroupRequest,
+        reply: Reply<SyncGroupResponse>,
+    },
+    Heartbeat {
+        req: HeartbeatRequest,
+        reply: Reply<i16>,
+    },
+    Leave {
+        version: i16,
+        req: LeaveGroupRequest,
+        reply: Reply<LeaveGroupResponse>,
+    },
+    Commit {
+        version: i16,
+        req: OffsetCommitRequest,
+        reply: Reply<OffsetCommitResponse>,
+    },
+    Fetch {
+        groups: Vec<FetchGroup>,
+        reply: Reply<Vec<FetchedGroup>>,
+    },
+    List {
+        states: Vec<String>,
+        types: Vec<String>,
+        reply: Reply<Vec<ListedGroup>>,
+    },
+    Describe {
+        version: i16,
+        groups: Vec<String>,
+        reply: Reply<Vec<DescribedGroup>>,
+    },
+    Delete {
+        groups: Vec<String>,
+        reply: Reply<Vec<DeletableGroupResult>>,
+    },
+    OffsetDelete {
+        req: OffsetDeleteRequest,
+        reply: Reply<OffsetDeleteResponse>,
+    },
     ConsumerHeartbeat {
         version: i16,
         client_id: String,
         req: ConsumerGroupHeartbeatRequest,
         reply: Reply<ConsumerGroupHeartbeatResponse>,
     },
-    ConsumerDescribe { groups: Vec<String>, reply: Reply<Vec<consumer_group_describe_response::DescribedGroup>> },
+    ConsumerDescribe {
+        groups: Vec<String>,
+        reply: Reply<Vec<consumer_group_describe_response::DescribedGroup>>,
+    },
 }
 
 /// One committed offset.
@@ -306,7 +390,10 @@ impl GroupCoordinator {
     }
 
     fn partition_dir(&self, p: i32) -> PathBuf {
-        self.config.log_dir.join(GROUPS_DIR).join(format!("{OFFSETS_TOPIC}-{p}"))
+        self.config
+            .log_dir
+            .join(GROUPS_DIR)
+            .join(format!("{OFFSETS_TOPIC}-{p}"))
     }
 
     fn log_config() -> LogConfig {
@@ -332,7 +419,9 @@ impl GroupCoordinator {
             let mut log = PartitionLog::open(&dir, Self::log_config(), self.cache.clone())
                 .await
                 .map_err(|e| anyhow!("opening {}: {e}", dir.display()))?;
-            let recs = read_log(&log).await.map_err(|e| anyhow!("replaying {}: {e}", dir.display()))?;
+            let recs = read_log(&log)
+                .await
+                .map_err(|e| anyhow!("replaying {}: {e}", dir.display()))?;
             records += recs.len();
             for (off, rec) in recs {
                 self.apply_record(p, off, rec);
@@ -359,7 +448,12 @@ impl GroupCoordinator {
 
     /// Rewrites partition `p` with only `live` records: written to a fresh directory, then
     /// swapped in by rename (the old directory is removed after the swap).
-    async fn compact(&self, p: i32, old: Rc<PartitionLog>, live: &[LogRecord]) -> Result<Rc<PartitionLog>> {
+    async fn compact(
+        &self,
+        p: i32,
+        old: Rc<PartitionLog>,
+        live: &[LogRecord],
+    ) -> Result<Rc<PartitionLog>> {
         let dir = self.partition_dir(p);
         let tmp = dir.with_extension("compacting");
         let _ = std::fs::remove_dir_all(&tmp);
@@ -371,9 +465,13 @@ impl GroupCoordinator {
                 .append(records::encode_batch(chunk), 0, Durability::Synced)
                 .map_err(|e| anyhow!("compacting {}: {e}", dir.display()))?
                 .done;
-            done.await.map_err(|e| anyhow!("compacting {}: {e}", dir.display()))?;
+            done.await
+                .map_err(|e| anyhow!("compacting {}: {e}", dir.display()))?;
         }
-        fresh.close().await.map_err(|e| anyhow!("compacting: {e}"))?;
+        fresh
+            .close()
+            .await
+            .map_err(|e| anyhow!("compacting: {e}"))?;
         old.close().await.map_err(|e| anyhow!("compacting: {e}"))?;
         let trash = dir.with_extension("deleting");
         let _ = std::fs::remove_dir_all(&trash);
@@ -400,12 +498,16 @@ impl GroupCoordinator {
             match &g.kind {
                 Kind::Classic(c) => {
                     if let Some(v) = c.metadata_value(Instant::now()) {
-                        out.push(LogRecord::ClassicGroup { group: g.id.clone(), value: Some(v) });
+                        out.push(LogRecord::ClassicGroup {
+                            group: g.id.clone(),
+                            value: Some(v),
+                        });
                     }
                 }
-                Kind::Consumer(c) => {
-                    out.push(LogRecord::ConsumerGroup { group: g.id.clone(), epoch: Some(c.epoch) })
-                }
+                Kind::Consumer(c) => out.push(LogRecord::ConsumerGroup {
+                    group: g.id.clone(),
+                    epoch: Some(c.epoch),
+                }),
             }
             for ((t, part), e) in &g.offsets {
                 out.push(LogRecord::Offset {
@@ -428,11 +530,21 @@ impl GroupCoordinator {
     pub fn apply_record(&self, p: i32, log_offset: i64, rec: LogRecord) {
         let mut groups = self.groups.borrow_mut();
         match rec {
-            LogRecord::Offset { group, topic, partition, value } => match value {
+            LogRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => match value {
                 Some(v) => {
-                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new_classic(&group, p));
+                    let g = groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new_classic(&group, p));
                     let key = (topic, partition);
-                    if g.offsets.get(&key).is_none_or(|e| e.log_offset <= log_offset) {
+                    if g.offsets
+                        .get(&key)
+                        .is_none_or(|e| e.log_offset <= log_offset)
+                    {
                         g.offsets.insert(
                             key,
                             OffsetEntry {
@@ -448,7 +560,10 @@ impl GroupCoordinator {
                 None => {
                     if let Some(g) = groups.get_mut(&group) {
                         let key = (topic, partition);
-                        if g.offsets.get(&key).is_some_and(|e| e.log_offset <= log_offset) {
+                        if g.offsets
+                            .get(&key)
+                            .is_some_and(|e| e.log_offset <= log_offset)
+                        {
                             g.offsets.remove(&key);
                         }
                     }
@@ -456,25 +571,35 @@ impl GroupCoordinator {
             },
             LogRecord::ClassicGroup { group, value } => match value {
                 Some(v) => {
-                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new_classic(&group, p));
+                    let g = groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new_classic(&group, p));
                     g.kind = Kind::Classic(classic::ClassicGroup::from_value(v, Instant::now()));
                 }
                 None => {
-                    if groups.get(&group).is_some_and(|g| matches!(g.kind, Kind::Classic(_))) {
+                    if groups
+                        .get(&group)
+                        .is_some_and(|g| matches!(g.kind, Kind::Classic(_)))
+                    {
                         groups.remove(&group);
                     }
                 }
             },
             LogRecord::ConsumerGroup { group, epoch } => match epoch {
                 Some(e) => {
-                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new_classic(&group, p));
+                    let g = groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new_classic(&group, p));
                     match &mut g.kind {
                         Kind::Consumer(c) => c.epoch = c.epoch.max(e),
                         kind => *kind = Kind::Consumer(consumer::ConsumerGroup::new(e)),
                     }
                 }
                 None => {
-                    if groups.get(&group).is_some_and(|g| matches!(g.kind, Kind::Consumer(_))) {
+                    if groups
+                        .get(&group)
+                        .is_some_and(|g| matches!(g.kind, Kind::Consumer(_)))
+                    {
                         groups.remove(&group);
                     }
                 }
@@ -484,7 +609,11 @@ impl GroupCoordinator {
 
     /// Appends `records` to offsets partition `p` now (so appends keep call order); the returned
     /// future resolves with the batch's base offset once it is fdatasynced.
-    pub fn append(&self, p: i32, recs: &[LogRecord]) -> LocalBoxFuture<'static, Result<i64, String>> {
+    pub fn append(
+        &self,
+        p: i32,
+        recs: &[LogRecord],
+    ) -> LocalBoxFuture<'static, Result<i64, String>> {
         if self.closed.get() {
             return Box::pin(async { Err("coordinator is shutting down".to_string()) });
         }
@@ -504,7 +633,10 @@ impl GroupCoordinator {
     /// `append` without waiting (state already applied in memory); failures are logged.
     pub fn append_detached(&self, p: i32, recs: Vec<LogRecord>) {
         if self.closed.get() || !self.logs.borrow().contains_key(&p) {
-            log::warn!("{OFFSETS_TOPIC}-{p} is not open: {} group records not written", recs.len());
+            log::warn!(
+                "{OFFSETS_TOPIC}-{p} is not open: {} group records not written",
+                recs.len()
+            );
             return;
         }
         let fut = self.append(p, &recs);
@@ -544,10 +676,9 @@ impl GroupCoordinator {
             classic::tick(self, id, now);
             consumer::tick(self, state, id, now);
         }
-        let due = self
-            .last_retention_check
-            .get()
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(self.gcfg().retention_check_interval_ms));
+        let due = self.last_retention_check.get().is_none_or(|t| {
+            now.duration_since(t) >= Duration::from_millis(self.gcfg().retention_check_interval_ms)
+        });
         if due {
             self.last_retention_check.set(Some(now));
             offsets::expire(self, records::now_ms());
@@ -609,10 +740,15 @@ async fn read_log(log: &PartitionLog) -> Result<Vec<(i64, LogRecord)>, String> {
         for c in chunks {
             match c {
                 ReadChunk::Memory(b) => buf.extend_from_slice(&b),
-                ReadChunk::File { file, offset: pos, len } => {
+                ReadChunk::File {
+                    file,
+                    offset: pos,
+                    len,
+                } => {
                     let start = buf.len();
                     buf.resize(start + len as usize, 0);
-                    file.read_exact_at(&mut buf[start..], pos).map_err(|e| e.to_string())?;
+                    file.read_exact_at(&mut buf[start..], pos)
+                        .map_err(|e| e.to_string())?;
                 }
             }
         }
@@ -636,29 +772,58 @@ async fn read_log(log: &PartitionLog) -> Result<Vec<(i64, LogRecord)>, String> {
 /// Runs a forwarded group request on this (the owning) shard.
 pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
     match msg {
-        GroupMessage::Join { version, client_id, req, reply } => {
-            classic::join(&state.groups, version, client_id, req, reply)
-        }
-        GroupMessage::Sync { version, req, reply } => classic::sync(&state.groups, version, req, reply).await,
+        GroupMessage::Join {
+            version,
+            client_id,
+            req,
+            reply,
+        } => classic::join(&state.groups, version, client_id, req, reply),
+        GroupMessage::Sync {
+            version,
+            req,
+            reply,
+        } => classic::sync(&state.groups, version, req, reply).await,
         GroupMessage::Heartbeat { req, reply } => {
             let _ = reply.send(classic::heartbeat(&state.groups, req));
         }
-        GroupMessage::Leave { version, req, reply } => {
+        GroupMessage::Leave {
+            version,
+            req,
+            reply,
+        } => {
             let _ = reply.send(classic::leave(&state.groups, version, req));
         }
-        GroupMessage::Commit { version, req, reply } => {
+        GroupMessage::Commit {
+            version,
+            req,
+            reply,
+        } => {
             let resp = offsets::commit(&state, version, req).await;
             let _ = reply.send(resp);
         }
         GroupMessage::Fetch { groups, reply } => {
-            let out = groups.into_iter().map(|g| offsets::fetch(&state.groups, g)).collect();
+            let out = groups
+                .into_iter()
+                .map(|g| offsets::fetch(&state.groups, g))
+                .collect();
             let _ = reply.send(out);
         }
-        GroupMessage::List { states, types, reply } => {
+        GroupMessage::List {
+            states,
+            types,
+            reply,
+        } => {
             let _ = reply.send(list(&state.groups, &states, &types));
         }
-        GroupMessage::Describe { version, groups, reply } => {
-            let out = groups.iter().map(|g| describe(&state, version, g)).collect();
+        GroupMessage::Describe {
+            version,
+            groups,
+            reply,
+        } => {
+            let out = groups
+                .iter()
+                .map(|g| describe(&state, version, g))
+                .collect();
             let _ = reply.send(out);
         }
         GroupMessage::Delete { groups, reply } => {
@@ -669,11 +834,19 @@ pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
             let resp = offsets::offset_delete(&state.groups, req).await;
             let _ = reply.send(resp);
         }
-        GroupMessage::ConsumerHeartbeat { version, client_id, req, reply } => {
+        GroupMessage::ConsumerHeartbeat {
+            version,
+            client_id,
+            req,
+            reply,
+        } => {
             let _ = reply.send(consumer::heartbeat(&state, version, client_id, req));
         }
         GroupMessage::ConsumerDescribe { groups, reply } => {
-            let out = groups.iter().map(|g| consumer::describe(&state, g)).collect();
+            let out = groups
+                .iter()
+                .map(|g| consumer::describe(&state, g))
+                .collect();
             let _ = reply.send(out);
         }
     }
@@ -683,7 +856,12 @@ fn list(co: &GroupCoordinator, states: &[String], types: &[String]) -> Vec<Liste
     let groups = co.groups.borrow();
     let mut out: Vec<ListedGroup> = groups
         .values()
-        .filter(|g| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state_name())))
+        .filter(|g| {
+            states.is_empty()
+                || states
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(g.state_name()))
+        })
         .filter(|g| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(g.type_name())))
         .map(|g| {
             let mut l = ListedGroup::default();
@@ -707,7 +885,9 @@ fn describe(state: &Rc<ShardState>, version: i16, id: &str) -> DescribedGroup {
             d.group_state = crate::handlers::str_bytes("Dead");
             if version >= 6 {
                 d.error_code = codes::GROUP_ID_NOT_FOUND;
-                d.error_message = Some(crate::handlers::str_bytes(&format!("Group {id} not found.")));
+                d.error_message = Some(crate::handlers::str_bytes(&format!(
+                    "Group {id} not found."
+                )));
             }
         }
         Some(g) => {
@@ -787,9 +967,19 @@ mod tests {
     fn replay_keeps_the_last_record_and_tombstones_delete() {
         let co = coordinator("10080");
         let off = |o: i64| {
-            Some(records::OffsetValue { offset: o, leader_epoch: -1, metadata: String::new(), commit_ts: 1 })
+            Some(records::OffsetValue {
+                offset: o,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_ts: 1,
+            })
         };
-        let rec = |p: i32, v| LogRecord::Offset { group: "g".into(), topic: "t".into(), partition: p, value: v };
+        let rec = |p: i32, v| LogRecord::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: p,
+            value: v,
+        };
         co.apply_record(3, 0, rec(0, off(5)));
         co.apply_record(3, 1, rec(1, off(6)));
         co.apply_record(3, 2, rec(0, off(9)));
@@ -804,12 +994,40 @@ mod tests {
     fn offsets_of_empty_groups_expire_after_the_retention() {
         let co = coordinator("1");
         let now = records::now_ms();
-        let value = |ts| Some(records::OffsetValue { offset: 1, leader_epoch: -1, metadata: String::new(), commit_ts: ts });
-        co.apply_record(0, 0, LogRecord::Offset { group: "old".into(), topic: "t".into(), partition: 0, value: value(now - 120_000) });
-        co.apply_record(0, 1, LogRecord::Offset { group: "new".into(), topic: "t".into(), partition: 0, value: value(now) });
+        let value = |ts| {
+            Some(records::OffsetValue {
+                offset: 1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_ts: ts,
+            })
+        };
+        co.apply_record(
+            0,
+            0,
+            LogRecord::Offset {
+                group: "old".into(),
+                topic: "t".into(),
+                partition: 0,
+                value: value(now - 120_000),
+            },
+        );
+        co.apply_record(
+            0,
+            1,
+            LogRecord::Offset {
+                group: "new".into(),
+                topic: "t".into(),
+                partition: 0,
+                value: value(now),
+            },
+        );
         offsets::expire(&co, now);
         let groups = co.groups.borrow();
-        assert!(!groups.contains_key("old"), "expired offsets remove an empty group");
+        assert!(
+            !groups.contains_key("old"),
+            "expired offsets remove an empty group"
+        );
         assert_eq!(groups["new"].offsets.len(), 1);
     }
 }

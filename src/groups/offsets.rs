@@ -57,10 +57,10 @@ fn validate_commit(g: &Group, member_id: &str, generation: i32, instance_id: Opt
                     codes::UNKNOWN_MEMBER_ID
                 };
             }
-            if let Some(iid) = instance_id {
-                if c.static_members.get(iid).is_some_and(|id| id != member_id) {
-                    return codes::FENCED_INSTANCE_ID;
-                }
+            if let Some(iid) = instance_id
+                && c.static_members.get(iid).is_some_and(|id| id != member_id)
+            {
+                return codes::FENCED_INSTANCE_ID;
             }
             if !c.members.contains_key(member_id) {
                 return if c.state == ClassicState::Empty && generation < 0 {
@@ -79,9 +79,15 @@ fn validate_commit(g: &Group, member_id: &str, generation: i32, instance_id: Opt
         }
         Kind::Consumer(c) => {
             if generation < 0 && member_id.is_empty() {
-                return if c.members.is_empty() { codes::NONE } else { codes::UNKNOWN_MEMBER_ID };
+                return if c.members.is_empty() {
+                    codes::NONE
+                } else {
+                    codes::UNKNOWN_MEMBER_ID
+                };
             }
-            let Some(m) = c.members.get(member_id) else { return codes::UNKNOWN_MEMBER_ID };
+            let Some(m) = c.members.get(member_id) else {
+                return codes::UNKNOWN_MEMBER_ID;
+            };
             if generation != m.epoch {
                 return codes::STALE_MEMBER_EPOCH;
             }
@@ -90,7 +96,11 @@ fn validate_commit(g: &Group, member_id: &str, generation: i32, instance_id: Opt
     }
 }
 
-pub async fn commit(state: &Rc<ShardState>, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn commit(
+    state: &Rc<ShardState>,
+    version: i16,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let co = &state.groups;
     let meta = state.metadata();
     let gid = req.group_id.0.to_string();
@@ -110,13 +120,21 @@ pub async fn commit(state: &Rc<ShardState>, version: i16, req: OffsetCommitReque
                 codes::NONE
             }
             None => {
-                if version >= 9 { codes::UNKNOWN_MEMBER_ID } else { codes::ILLEGAL_GENERATION }
+                if version >= 9 {
+                    codes::UNKNOWN_MEMBER_ID
+                } else {
+                    codes::ILLEGAL_GENERATION
+                }
             }
             Some(g) => validate_commit(
                 g,
                 &member_id,
                 generation,
-                if version >= 7 { req.group_instance_id.as_ref().map(|s| s.as_str()) } else { None },
+                if version >= 7 {
+                    req.group_instance_id.as_ref().map(|s| s.as_str())
+                } else {
+                    None
+                },
             ),
         }
     };
@@ -131,9 +149,15 @@ pub async fn commit(state: &Rc<ShardState>, version: i16, req: OffsetCommitReque
         for (pi, p) in t.partitions.iter().enumerate() {
             let code = if group_code != codes::NONE {
                 group_code
-            } else if topic.is_none_or(|tm| p.partition_index < 0 || p.partition_index >= tm.partitions) {
+            } else if topic
+                .is_none_or(|tm| p.partition_index < 0 || p.partition_index >= tm.partitions)
+            {
                 codes::UNKNOWN_TOPIC_OR_PARTITION
-            } else if p.committed_metadata.as_ref().is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES) {
+            } else if p
+                .committed_metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+            {
                 codes::OFFSET_METADATA_TOO_LARGE
             } else {
                 recs.push(LogRecord::Offset {
@@ -142,8 +166,16 @@ pub async fn commit(state: &Rc<ShardState>, version: i16, req: OffsetCommitReque
                     partition: p.partition_index,
                     value: Some(OffsetValue {
                         offset: p.committed_offset,
-                        leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
-                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                        leader_epoch: if version >= 6 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
                         commit_ts: now,
                     }),
                 });
@@ -188,17 +220,24 @@ pub fn fetch(co: &GroupCoordinator, req: FetchGroup) -> FetchedGroup {
     let groups = co.groups.borrow();
     let g = groups.get(&req.group_id);
     // KIP-848 members fetch with their member id and epoch (OffsetFetch v9).
-    if let (Some(g), Some(mid)) = (g, req.member_id.as_ref()) {
-        if let Kind::Consumer(c) = &g.kind {
-            if req.member_epoch >= 0 {
-                match c.members.get(mid) {
-                    None => return FetchedGroup { error_code: codes::UNKNOWN_MEMBER_ID, topics: Vec::new() },
-                    Some(m) if m.epoch != req.member_epoch => {
-                        return FetchedGroup { error_code: codes::STALE_MEMBER_EPOCH, topics: Vec::new() };
-                    }
-                    _ => {}
-                }
+    if let (Some(g), Some(mid)) = (g, req.member_id.as_ref())
+        && let Kind::Consumer(c) = &g.kind
+        && req.member_epoch >= 0
+    {
+        match c.members.get(mid) {
+            None => {
+                return FetchedGroup {
+                    error_code: codes::UNKNOWN_MEMBER_ID,
+                    topics: Vec::new(),
+                };
             }
+            Some(m) if m.epoch != req.member_epoch => {
+                return FetchedGroup {
+                    error_code: codes::STALE_MEMBER_EPOCH,
+                    topics: Vec::new(),
+                };
+            }
+            _ => {}
         }
     }
     let lookup = |t: &str, p: i32| -> FetchedPartition {
@@ -230,7 +269,7 @@ pub fn fetch(co: &GroupCoordinator, req: FetchGroup) -> FetchedGroup {
         None => {
             let mut out: Vec<(String, Vec<FetchedPartition>)> = Vec::new();
             if let Some(g) = g {
-                for ((t, p), _) in &g.offsets {
+                for (t, p) in g.offsets.keys() {
                     if out.last().is_none_or(|(lt, _)| lt != t) {
                         out.push((t.clone(), Vec::new()));
                     }
@@ -240,18 +279,32 @@ pub fn fetch(co: &GroupCoordinator, req: FetchGroup) -> FetchedGroup {
             out
         }
     };
-    FetchedGroup { error_code: codes::NONE, topics }
+    FetchedGroup {
+        error_code: codes::NONE,
+        topics,
+    }
 }
 
 fn tombstones(g: &Group) -> Vec<LogRecord> {
     let mut recs: Vec<LogRecord> = g
         .offsets
         .keys()
-        .map(|(t, p)| LogRecord::Offset { group: g.id.clone(), topic: t.clone(), partition: *p, value: None })
+        .map(|(t, p)| LogRecord::Offset {
+            group: g.id.clone(),
+            topic: t.clone(),
+            partition: *p,
+            value: None,
+        })
         .collect();
     recs.push(match g.kind {
-        Kind::Classic(_) => LogRecord::ClassicGroup { group: g.id.clone(), value: None },
-        Kind::Consumer(_) => LogRecord::ConsumerGroup { group: g.id.clone(), epoch: None },
+        Kind::Classic(_) => LogRecord::ClassicGroup {
+            group: g.id.clone(),
+            value: None,
+        },
+        Kind::Consumer(_) => LogRecord::ConsumerGroup {
+            group: g.id.clone(),
+            epoch: None,
+        },
     });
     recs
 }
@@ -315,7 +368,10 @@ fn subscribed_topics(g: &Group) -> Option<BTreeSet<String>> {
     }
 }
 
-pub async fn offset_delete(co: &GroupCoordinator, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn offset_delete(
+    co: &GroupCoordinator,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let gid = req.group_id.0.to_string();
     let mut resp = OffsetDeleteResponse::default();
     let (partition, recs, rows) = {
@@ -373,7 +429,11 @@ pub async fn offset_delete(co: &GroupCoordinator, req: OffsetDeleteRequest) -> O
         for (p, code) in row {
             let mut pr = OffsetDeleteResponsePartition::default();
             pr.partition_index = p;
-            pr.error_code = if failed && code == codes::NONE { codes::COORDINATOR_NOT_AVAILABLE } else { code };
+            pr.error_code = if failed && code == codes::NONE {
+                codes::COORDINATOR_NOT_AVAILABLE
+            } else {
+                code
+            };
             tr.partitions.push(pr);
         }
         resp.topics.push(tr);
@@ -406,7 +466,12 @@ pub fn expire(co: &GroupCoordinator, now_ms: i64) {
             let mut recs = Vec::new();
             for (t, p) in expired {
                 g.offsets.remove(&(t.clone(), p));
-                recs.push(LogRecord::Offset { group: g.id.clone(), topic: t, partition: p, value: None });
+                recs.push(LogRecord::Offset {
+                    group: g.id.clone(),
+                    topic: t,
+                    partition: p,
+                    value: None,
+                });
             }
             if g.offsets.is_empty() && empty_since.saturating_add(retention) <= now_ms {
                 recs.extend(tombstones(g));

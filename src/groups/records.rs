@@ -47,9 +47,20 @@ pub struct ClassicGroupValue {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum LogRecord {
-    Offset { group: String, topic: String, partition: i32, value: Option<OffsetValue> },
-    ClassicGroup { group: String, value: Option<ClassicGroupValue> },
-    ConsumerGroup { group: String, epoch: Option<i32> },
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+        value: Option<OffsetValue>,
+    },
+    ClassicGroup {
+        group: String,
+        value: Option<ClassicGroupValue>,
+    },
+    ConsumerGroup {
+        group: String,
+        epoch: Option<i32>,
+    },
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -73,7 +84,11 @@ struct Reader(Bytes);
 
 impl Reader {
     fn need(&self, n: usize) -> Result<(), String> {
-        if self.0.remaining() < n { Err("truncated record".into()) } else { Ok(()) }
+        if self.0.remaining() < n {
+            Err("truncated record".into())
+        } else {
+            Ok(())
+        }
     }
     fn i16(&mut self) -> Result<i16, String> {
         self.need(2)?;
@@ -114,7 +129,12 @@ impl LogRecord {
     pub fn encode(&self) -> (Bytes, Option<Bytes>) {
         let mut k = BytesMut::new();
         match self {
-            LogRecord::Offset { group, topic, partition, value } => {
+            LogRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
                 k.put_i16(1);
                 put_str(&mut k, group);
                 put_str(&mut k, topic);
@@ -187,10 +207,20 @@ impl LogRecord {
                         let leader_epoch = if ver >= 3 { r.i32()? } else { -1 };
                         let metadata = r.str()?;
                         let commit_ts = r.i64()?;
-                        Some(OffsetValue { offset, leader_epoch, metadata, commit_ts })
+                        Some(OffsetValue {
+                            offset,
+                            leader_epoch,
+                            metadata,
+                            commit_ts,
+                        })
                     }
                 };
-                Ok(Some(LogRecord::Offset { group, topic, partition, value }))
+                Ok(Some(LogRecord::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                }))
             }
             2 => {
                 let group = k.str()?;
@@ -221,7 +251,14 @@ impl LogRecord {
                                 assignment: r.bytes()?,
                             });
                         }
-                        Some(ClassicGroupValue { protocol_type, generation, protocol, leader, state_ts, members })
+                        Some(ClassicGroupValue {
+                            protocol_type,
+                            generation,
+                            protocol,
+                            leader,
+                            state_ts,
+                            members,
+                        })
                     }
                 };
                 Ok(Some(LogRecord::ClassicGroup { group, value }))
@@ -279,7 +316,10 @@ pub fn encode_batch(records: &[LogRecord]) -> BytesMut {
     RecordBatchEncoder::encode(
         &mut buf,
         &recs,
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
     )
     .expect("encoding an uncompressed v2 batch cannot fail");
     buf
@@ -287,7 +327,8 @@ pub fn encode_batch(records: &[LogRecord]) -> BytesMut {
 
 /// Decodes the batches in `bytes` into (offset, record) pairs.
 pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<(i64, LogRecord)>, String> {
-    let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| format!("decoding batch: {e}"))?;
+    let sets =
+        RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| format!("decoding batch: {e}"))?;
     let mut out = Vec::new();
     for set in sets {
         for r in set.records {
@@ -313,9 +354,19 @@ mod tests {
                 group: "g".into(),
                 topic: "t".into(),
                 partition: 3,
-                value: Some(OffsetValue { offset: 42, leader_epoch: 0, metadata: "m".into(), commit_ts: 7 }),
+                value: Some(OffsetValue {
+                    offset: 42,
+                    leader_epoch: 0,
+                    metadata: "m".into(),
+                    commit_ts: 7,
+                }),
             },
-            LogRecord::Offset { group: "g".into(), topic: "t".into(), partition: 4, value: None },
+            LogRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 4,
+                value: None,
+            },
             LogRecord::ClassicGroup {
                 group: "g".into(),
                 value: Some(ClassicGroupValue {
@@ -336,8 +387,14 @@ mod tests {
                     }],
                 }),
             },
-            LogRecord::ConsumerGroup { group: "h".into(), epoch: Some(12) },
-            LogRecord::ConsumerGroup { group: "h".into(), epoch: None },
+            LogRecord::ConsumerGroup {
+                group: "h".into(),
+                epoch: Some(12),
+            },
+            LogRecord::ConsumerGroup {
+                group: "h".into(),
+                epoch: None,
+            },
         ];
         let batch = encode_batch(&recs).freeze();
         let back = decode_batches(batch).unwrap();

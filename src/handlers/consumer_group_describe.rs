@@ -14,11 +14,21 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: ConsumerGroupDescribeRequest) -> ResponseFrame {
-    let keys: Vec<(String, String)> =
-        req.group_ids.iter().map(|g| (g.0.to_string(), g.0.to_string())).collect();
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: ConsumerGroupDescribeRequest,
+) -> ResponseFrame {
+    let keys: Vec<(String, String)> = req
+        .group_ids
+        .iter()
+        .map(|g| (g.0.to_string(), g.0.to_string()))
+        .collect();
     let replies = crate::groups::per_owner(&state, &keys, |batch, reply| {
-        ShardMessage::Group(GroupMessage::ConsumerDescribe { groups: batch, reply })
+        ShardMessage::group(GroupMessage::ConsumerDescribe {
+            groups: batch,
+            reply,
+        })
     })
     .await;
     let mut resp = ConsumerGroupDescribeResponse::default();

@@ -10,13 +10,22 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: ConsumerGroupHeartbeatRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ResponseFrame {
     let owner = crate::groups::owner_shard(&state, &req.group_id.0);
     let version = h.api_version;
     let client_id = h.client_id.clone().unwrap_or_default();
     let resp = state
         .call(owner, |reply| {
-            ShardMessage::Group(GroupMessage::ConsumerHeartbeat { version, client_id, req, reply })
+            ShardMessage::group(GroupMessage::ConsumerHeartbeat {
+                version,
+                client_id,
+                req,
+                reply,
+            })
         })
         .await
         .unwrap_or_else(|| {

@@ -12,8 +12,16 @@ use crate::errors;
 use crate::messages::{ControllerRequest, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: CreatePartitionsRequest) -> ResponseFrame {
-    let topics: Vec<(String, i32)> = req.topics.iter().map(|t| (t.name.0.to_string(), t.count)).collect();
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: CreatePartitionsRequest,
+) -> ResponseFrame {
+    let topics: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.count))
+        .collect();
     let validate_only = req.validate_only;
     let results = state
         .call(CONTROLLER_SHARD, |reply| {

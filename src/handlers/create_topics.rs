@@ -4,36 +4,56 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::CreateTopicsRequest;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicResult, CreateTopicsResponse,
+};
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use crate::errors;
 use crate::messages::{ControllerRequest, NewTopic, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: CreateTopicsRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: CreateTopicsRequest,
+) -> ResponseFrame {
     let topics: Vec<NewTopic> = req
         .topics
         .iter()
         .map(|t| NewTopic {
             name: t.name.0.to_string(),
-            partitions: if t.assignments.is_empty() { t.num_partitions } else { t.assignments.len() as i32 },
+            partitions: if t.assignments.is_empty() {
+                t.num_partitions
+            } else {
+                t.assignments.len() as i32
+            },
             replication_factor: if t.assignments.is_empty() {
                 t.replication_factor
             } else {
-                t.assignments.first().map_or(1, |a| a.broker_ids.len() as i16)
+                t.assignments
+                    .first()
+                    .map_or(1, |a| a.broker_ids.len() as i16)
             },
             configs: t
                 .configs
                 .iter()
-                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
                 .collect(),
         })
         .collect();
     let validate_only = req.validate_only;
     let results = state
         .call(CONTROLLER_SHARD, |reply| {
-            ShardMessage::Controller(ControllerRequest::CreateTopics { topics: topics.clone(), validate_only, reply })
+            ShardMessage::Controller(ControllerRequest::CreateTopics {
+                topics: topics.clone(),
+                validate_only,
+                reply,
+            })
         })
         .await;
     let mut resp = CreateTopicsResponse::default();

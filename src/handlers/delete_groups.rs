@@ -3,7 +3,9 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::DeleteGroupsRequest;
-use kafka_protocol::messages::delete_groups_response::{DeletableGroupResult, DeleteGroupsResponse};
+use kafka_protocol::messages::delete_groups_response::{
+    DeletableGroupResult, DeleteGroupsResponse,
+};
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::str_bytes;
@@ -11,11 +13,21 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: DeleteGroupsRequest) -> ResponseFrame {
-    let keys: Vec<(String, String)> =
-        req.groups_names.iter().map(|g| (g.0.to_string(), g.0.to_string())).collect();
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: DeleteGroupsRequest,
+) -> ResponseFrame {
+    let keys: Vec<(String, String)> = req
+        .groups_names
+        .iter()
+        .map(|g| (g.0.to_string(), g.0.to_string()))
+        .collect();
     let replies = crate::groups::per_owner(&state, &keys, |batch, reply| {
-        ShardMessage::Group(GroupMessage::Delete { groups: batch, reply })
+        ShardMessage::group(GroupMessage::Delete {
+            groups: batch,
+            reply,
+        })
     })
     .await;
     let mut resp = DeleteGroupsResponse::default();

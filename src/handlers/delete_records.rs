@@ -16,12 +16,15 @@ use crate::errors;
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
+/// (topic, partition, offset)
+type Item = (Arc<str>, i32, i64);
+
 pub async fn handle(
     state: Rc<ShardState>,
     h: ParsedHeader,
     req: DeleteRecordsRequest,
 ) -> ResponseFrame {
-    let mut items: Vec<(usize, (Arc<str>, i32, i64))> = Vec::new();
+    let mut items: Vec<(usize, Item)> = Vec::new();
     for t in &req.topics {
         let topic: Arc<str> = Arc::from(t.name.0.as_str());
         for p in &t.partitions {

@@ -3,7 +3,9 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use kafka_protocol::messages::{DeleteTopicsRequest, TopicName};
 use tern_net::{ParsedHeader, ResponseFrame};
 
@@ -11,7 +13,11 @@ use crate::errors;
 use crate::messages::{ControllerRequest, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: DeleteTopicsRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: DeleteTopicsRequest,
+) -> ResponseFrame {
     let meta = state.metadata();
     // (requested name, requested id, resolved name)
     let mut wanted: Vec<(Option<String>, uuid::Uuid, Option<String>)> = Vec::new();
@@ -27,7 +33,11 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: DeleteTopicsReq
         }
     } else {
         for n in &req.topic_names {
-            wanted.push((Some(n.0.to_string()), uuid::Uuid::nil(), Some(n.0.to_string())));
+            wanted.push((
+                Some(n.0.to_string()),
+                uuid::Uuid::nil(),
+                Some(n.0.to_string()),
+            ));
         }
     }
     let names: Vec<String> = wanted.iter().filter_map(|(_, _, r)| r.clone()).collect();

@@ -16,6 +16,15 @@ use crate::configs::{self, BROKER_CONFIGS, RESOURCE_BROKER, RESOURCE_TOPIC, TOPI
 use crate::errors;
 use crate::shard_state::ShardState;
 
+/// (config, value, source, synonyms, read-only)
+type Row = (
+    &'static configs::Def,
+    String,
+    i8,
+    Vec<(String, String, i8)>,
+    bool,
+);
+
 pub async fn handle(
     state: Rc<ShardState>,
     h: ParsedHeader,
@@ -34,13 +43,7 @@ pub async fn handle(
                 .as_ref()
                 .is_none_or(|ks| ks.iter().any(|x| x.as_str() == k))
         };
-        let mut rows: Vec<(
-            &'static configs::Def,
-            String,
-            i8,
-            Vec<(String, String, i8)>,
-            bool,
-        )> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
         match r.resource_type {
             RESOURCE_TOPIC => match meta.topic(&name) {
                 Some(t) => {

@@ -12,12 +12,23 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: DescribeGroupsRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: DescribeGroupsRequest,
+) -> ResponseFrame {
     let version = h.api_version;
-    let keys: Vec<(String, String)> =
-        req.groups.iter().map(|g| (g.0.to_string(), g.0.to_string())).collect();
+    let keys: Vec<(String, String)> = req
+        .groups
+        .iter()
+        .map(|g| (g.0.to_string(), g.0.to_string()))
+        .collect();
     let replies = crate::groups::per_owner(&state, &keys, |batch, reply| {
-        ShardMessage::Group(GroupMessage::Describe { version, groups: batch, reply })
+        ShardMessage::group(GroupMessage::Describe {
+            version,
+            groups: batch,
+            reply,
+        })
     })
     .await;
     let mut resp = DescribeGroupsResponse::default();

@@ -53,7 +53,11 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
         layout.push((name, t.partitions.len()));
     }
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
 
@@ -68,40 +72,53 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
     loop {
         let total: usize = results.iter().map(|r| r.bytes).sum();
         let any_error = results.iter().any(|r| r.error_code != errors::NONE);
-        let now = Instant::now();
-        if total >= min_bytes.max(1) || any_error || now >= deadline || by_shard.is_empty() {
+        if total >= min_bytes.max(1)
+            || any_error
+            || Instant::now() >= deadline
+            || by_shard.is_empty()
+        {
             break;
         }
-        // Wait for any owner to report new data, or the deadline.
+        // Ask every owner to wait for data beyond what we have; the first one that sees some
+        // replies with fresh reads of its partitions.
         let waits: Vec<_> = by_shard
             .iter()
             .map(|(shard, idxs)| {
-                let items: Vec<FetchItem> = idxs
+                let items: Vec<FetchItem> = idxs.iter().map(|i| slots[*i].item.clone()).collect();
+                let wait_offsets: Vec<i64> = idxs
                     .iter()
                     .map(|i| {
-                        let mut it = slots[*i].item.clone();
-                        // Wait for data beyond what we already have for this partition.
                         if results[*i].bytes > 0 {
-                            it.offset = results[*i].high_watermark;
+                            results[*i].high_watermark
+                        } else {
+                            slots[*i].item.offset
                         }
-                        it
                     })
                     .collect();
                 let state = state.clone();
                 let shard = *shard;
                 async move {
-                    state
-                        .call(shard, |reply| ShardMessage::WaitForData { items, deadline, reply })
+                    let fresh = state
+                        .call(shard, |reply| ShardMessage::WaitForData {
+                            items,
+                            wait_offsets,
+                            deadline,
+                            reply,
+                        })
                         .await
-                        .unwrap_or(false)
+                        .flatten();
+                    fresh.map(|f| (shard, f))
                 }
                 .boxed_local()
             })
             .collect();
-        let woke = wait_any_true(waits).await;
-        results = read_all(&state, &slots, &by_shard).await;
-        if !woke {
-            break;
+        match first_some(waits).await {
+            Some((shard, fresh)) => {
+                for (i, r) in by_shard[&shard].iter().zip(fresh) {
+                    results[*i] = r;
+                }
+            }
+            None => break, // deadline: answer with what we have
         }
     }
 
@@ -141,7 +158,14 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
         }
         topics_out.push(FetchTopicOut { name, partitions });
     }
-    match tern_net::encode_fetch_response(h.api_version, h.correlation_id, 0, errors::NONE, 0, &topics_out) {
+    match tern_net::encode_fetch_response(
+        h.api_version,
+        h.correlation_id,
+        0,
+        errors::NONE,
+        0,
+        &topics_out,
+    ) {
         Ok(frame) => frame,
         Err(e) => {
             log::error!("encoding fetch response v{}: {e}", h.api_version);
@@ -157,16 +181,18 @@ fn to_out_chunk(c: ReadChunk) -> OutChunk {
     }
 }
 
-/// Resolves `true` as soon as one future yields `true`; `false` once all yielded `false`.
-async fn wait_any_true(mut futs: Vec<futures::future::LocalBoxFuture<'static, bool>>) -> bool {
+/// The first `Some` any future yields; `None` once all yielded `None`.
+async fn first_some<T>(
+    mut futs: Vec<futures::future::LocalBoxFuture<'static, Option<T>>>,
+) -> Option<T> {
     while !futs.is_empty() {
         let (v, _, rest) = futures::future::select_all(futs).await;
-        if v {
-            return true;
+        if v.is_some() {
+            return v;
         }
         futs = rest;
     }
-    false
+    None
 }
 
 async fn read_all(
@@ -187,7 +213,11 @@ async fn read_all(
         let items: Vec<FetchItem> = idxs.iter().map(|i| slots[*i].item.clone()).collect();
         let state = state.clone();
         let shard = *shard;
-        async move { state.call(shard, |reply| ShardMessage::Fetch { items, reply }).await }
+        async move {
+            state
+                .call(shard, |reply| ShardMessage::Fetch { items, reply })
+                .await
+        }
     });
     let replies = futures::future::join_all(calls).await;
     for ((_, idxs), reply) in by_shard.iter().zip(replies) {
@@ -219,7 +249,13 @@ pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<Fetc
         out.push(match res {
             Ok(chunks) => {
                 let bytes = chunks.iter().map(chunk_len).sum();
-                FetchResult { error_code: errors::NONE, high_watermark: hw, log_start_offset: lso, chunks, bytes }
+                FetchResult {
+                    error_code: errors::NONE,
+                    high_watermark: hw,
+                    log_start_offset: lso,
+                    chunks,
+                    bytes,
+                }
             }
             Err(ReadError::OffsetOutOfRange { .. }) => {
                 state.metrics.error(1, errors::OFFSET_OUT_OF_RANGE);
@@ -251,36 +287,52 @@ fn chunk_len(c: &ReadChunk) -> usize {
     }
 }
 
-/// The owner shard's half of a long poll: replies `true` when any partition's high watermark
-/// moves past the offset the fetcher has, `false` at the deadline; stops early if the fetcher
-/// went away (reply receiver dropped).
-pub async fn wait_local(state: &Rc<ShardState>, items: Vec<FetchItem>, deadline: Instant, mut reply: Reply<bool>) {
+/// The owner shard's half of a long poll: as soon as any partition's high watermark moves past
+/// its wait offset, reads all `items` again and replies with the results; `None` at the
+/// deadline; stops early if the fetcher went away (reply receiver dropped).
+pub async fn wait_local(
+    state: &Rc<ShardState>,
+    items: Vec<FetchItem>,
+    wait_offsets: Vec<i64>,
+    deadline: Instant,
+    mut reply: Reply<Option<Vec<FetchResult>>>,
+) {
     let mut watches = Vec::new();
-    for it in &items {
+    let mut ready = false;
+    for (it, wait_from) in items.iter().zip(&wait_offsets) {
         match state.partitions.get(&it.topic, it.partition) {
-            Some(log) if log.high_watermark() > it.offset || it.offset < log.log_start_offset() => {
-                let _ = reply.send(true);
-                return;
+            Some(log)
+                if log.high_watermark() > *wait_from || it.offset < log.log_start_offset() =>
+            {
+                ready = true;
+                break;
             }
             Some(log) => watches.push(log.watch()),
             None => {
-                let _ = reply.send(true);
-                return;
+                ready = true;
+                break;
             }
         }
     }
-    let now = Instant::now();
-    if now >= deadline || watches.is_empty() {
-        let _ = reply.send(false);
-        return;
+    if !ready {
+        let now = Instant::now();
+        if now >= deadline || watches.is_empty() {
+            let _ = reply.send(None);
+            return;
+        }
+        let timer = tern_shard::task::sleep(deadline - now).boxed_local();
+        let any_watch = futures::future::select_all(watches).boxed_local();
+        let cancelled = reply.cancellation().boxed_local();
+        let woke = futures::select_biased! {
+            _ = cancelled.fuse() => return,
+            _ = any_watch.fuse() => true,
+            _ = timer.fuse() => false,
+        };
+        if !woke {
+            let _ = reply.send(None);
+            return;
+        }
     }
-    let timer = tern_shard::task::sleep(deadline - now).boxed_local();
-    let any_watch = futures::future::select_all(watches).boxed_local();
-    let cancelled = reply.cancellation().boxed_local();
-    let woke = futures::select_biased! {
-        _ = cancelled.fuse() => return,
-        _ = any_watch.fuse() => true,
-        _ = timer.fuse() => false,
-    };
-    let _ = reply.send(woke);
+    let fresh = read_local(state, &items).await;
+    let _ = reply.send(Some(fresh));
 }

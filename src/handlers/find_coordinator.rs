@@ -16,7 +16,10 @@ const GROUP: i8 = 0;
 
 fn lookup(state: &ShardState, key: &str, key_type: i8) -> (i16, Option<String>) {
     match key_type {
-        GROUP if key.is_empty() => (codes::INVALID_REQUEST, Some("The group id is empty.".into())),
+        GROUP if key.is_empty() => (
+            codes::INVALID_REQUEST,
+            Some("The group id is empty.".into()),
+        ),
         GROUP => (codes::NONE, None),
         1 => (
             codes::COORDINATOR_NOT_AVAILABLE,
@@ -24,12 +27,19 @@ fn lookup(state: &ShardState, key: &str, key_type: i8) -> (i16, Option<String>) 
         ),
         t => {
             let _ = state;
-            (codes::INVALID_REQUEST, Some(format!("Unsupported key type {t}.")))
+            (
+                codes::INVALID_REQUEST,
+                Some(format!("Unsupported key type {t}.")),
+            )
         }
     }
 }
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FindCoordinatorRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: FindCoordinatorRequest,
+) -> ResponseFrame {
     let cfg = &state.config;
     let mut resp = FindCoordinatorResponse::default();
     if h.api_version >= 4 {
@@ -50,7 +60,15 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FindCoordinator
             resp.coordinators.push(c);
         }
     } else {
-        let (code, msg) = lookup(&state, &req.key, if h.api_version >= 1 { req.key_type } else { GROUP });
+        let (code, msg) = lookup(
+            &state,
+            &req.key,
+            if h.api_version >= 1 {
+                req.key_type
+            } else {
+                GROUP
+            },
+        );
         resp.error_code = code;
         if h.api_version >= 1 {
             resp.error_message = msg.as_deref().map(str_bytes);

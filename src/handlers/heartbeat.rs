@@ -9,10 +9,16 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: HeartbeatRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: HeartbeatRequest,
+) -> ResponseFrame {
     let owner = crate::groups::owner_shard(&state, &req.group_id.0);
     let code = state
-        .call(owner, |reply| ShardMessage::Group(GroupMessage::Heartbeat { req, reply }))
+        .call(owner, |reply| {
+            ShardMessage::group(GroupMessage::Heartbeat { req, reply })
+        })
         .await
         .unwrap_or(codes::NOT_COORDINATOR);
     let mut resp = HeartbeatResponse::default();

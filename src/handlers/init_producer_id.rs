@@ -12,7 +12,11 @@ use crate::errors;
 use crate::messages::{ControllerRequest, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: InitProducerIdRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: InitProducerIdRequest,
+) -> ResponseFrame {
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;

@@ -10,13 +10,24 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: JoinGroupRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: JoinGroupRequest,
+) -> ResponseFrame {
     let owner = crate::groups::owner_shard(&state, &req.group_id.0);
     let version = h.api_version;
     let client_id = h.client_id.clone().unwrap_or_default();
     let member_id = req.member_id.clone();
     let resp = state
-        .call(owner, |reply| ShardMessage::Group(GroupMessage::Join { version, client_id, req, reply }))
+        .call(owner, |reply| {
+            ShardMessage::group(GroupMessage::Join {
+                version,
+                client_id,
+                req,
+                reply,
+            })
+        })
         .await
         .unwrap_or_else(|| {
             let mut r = JoinGroupResponse::default();

@@ -11,16 +11,34 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: ListGroupsRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: ListGroupsRequest,
+) -> ResponseFrame {
     let v = h.api_version;
-    let states: Vec<String> = if v >= 4 { req.states_filter.iter().map(|s| s.to_string()).collect() } else { Vec::new() };
-    let types: Vec<String> = if v >= 5 { req.types_filter.iter().map(|s| s.to_string()).collect() } else { Vec::new() };
+    let states: Vec<String> = if v >= 4 {
+        req.states_filter.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let types: Vec<String> = if v >= 5 {
+        req.types_filter.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
     let calls = (0..state.count).map(|shard| {
         let state = state.clone();
         let (states, types) = (states.clone(), types.clone());
         async move {
             state
-                .call(shard, |reply| ShardMessage::Group(GroupMessage::List { states, types, reply }))
+                .call(shard, |reply| {
+                    ShardMessage::group(GroupMessage::List {
+                        states,
+                        types,
+                        reply,
+                    })
+                })
                 .await
         }
     });

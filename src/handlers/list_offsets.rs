@@ -19,14 +19,25 @@ const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: ListOffsetsRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: ListOffsetsRequest,
+) -> ResponseFrame {
     // Flatten in request order, remembering each item's owner.
     let mut items: Vec<(usize, ListOffsetsItem)> = Vec::new();
     for t in &req.topics {
         let topic: Arc<str> = Arc::from(t.name.0.as_str());
         for p in &t.partitions {
             let owner = state.owner(&topic, p.partition_index);
-            items.push((owner, ListOffsetsItem { topic: topic.clone(), partition: p.partition_index, timestamp: p.timestamp }));
+            items.push((
+                owner,
+                ListOffsetsItem {
+                    topic: topic.clone(),
+                    partition: p.partition_index,
+                    timestamp: p.timestamp,
+                },
+            ));
         }
     }
     let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -36,11 +47,22 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: ListOffsetsRequ
     let calls = by_shard.iter().map(|(shard, idxs)| {
         let batch: Vec<ListOffsetsItem> = idxs.iter().map(|i| items[*i].1.clone()).collect();
         let state = state.clone();
-        async move { state.call(*shard, |reply| ShardMessage::ListOffsets { items: batch, reply }).await }
+        async move {
+            state
+                .call(*shard, |reply| ShardMessage::ListOffsets {
+                    items: batch,
+                    reply,
+                })
+                .await
+        }
     });
     let replies = futures::future::join_all(calls).await;
     let mut results: Vec<ListOffsetsResult> = vec![
-        ListOffsetsResult { error_code: errors::REQUEST_TIMED_OUT, timestamp: -1, offset: -1 };
+        ListOffsetsResult {
+            error_code: errors::REQUEST_TIMED_OUT,
+            timestamp: -1,
+            offset: -1
+        };
         items.len()
     ];
     for ((_, idxs), reply) in by_shard.iter().zip(replies) {
@@ -72,29 +94,55 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: ListOffsetsRequ
 }
 
 /// The owner shard's half.
-pub async fn handle_local(state: &Rc<ShardState>, items: &[ListOffsetsItem]) -> Vec<ListOffsetsResult> {
+pub async fn handle_local(
+    state: &Rc<ShardState>,
+    items: &[ListOffsetsItem],
+) -> Vec<ListOffsetsResult> {
     let mut out = Vec::with_capacity(items.len());
     for it in items {
         let Some(log) = state.partitions.get(&it.topic, it.partition) else {
-            out.push(ListOffsetsResult { error_code: errors::UNKNOWN_TOPIC_OR_PARTITION, timestamp: -1, offset: -1 });
+            out.push(ListOffsetsResult {
+                error_code: errors::UNKNOWN_TOPIC_OR_PARTITION,
+                timestamp: -1,
+                offset: -1,
+            });
             continue;
         };
         let r = match it.timestamp {
             EARLIEST => Ok(Some((log.log_start_offset(), -1))),
             LATEST => Ok(Some((log.high_watermark(), -1))),
-            MAX_TIMESTAMP => log.max_timestamp().await.map(|o| o.map(|(ts, off)| (off, ts))),
+            MAX_TIMESTAMP => log
+                .max_timestamp()
+                .await
+                .map(|o| o.map(|(ts, off)| (off, ts))),
             ts if ts >= 0 => log.offset_for_timestamp(ts).await,
             _ => {
-                out.push(ListOffsetsResult { error_code: errors::INVALID_REQUEST, timestamp: -1, offset: -1 });
+                out.push(ListOffsetsResult {
+                    error_code: errors::INVALID_REQUEST,
+                    timestamp: -1,
+                    offset: -1,
+                });
                 continue;
             }
         };
         out.push(match r {
-            Ok(Some((offset, timestamp))) => ListOffsetsResult { error_code: errors::NONE, timestamp, offset },
-            Ok(None) => ListOffsetsResult { error_code: errors::NONE, timestamp: -1, offset: -1 },
+            Ok(Some((offset, timestamp))) => ListOffsetsResult {
+                error_code: errors::NONE,
+                timestamp,
+                offset,
+            },
+            Ok(None) => ListOffsetsResult {
+                error_code: errors::NONE,
+                timestamp: -1,
+                offset: -1,
+            },
             Err(e) => {
                 log::error!("ListOffsets {}-{}: {e}", it.topic, it.partition);
-                ListOffsetsResult { error_code: errors::KAFKA_STORAGE_ERROR, timestamp: -1, offset: -1 }
+                ListOffsetsResult {
+                    error_code: errors::KAFKA_STORAGE_ERROR,
+                    timestamp: -1,
+                    offset: -1,
+                }
             }
         });
     }

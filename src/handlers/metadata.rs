@@ -22,19 +22,28 @@ pub async fn auto_create(state: &Rc<ShardState>, names: Vec<String>) {
     }
     let topics = names
         .into_iter()
-        .map(|name| NewTopic { name, partitions: -1, replication_factor: -1, configs: Vec::new() })
+        .map(|name| NewTopic {
+            name,
+            partitions: -1,
+            replication_factor: -1,
+            configs: Vec::new(),
+        })
         .collect();
     let res = state
         .call(CONTROLLER_SHARD, |reply| {
-            ShardMessage::Controller(ControllerRequest::CreateTopics { topics, validate_only: false, reply })
+            ShardMessage::Controller(ControllerRequest::CreateTopics {
+                topics,
+                validate_only: false,
+                reply,
+            })
         })
         .await;
     if let Some(results) = res {
         for r in results {
-            if let Err((code, msg)) = r {
-                if code != errors::TOPIC_ALREADY_EXISTS {
-                    log::info!("auto-creating a topic failed: {msg}");
-                }
+            if let Err((code, msg)) = r
+                && code != errors::TOPIC_ALREADY_EXISTS
+            {
+                log::info!("auto-creating a topic failed: {msg}");
             }
         }
     }
@@ -44,9 +53,12 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: MetadataRequest
     let meta = state.metadata();
     // Which topics: None = all (v1+: null), else by name (or by id, v10+).
     let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = req.topics.as_ref().map(|ts| {
-        ts.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect()
+        ts.iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+            .collect()
     });
-    let allow_auto = state.config.auto_create_topics && (h.api_version < 4 || req.allow_auto_topic_creation);
+    let allow_auto =
+        state.config.auto_create_topics && (h.api_version < 4 || req.allow_auto_topic_creation);
     // Topics created by this request are reported as LEADER_NOT_AVAILABLE (as Kafka does): the
     // client retries its metadata request and then sees them.
     let mut just_created: Vec<String> = Vec::new();
@@ -115,7 +127,11 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: MetadataRequest
     };
 
     resp.topics = match requested {
-        None => meta.topics.keys().map(|n| describe(n, uuid::Uuid::nil())).collect(),
+        None => meta
+            .topics
+            .keys()
+            .map(|n| describe(n, uuid::Uuid::nil()))
+            .collect(),
         Some(list) => list
             .into_iter()
             .map(|(name, id)| match name {

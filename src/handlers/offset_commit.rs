@@ -14,16 +14,31 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: OffsetCommitRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: OffsetCommitRequest,
+) -> ResponseFrame {
     let owner = crate::groups::owner_shard(&state, &req.group_id.0);
     let version = h.api_version;
     let topics: Vec<(_, Vec<i32>)> = req
         .topics
         .iter()
-        .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.partition_index).collect()))
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
         .collect();
     let resp = state
-        .call(owner, |reply| ShardMessage::Group(GroupMessage::Commit { version, req, reply }))
+        .call(owner, |reply| {
+            ShardMessage::group(GroupMessage::Commit {
+                version,
+                req,
+                reply,
+            })
+        })
         .await
         .unwrap_or_else(|| {
             let mut r = OffsetCommitResponse::default();

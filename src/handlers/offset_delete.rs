@@ -9,10 +9,16 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: OffsetDeleteRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: OffsetDeleteRequest,
+) -> ResponseFrame {
     let owner = crate::groups::owner_shard(&state, &req.group_id.0);
     let resp = state
-        .call(owner, |reply| ShardMessage::Group(GroupMessage::OffsetDelete { req, reply }))
+        .call(owner, |reply| {
+            ShardMessage::group(GroupMessage::OffsetDelete { req, reply })
+        })
         .await
         .unwrap_or_else(|| {
             let mut r = OffsetDeleteResponse::default();

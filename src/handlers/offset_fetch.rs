@@ -15,17 +15,27 @@ use crate::groups::{FetchGroup, FetchedGroup, GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: OffsetFetchRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: OffsetFetchRequest,
+) -> ResponseFrame {
     let v = h.api_version;
     let groups: Vec<FetchGroup> = if v >= 8 {
         req.groups
             .iter()
             .map(|g| FetchGroup {
                 group_id: g.group_id.0.to_string(),
-                member_id: g.member_id.as_ref().map(|m| m.to_string()).filter(|m| !m.is_empty()),
+                member_id: g
+                    .member_id
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .filter(|m| !m.is_empty()),
                 member_epoch: g.member_epoch,
                 topics: g.topics.as_ref().map(|ts| {
-                    ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
+                    ts.iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                        .collect()
                 }),
             })
             .collect()
@@ -35,18 +45,31 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: OffsetFetchRequ
             member_id: None,
             member_epoch: -1,
             topics: req.topics.as_ref().map(|ts| {
-                ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
+                ts.iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                    .collect()
             }),
         }]
     };
-    let keys: Vec<(String, FetchGroup)> = groups.iter().map(|g| (g.group_id.clone(), g.clone())).collect();
+    let keys: Vec<(String, FetchGroup)> = groups
+        .iter()
+        .map(|g| (g.group_id.clone(), g.clone()))
+        .collect();
     let replies = crate::groups::per_owner(&state, &keys, |batch, reply| {
-        ShardMessage::Group(GroupMessage::Fetch { groups: batch, reply })
+        ShardMessage::group(GroupMessage::Fetch {
+            groups: batch,
+            reply,
+        })
     })
     .await;
     let results: Vec<FetchedGroup> = replies
         .into_iter()
-        .map(|r| r.unwrap_or(FetchedGroup { error_code: codes::NOT_COORDINATOR, topics: Vec::new() }))
+        .map(|r| {
+            r.unwrap_or(FetchedGroup {
+                error_code: codes::NOT_COORDINATOR,
+                topics: Vec::new(),
+            })
+        })
         .collect();
 
     let mut resp = OffsetFetchResponse::default();

@@ -34,7 +34,12 @@ struct Slot {
 }
 
 fn error_result(code: i16, msg: Option<String>) -> ProduceResult {
-    ProduceResult { error_code: code, error_message: msg, base_offset: -1, log_start_offset: -1 }
+    ProduceResult {
+        error_code: code,
+        error_message: msg,
+        base_offset: -1,
+        log_start_offset: -1,
+    }
 }
 
 pub async fn dispatch(
@@ -92,7 +97,9 @@ pub async fn dispatch(
     if state.config.auto_create_topics && request_error.is_none() {
         let mut missing: Vec<String> = topic_names
             .iter()
-            .filter(|(n, _)| meta.topic(n).is_none() && crate::metadata::validate_topic_name(n).is_ok())
+            .filter(|(n, _)| {
+                meta.topic(n).is_none() && crate::metadata::validate_topic_name(n).is_ok()
+            })
             .map(|(n, _)| n.to_string())
             .collect();
         missing.dedup();
@@ -102,11 +109,16 @@ pub async fn dispatch(
         }
     }
     for s in slots.iter_mut().filter(|s| s.early.is_none()) {
-        let exists = meta.topic(&s.topic).is_some_and(|t| (0..t.partitions).contains(&s.partition));
+        let exists = meta
+            .topic(&s.topic)
+            .is_some_and(|t| (0..t.partitions).contains(&s.partition));
         if !exists {
             s.early = Some(error_result(errors::UNKNOWN_TOPIC_OR_PARTITION, None));
         } else if s.range.is_none_or(|(_, len)| len == 0) {
-            s.early = Some(error_result(errors::CORRUPT_MESSAGE, Some("no records".into())));
+            s.early = Some(error_result(
+                errors::CORRUPT_MESSAGE,
+                Some("no records".into()),
+            ));
         }
     }
 
@@ -127,14 +139,34 @@ pub async fn dispatch(
             .map(|i| ProduceItem {
                 topic: slots[*i].topic.clone(),
                 partition: slots[*i].partition,
-                records: records[*i].take().expect("records cut for every dispatched slot"),
+                records: records[*i]
+                    .take()
+                    .expect("records cut for every dispatched slot"),
             })
             .collect();
         if acks == 0 {
-            state.deliver(shard, ShardMessage::Produce { acks, items, reply: None }).await;
+            state
+                .deliver(
+                    shard,
+                    ShardMessage::Produce {
+                        acks,
+                        items,
+                        reply: None,
+                    },
+                )
+                .await;
         } else {
             let (tx, rx) = oneshot::channel();
-            state.deliver(shard, ShardMessage::Produce { acks, items, reply: Some(tx) }).await;
+            state
+                .deliver(
+                    shard,
+                    ShardMessage::Produce {
+                        acks,
+                        items,
+                        reply: Some(tx),
+                    },
+                )
+                .await;
             waits.push((idxs, rx));
         }
     }
@@ -144,7 +176,11 @@ pub async fn dispatch(
     Dispatched::respond(async move {
         let mut results: Vec<ProduceResult> = slots
             .iter_mut()
-            .map(|s| s.early.take().unwrap_or_else(|| error_result(errors::REQUEST_TIMED_OUT, None)))
+            .map(|s| {
+                s.early
+                    .take()
+                    .unwrap_or_else(|| error_result(errors::REQUEST_TIMED_OUT, None))
+            })
             .collect();
         for (idxs, rx) in waits {
             if let Ok(reply) = rx.await {
@@ -241,7 +277,11 @@ pub async fn handle_local(
     items: Vec<ProduceItem>,
     reply: Option<Reply<Vec<ProduceResult>>>,
 ) {
-    let durability = if acks == -1 { Durability::Synced } else { Durability::Written };
+    let durability = if acks == -1 {
+        Durability::Synced
+    } else {
+        Durability::Written
+    };
     let mut results = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
     for (i, item) in items.into_iter().enumerate() {

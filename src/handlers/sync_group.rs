@@ -9,11 +9,21 @@ use crate::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
-pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: SyncGroupRequest) -> ResponseFrame {
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: SyncGroupRequest,
+) -> ResponseFrame {
     let owner = crate::groups::owner_shard(&state, &req.group_id.0);
     let version = h.api_version;
     let resp = state
-        .call(owner, |reply| ShardMessage::Group(GroupMessage::Sync { version, req, reply }))
+        .call(owner, |reply| {
+            ShardMessage::group(GroupMessage::Sync {
+                version,
+                req,
+                reply,
+            })
+        })
         .await
         .unwrap_or_else(|| {
             let mut r = SyncGroupResponse::default();
