@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::config::BrokerConfig;
 use crate::errors;
-use crate::messages::{ControllerRequest, NewTopic, ShardMessage};
+use crate::messages::{ControllerRequest, NewTopic, ShardMessage, TopicError};
 use crate::metadata::{self, ClusterMetadata, TopicMeta, validate_topic_name};
 use crate::shard_state::ShardState;
 
@@ -87,7 +87,8 @@ impl Controller {
             .iter()
             .map(|a| crate::configs::apply(&self.config, &mut next, a))
             .collect();
-        if !validate_only && results.iter().any(Result::is_ok) && next != *self.meta.borrow() {
+        let changed = !validate_only && next != *self.meta.borrow();
+        if changed {
             for (a, r) in resources.iter().zip(&results) {
                 if r.is_ok() {
                     log::info!(
@@ -105,14 +106,8 @@ impl Controller {
                     );
                 }
             }
-            if let Err(e) = self.commit(shard, next).await {
-                return results
-                    .into_iter()
-                    .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
-                    .collect();
-            }
         }
-        results
+        self.commit_results(shard, next, changed, results).await
     }
 
     fn validate_new_topic(
@@ -188,16 +183,7 @@ impl Controller {
                 Err(e) => results.push(Err(e)),
             }
         }
-        if !validate_only
-            && results.iter().any(Result::is_ok)
-            && let Err(e) = self.commit(shard, next).await
-        {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
-                .collect();
-        }
-        results
+        self.commit_results(shard, next, !validate_only, results).await
     }
 
     async fn delete_topics(
@@ -216,15 +202,7 @@ impl Controller {
                 )),
             })
             .collect();
-        if results.iter().any(Result::is_ok)
-            && let Err(e) = self.commit(shard, next).await
-        {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
-                .collect();
-        }
-        results
+        self.commit_results(shard, next, true, results).await
     }
 
     async fn create_partitions(
@@ -261,16 +239,7 @@ impl Controller {
             };
             results.push(res);
         }
-        if !validate_only
-            && results.iter().any(Result::is_ok)
-            && let Err(e) = self.commit(shard, next).await
-        {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
-                .collect();
-        }
-        results
+        self.commit_results(shard, next, !validate_only, results).await
     }
 
     async fn allocate_producer_id(&self, shard: &Rc<ShardState>) -> Result<i64, String> {
@@ -282,6 +251,27 @@ impl Controller {
         }
         *self.next_producer_id.borrow_mut() = id + 1;
         Ok(id)
+    }
+
+    /// Commits `next` if `wanted` and any item succeeded; if persisting fails, every item that
+    /// had succeeded reports UNKNOWN_SERVER_ERROR instead.
+    async fn commit_results<T>(
+        &self,
+        shard: &Rc<ShardState>,
+        next: ClusterMetadata,
+        wanted: bool,
+        results: Vec<Result<T, TopicError>>,
+    ) -> Vec<Result<T, TopicError>> {
+        if wanted
+            && results.iter().any(Result::is_ok)
+            && let Err(e) = self.commit(shard, next).await
+        {
+            return results
+                .into_iter()
+                .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
+                .collect();
+        }
+        results
     }
 
     /// Persists `next` and applies it on every shard; returns once all shards have it.
