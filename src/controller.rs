@@ -183,7 +183,8 @@ impl Controller {
                 Err(e) => results.push(Err(e)),
             }
         }
-        self.commit_results(shard, next, !validate_only, results).await
+        self.commit_results(shard, next, !validate_only, results)
+            .await
     }
 
     async fn delete_topics(
@@ -239,7 +240,8 @@ impl Controller {
             };
             results.push(res);
         }
-        self.commit_results(shard, next, !validate_only, results).await
+        self.commit_results(shard, next, !validate_only, results)
+            .await
     }
 
     async fn allocate_producer_id(&self, shard: &Rc<ShardState>) -> Result<i64, String> {
