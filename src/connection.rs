@@ -36,7 +36,28 @@ type PendingResponse = (
     i16,
     std::time::Instant,
     LocalBoxFuture<'static, ResponseFrame>,
+    InFlight,
 );
+
+/// Counts a request in `ShardState::in_flight` from dispatch until its response is written —
+/// or until it is dropped unanswered (writer error, connection gone), so shutdown's drain never
+/// waits for requests that no longer exist.
+struct InFlight(Rc<ShardState>);
+
+impl InFlight {
+    fn new(state: &Rc<ShardState>) -> Self {
+        state.in_flight.set(state.in_flight.get() + 1);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let n = self.0.in_flight.get();
+        debug_assert!(n > 0, "in-flight count underflow");
+        self.0.in_flight.set(n.saturating_sub(1));
+    }
+}
 
 pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
     let fd = tern_shard::net::raw_fd(&stream);
@@ -54,9 +75,8 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
 
     let writer_state = state.clone();
     let writer_task = tern_shard::task::spawn_joinable(async move {
-        while let Some((api, started, pending)) = rx.next().await {
+        while let Some((api, started, pending, _in_flight)) = rx.next().await {
             let frame = pending.await;
-            writer_state.in_flight.set(writer_state.in_flight.get() - 1);
             if frame.chunks.is_empty() {
                 writer_state.metrics.error(api, -100);
                 return Err(io::Error::other("handler asked to close the connection"));
@@ -153,12 +173,13 @@ async fn read_loop(
                     .await
                     .response
             };
-        if let Some(p) = pending {
-            state.in_flight.set(state.in_flight.get() + 1);
-            if tx.send((api_key, started, p)).await.is_err() {
-                state.in_flight.set(state.in_flight.get() - 1);
-                return None; // the writer stopped (socket error)
-            }
+        if let Some(p) = pending
+            && tx
+                .send((api_key, started, p, InFlight::new(state)))
+                .await
+                .is_err()
+        {
+            return None; // the writer stopped (socket error)
         }
     }
 }

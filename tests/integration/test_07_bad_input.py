@@ -109,3 +109,24 @@ def test_garbage_frames_do_not_kill_broker(broker):
     recs, marks = kc.consume_all(broker.bootstrap, topic, [0, 1])
     assert sum(len(r) for r in recs.values()) == 100
     assert broker.running()
+
+
+def test_clients_resetting_pipelined_requests_do_not_hold_up_shutdown(broker):
+    """Clients that pipeline requests and reset the connection before reading the responses
+    leave nothing counted as in flight: a later clean shutdown has nothing to wait for."""
+    import socket
+
+    for k in range(20):
+        s = socket.create_connection(("127.0.0.1", broker.port), timeout=5)
+        reqs = b""
+        for i in range(10):
+            # Metadata v1 (header v1, null client id), all topics.
+            body = struct.pack(">hhih", kwire.API_METADATA, 1, k * 100 + i, -1) + struct.pack(">i", -1)
+            reqs += struct.pack(">i", len(body)) + body
+        s.sendall(reqs)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST: the broker's writes to this connection fail
+    _assert_alive(broker, "reset connections")
+    broker.stop()
+    log = broker.stderr_text()
+    assert "still in flight at shutdown" not in log, broker.stderr_tail()
