@@ -4,16 +4,18 @@
 //! `MAX_IN_FLIGHT_PER_CONNECTION`), but a request is fully dispatched to the owning shards before
 //! the next one is read, so appends from one connection keep their order.
 //!
-//! Sending: small responses are sent from one buffer through the shard's socket; responses that
-//! carry large record payloads or file ranges are written by `writev`/`sendfile` on the shard's
-//! blocking pool (the socket fd is blocking underneath glommio), so record bytes are never copied
-//! in user space and a slow client never stalls the shard thread.
+//! Sending: a response that is one buffer goes through the shard's socket; a response made of
+//! pieces (record payloads from the log) goes out by a non-blocking gather `sendmsg` on the shard
+//! thread, and whatever the socket cannot take at once — plus any file range — by
+//! `writev`/`sendfile` on the shard's blocking pool (the socket fd is blocking underneath
+//! glommio). Record bytes are never copied in user space and a slow client never stalls the
+//! shard thread.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::future::LocalBoxFuture;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,9 +29,6 @@ use crate::shard_state::ShardState;
 
 /// Responses a connection may have outstanding before the reader stops reading.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
-/// Responses up to this size (or made only of small pieces) are copied into one buffer and sent
-/// through the shard's socket; larger ones go out zero-copy from the blocking pool.
-const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// A response being produced, with what metrics need: the API and when the request was read.
 type PendingResponse = (
@@ -200,27 +199,85 @@ async fn write_frame(
     fd: RawFd,
     frame: ResponseFrame,
 ) -> io::Result<()> {
-    let has_file = frame
-        .chunks
-        .iter()
-        .any(|c| matches!(c, OutChunk::File { .. }));
-    let total = frame_len(&frame);
-    if !has_file && (total <= COALESCE_LIMIT || frame.chunks.len() == 1) {
-        if frame.chunks.len() == 1
-            && let OutChunk::Bytes(b) = &frame.chunks[0]
-        {
-            return writer.write_all(b).await;
-        }
-        let mut buf = BytesMut::with_capacity(total);
-        for c in &frame.chunks {
-            if let OutChunk::Bytes(b) = c {
-                buf.extend_from_slice(b);
-            }
-        }
-        return writer.write_all(&buf).await;
+    if frame.chunks.len() == 1
+        && let OutChunk::Bytes(b) = &frame.chunks[0]
+    {
+        return writer.write_all(b).await;
     }
     writer.flush().await?;
-    tern_shard::task::run_blocking(move || send_chunks_blocking(fd, frame.chunks)).await
+    // Record payloads go out zero-copy: the leading memory chunks by one non-blocking gather
+    // write right here (the common case: the socket has room), the rest — what the socket did
+    // not take, and file ranges — by writev/sendfile on the blocking pool.
+    let mut chunks = frame.chunks;
+    send_prefix_nonblocking(fd, &mut chunks)?;
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    tern_shard::task::run_blocking(move || send_chunks_blocking(fd, chunks)).await
+}
+
+/// Most iovecs passed to one `sendmsg`/`writev` (Linux's IOV_MAX).
+const IOV_MAX: usize = 1024;
+
+/// Sends the leading memory chunks with non-blocking `sendmsg` calls until the socket is full
+/// or a file range comes next; removes what was sent from `chunks` (trimming a partly sent one).
+/// Never blocks the shard thread (MSG_DONTWAIT).
+fn send_prefix_nonblocking(fd: RawFd, chunks: &mut Vec<OutChunk>) -> io::Result<()> {
+    loop {
+        let n_mem = chunks
+            .iter()
+            .take_while(|c| matches!(c, OutChunk::Bytes(_)))
+            .count()
+            .min(IOV_MAX);
+        if n_mem == 0 {
+            return Ok(());
+        }
+        let iov: Vec<libc::iovec> = chunks[..n_mem]
+            .iter()
+            .map(|c| match c {
+                OutChunk::Bytes(b) => libc::iovec {
+                    iov_base: b.as_ptr() as *mut libc::c_void,
+                    iov_len: b.len(),
+                },
+                OutChunk::File { .. } => unreachable!("only memory chunks were counted"),
+            })
+            .collect();
+        let wanted: usize = iov.iter().map(|v| v.iov_len).sum();
+        // SAFETY: a zeroed msghdr is valid; the iovecs point into `Bytes` owned by `chunks`,
+        // which outlive the call.
+        let sent = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = iov.len() as _;
+            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        if sent < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(()),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
+        let mut n = sent as usize;
+        let mut done = 0;
+        while n > 0 {
+            let OutChunk::Bytes(b) = &mut chunks[done] else {
+                unreachable!("only memory chunks were sent")
+            };
+            if n >= b.len() {
+                n -= b.len();
+                done += 1;
+            } else {
+                *b = b.slice(n..);
+                n = 0;
+            }
+        }
+        chunks.drain(..done);
+        if (sent as usize) < wanted {
+            return Ok(()); // the socket is full: the blocking pool sends the rest
+        }
+    }
 }
 
 /// Writes chunks to a blocking socket: runs of memory chunks with `writev`, file ranges with
@@ -249,7 +306,6 @@ fn send_chunks_blocking(fd: RawFd, chunks: Vec<OutChunk>) -> io::Result<()> {
 }
 
 fn writev_all(fd: RawFd, mut bufs: Vec<Bytes>) -> io::Result<()> {
-    const IOV_MAX: usize = 1024;
     let mut start = 0;
     while start < bufs.len() {
         let end = (start + IOV_MAX).min(bufs.len());
