@@ -259,18 +259,19 @@ fn send_prefix_nonblocking(fd: RawFd, chunks: &mut Vec<OutChunk>) -> io::Result<
                 _ => return Err(e),
             }
         }
+        // Drop the fully sent chunks (empty ones included), trim a partly sent one.
         let mut n = sent as usize;
         let mut done = 0;
-        while n > 0 {
+        while done < n_mem {
             let OutChunk::Bytes(b) = &mut chunks[done] else {
                 unreachable!("only memory chunks were sent")
             };
-            if n >= b.len() {
+            if b.len() <= n {
                 n -= b.len();
                 done += 1;
             } else {
                 *b = b.slice(n..);
-                n = 0;
+                break;
             }
         }
         chunks.drain(..done);
@@ -366,4 +367,64 @@ fn sendfile_all(fd: RawFd, file: &std::fs::File, offset: u64, len: u64) -> io::R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn nonblocking_prefix_send_handles_empty_chunks_and_stops_at_files() {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let file = std::sync::Arc::new(std::fs::File::open("/proc/self/exe").unwrap());
+        let mut chunks = vec![
+            OutChunk::Bytes(Bytes::from_static(b"ab")),
+            OutChunk::Bytes(Bytes::new()),
+            OutChunk::Bytes(Bytes::from_static(b"cd")),
+            OutChunk::Bytes(Bytes::new()),
+            OutChunk::File {
+                file,
+                offset: 0,
+                len: 4,
+            },
+            OutChunk::Bytes(Bytes::from_static(b"ef")),
+        ];
+        send_prefix_nonblocking(a.as_raw_fd(), &mut chunks).unwrap();
+        assert_eq!(chunks.len(), 2, "stops at the file range");
+        assert!(matches!(chunks[0], OutChunk::File { .. }));
+        let mut got = [0u8; 4];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"abcd");
+
+        let mut only_empty = vec![OutChunk::Bytes(Bytes::new()), OutChunk::Bytes(Bytes::new())];
+        send_prefix_nonblocking(a.as_raw_fd(), &mut only_empty).unwrap();
+        assert!(only_empty.is_empty());
+    }
+
+    #[test]
+    fn nonblocking_prefix_send_keeps_what_a_full_socket_did_not_take() {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let big = Bytes::from(vec![7u8; 8 << 20]);
+        let mut chunks = vec![
+            OutChunk::Bytes(Bytes::from_static(b"hdr")),
+            OutChunk::Bytes(big),
+        ];
+        send_prefix_nonblocking(a.as_raw_fd(), &mut chunks).unwrap();
+        let left: u64 = chunks.iter().map(OutChunk::len).sum();
+        assert!(left > 0, "an 8 MiB payload does not fit a socket buffer");
+        // The rest goes out by the blocking path; everything arrives once, in order.
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            b.read_to_end(&mut all).unwrap();
+            all
+        });
+        send_chunks_blocking(a.as_raw_fd(), chunks).unwrap();
+        drop(a);
+        let all = reader.join().unwrap();
+        assert_eq!(all.len(), 3 + (8 << 20));
+        assert_eq!(&all[..3], b"hdr");
+        assert!(all[3..].iter().all(|x| *x == 7));
+    }
 }
