@@ -80,7 +80,7 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
                 writer_state.metrics.error(api, -100);
                 return Err(io::Error::other("handler asked to close the connection"));
             }
-            let len = frame_len(&frame);
+            let len = frame.len();
             write_frame(&mut writer, fd, frame).await?;
             writer_state.metrics.bytes_out(len);
             writer_state.metrics.request_done(api, started.elapsed());
@@ -181,17 +181,6 @@ async fn read_loop(
             return None; // the writer stopped (socket error)
         }
     }
-}
-
-fn frame_len(frame: &ResponseFrame) -> usize {
-    frame
-        .chunks
-        .iter()
-        .map(|c| match c {
-            OutChunk::Bytes(b) => b.len(),
-            OutChunk::File { len, .. } => *len as usize,
-        })
-        .sum()
 }
 
 async fn write_frame(

@@ -248,7 +248,7 @@ pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<Fetc
         let lso = log.log_start_offset();
         out.push(match res {
             Ok(chunks) => {
-                let bytes = chunks.iter().map(chunk_len).sum();
+                let bytes = chunks.iter().map(|c| c.len() as usize).sum();
                 FetchResult {
                     error_code: errors::NONE,
                     high_watermark: hw,
@@ -278,13 +278,6 @@ pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<Fetc
         });
     }
     out
-}
-
-fn chunk_len(c: &ReadChunk) -> usize {
-    match c {
-        ReadChunk::Memory(b) => b.len(),
-        ReadChunk::File { len, .. } => *len as usize,
-    }
 }
 
 /// The owner shard's half of a long poll: as soon as any partition's high watermark moves past

@@ -190,13 +190,14 @@ pub async fn dispatch(
             }
         }
         let mut resp = ProduceResponse::default();
-        let mut it = results.into_iter();
+        // Results and slots are both in request order.
+        let mut it = results.into_iter().zip(&slots);
         for (topic, n) in topic_names {
             let mut tr = TopicProduceResponse::default();
             tr.name = kafka_protocol::messages::TopicName(super::str_bytes(&topic));
-            for _ in 0..n {
-                let r = it.next().expect("one result per slot");
+            for (r, slot) in it.by_ref().take(n) {
                 let mut pr = PartitionProduceResponse::default();
+                pr.index = slot.partition;
                 pr.error_code = r.error_code;
                 pr.base_offset = r.base_offset;
                 pr.log_append_time_ms = -1;
@@ -205,14 +206,6 @@ pub async fn dispatch(
                 tr.partition_responses.push(pr);
             }
             resp.responses.push(tr);
-        }
-        // Partition indexes: fill in from the slots order (same order as the request).
-        let mut k = 0;
-        for tr in &mut resp.responses {
-            for pr in &mut tr.partition_responses {
-                pr.index = slots[k].partition;
-                k += 1;
-            }
         }
         super::encode(&h, &resp)
     })
