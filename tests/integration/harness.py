@@ -96,6 +96,9 @@ class Broker:
                 "--log-dirs", str(self.log_dir),
                 "--shards", str(self.shards),
             ]
+        if "--metrics-listener" not in self.extra_args:
+            # Tests serve only on loopback: no metrics endpoint on the default 0.0.0.0:9644.
+            cmd += ["--metrics-listener", "none"]
         cmd += self.extra_args
         return cmd
 
