@@ -111,6 +111,8 @@ pub struct PartitionLog {
     busy: Cell<bool>,
     failed: RefCell<Option<String>>,
     sync_count: Cell<u64>,
+    /// Data writes issued (one per coalesced group of queued batches).
+    write_count: Cell<u64>,
     /// Serialises segment deletions (retention, DeleteRecords); never taken by append/read.
     delete_lock: futures::lock::Mutex<()>,
 }
@@ -316,6 +318,7 @@ impl PartitionLog {
             busy: Cell::new(false),
             failed: RefCell::new(None),
             sync_count: Cell::new(0),
+            write_count: Cell::new(0),
             delete_lock: futures::lock::Mutex::new(()),
         });
         log.rebuild_producers(leo).await?;
@@ -351,6 +354,12 @@ impl PartitionLog {
     /// Number of data fdatasyncs issued so far (group-commit observability and tests).
     pub fn sync_count(&self) -> u64 {
         self.sync_count.get()
+    }
+
+    /// Number of data writes issued so far: batches queued while a write is in flight share the
+    /// next one (coalescing observability and tests).
+    pub fn write_count(&self) -> u64 {
+        self.write_count.get()
     }
 
     /// Leader-epoch cache entries (epoch, start offset), oldest first.
@@ -634,6 +643,7 @@ impl PartitionLog {
             let start = dma.align_down(written);
             let tail = seg.tail.borrow().clone();
             let slices: Vec<&[u8]> = ws.iter().map(|w| &w.data[..]).collect();
+            self.write_count.set(self.write_count.get() + 1);
             let new_tail = io::append_aligned(&dma, start, &tail, &slices).await?;
             Ok((new_tail, dma))
         }

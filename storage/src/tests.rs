@@ -786,6 +786,27 @@ fn invalid_batches_write_nothing() {
 }
 
 #[test]
+fn concurrent_appends_are_coalesced_into_few_writes() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let before = log.write_count();
+        let dones: Vec<_> = (0..10)
+            .map(|_| log.append(recs(2), 0, Durability::Written).unwrap().done)
+            .collect();
+        for r in futures::future::join_all(dones).await {
+            r.unwrap();
+        }
+        let writes = log.write_count() - before;
+        // The first append starts a write at once; the nine queued behind it share the next.
+        assert!((1..=2).contains(&writes), "{writes} writes for 10 appends");
+        assert_eq!(log.high_watermark(), 20);
+        let chunks = log.read(0, 1 << 20).await.unwrap();
+        let total: u64 = chunks.iter().map(ReadChunk::len).sum();
+        assert_eq!(total, log.size_bytes(), "every appended batch is readable");
+    });
+}
+
+#[test]
 fn synced_appends_share_fdatasync() {
     run(|dir| async move {
         let log = open(&dir, LogConfig::default(), 1 << 20).await;
