@@ -4,6 +4,10 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+/// Looked up for every partition of every produce/fetch: ahash is fast, and its random
+/// per-process seed keeps crafted topic names from forcing collisions.
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -16,13 +20,13 @@ use crate::metadata::{ClusterMetadata, TopicMeta, partition_dir};
 
 struct TopicPartitions {
     id: uuid::Uuid,
-    logs: HashMap<i32, Rc<PartitionLog>>,
+    logs: FastMap<i32, Rc<PartitionLog>>,
 }
 
 pub struct PartitionManager {
     shard: ShardId,
     shard_count: usize,
-    topics: RefCell<HashMap<String, TopicPartitions>>,
+    topics: RefCell<FastMap<String, TopicPartitions>>,
     cache: Rc<TailCache>,
     /// Serialises reconcile runs (control plane only; never taken on the produce/fetch path).
     reconcile_lock: futures::lock::Mutex<()>,
@@ -37,7 +41,7 @@ impl PartitionManager {
         Self {
             shard,
             shard_count,
-            topics: RefCell::new(HashMap::new()),
+            topics: RefCell::new(FastMap::default()),
             cache,
             reconcile_lock: futures::lock::Mutex::new(()),
         }
@@ -127,7 +131,7 @@ impl PartitionManager {
                     .entry(name.clone())
                     .or_insert_with(|| TopicPartitions {
                         id: topic.id,
-                        logs: HashMap::new(),
+                        logs: FastMap::default(),
                     })
                     .logs
                     .insert(p, log);
