@@ -11,6 +11,7 @@ mod fetch_encoder;
 mod frame;
 mod guard;
 mod header;
+pub mod partitioner;
 mod request;
 mod response;
 
