@@ -129,7 +129,8 @@ impl Client {
         })
     }
 
-    /// Sends a request that gets no response (Produce with acks=0).
+    /// Sends a request (framed, with the next correlation id). Alone, for requests that get no
+    /// response (Produce with acks=0); `call` also reads the response.
     pub fn send_only<R: Request>(&mut self, version: i16, req: &R) -> Result<()> {
         self.correlation += 1;
         let mut header = RequestHeader::default();
@@ -148,19 +149,7 @@ impl Client {
     }
 
     pub fn call<R: Request>(&mut self, version: i16, req: &R) -> Result<R::Response> {
-        self.correlation += 1;
-        let mut header = RequestHeader::default();
-        header.request_api_key = R::KEY;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation;
-        header.client_id = Some(StrBytes::from_static_str("tern-cli"));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, R::header_version(version))?;
-        req.encode(&mut body, version)?;
-        let mut frame = BytesMut::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame)?;
+        self.send_only(version, req)?;
         let mut len = [0u8; 4];
         self.stream
             .read_exact(&mut len)
