@@ -5,11 +5,11 @@
 //! the next one is read, so appends from one connection keep their order.
 //!
 //! Sending: a response that is one buffer goes through the shard's socket; a response made of
-//! pieces (record payloads from the log) goes out by a non-blocking gather `sendmsg` on the shard
-//! thread, and whatever the socket cannot take at once — plus any file range — by
-//! `writev`/`sendfile` on the shard's blocking pool (the socket fd is blocking underneath
-//! glommio). Record bytes are never copied in user space and a slow client never stalls the
-//! shard thread.
+//! pieces (record payloads from the log) goes out by non-blocking gather `sendmsg`s on the shard
+//! thread, waiting for socket room through glommio when it is full; a file range (and what
+//! follows it) goes by `sendfile`/`writev` on the shard's blocking pool (the socket fd is blocking
+//! underneath glommio). Record bytes are never copied in user space and a slow client never
+//! stalls the shard thread.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -194,11 +194,27 @@ async fn write_frame(
         return writer.write_all(b).await;
     }
     writer.flush().await?;
-    // Record payloads go out zero-copy: the leading memory chunks by one non-blocking gather
-    // write right here (the common case: the socket has room), the rest — what the socket did
-    // not take, and file ranges — by writev/sendfile on the blocking pool.
+    // Record payloads go out zero-copy: memory chunks by non-blocking gather writes right here.
+    // When the socket is full, glommio's own send waits for room (an io_uring POLLOUT, no
+    // thread hop) and sends straight from our buffer; then the gather writes resume. Only a
+    // file range (and whatever follows it) goes to the blocking pool, as sendfile can block.
     let mut chunks = frame.chunks;
-    send_prefix_nonblocking(fd, &mut chunks)?;
+    loop {
+        send_prefix_nonblocking(fd, &mut chunks)?;
+        let Some(OutChunk::Bytes(b)) = chunks.first() else {
+            break;
+        };
+        let b = b.clone();
+        let n = writer.write(&b).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        if n == b.len() {
+            chunks.remove(0);
+        } else {
+            chunks[0] = OutChunk::Bytes(b.slice(n..));
+        }
+    }
     if chunks.is_empty() {
         return Ok(());
     }

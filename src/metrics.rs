@@ -148,6 +148,7 @@ pub struct ShardStats {
     pub bytes_out: u64,
     pub produce_batch: Hist,
     pub fsync: FsyncStats,
+    pub write: FsyncStats,
     pub cross_sent: Vec<u64>,
     pub cross_received: u64,
     pub connections_open: usize,
@@ -193,6 +194,7 @@ pub fn collect_local(state: &ShardState) -> ShardStats {
         bytes_out: m.bytes_out.get(),
         produce_batch: m.produce_batch.borrow().clone(),
         fsync: tern_storage::stats::fsync_stats(),
+        write: tern_storage::stats::write_stats(),
         cross_sent: m.cross_sent.borrow().clone(),
         cross_received: m.cross_received.get(),
         connections_open: state.connections.borrow().len(),
@@ -406,23 +408,28 @@ pub fn render(stats: &[ShardStats]) -> String {
             &s.produce_batch,
         );
     }
-    o.family(
-        "tern_fsync_latency_seconds",
-        "histogram",
-        "fdatasync latency of partition segments.",
-    );
-    for s in stats {
-        let h = Hist {
-            buckets: s.fsync.buckets.clone(),
-            sum: s.fsync.sum_seconds,
-            count: s.fsync.count,
-        };
-        o.hist(
+    for (name, help, pick) in [
+        (
             "tern_fsync_latency_seconds",
-            &[("shard", &s.shard.to_string())],
-            FSYNC_BUCKETS,
-            &h,
-        );
+            "fdatasync latency of partition segments.",
+            (|s: &ShardStats| &s.fsync) as fn(&ShardStats) -> &FsyncStats,
+        ),
+        (
+            "tern_log_write_latency_seconds",
+            "Latency of one O_DIRECT data write of a partition segment (aligned, coalesced).",
+            |s: &ShardStats| &s.write,
+        ),
+    ] {
+        o.family(name, "histogram", help);
+        for s in stats {
+            let f = pick(s);
+            let h = Hist {
+                buckets: f.buckets.clone(),
+                sum: f.sum_seconds,
+                count: f.count,
+            };
+            o.hist(name, &[("shard", &s.shard.to_string())], FSYNC_BUCKETS, &h);
+        }
     }
     o.family(
         "tern_cross_shard_messages_sent_total",

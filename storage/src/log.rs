@@ -644,7 +644,9 @@ impl PartitionLog {
             let tail = seg.tail.borrow().clone();
             let slices: Vec<&[u8]> = ws.iter().map(|w| &w.data[..]).collect();
             self.write_count.set(self.write_count.get() + 1);
+            let t = std::time::Instant::now();
             let new_tail = io::append_aligned(&dma, start, &tail, &slices).await?;
+            crate::stats::record_write(t.elapsed());
             Ok((new_tail, dma))
         }
         .await;

@@ -219,7 +219,8 @@ def test_metrics_endpoint_parses_and_moves(broker_factory):
     _create(b.bootstrap, topic, partitions=2)
     before = _scrape(b.metrics_url)
     for name in ("tern_requests", "tern_request_latency_seconds", "tern_received_bytes",
-                 "tern_fsync_latency_seconds", "tern_cross_shard_messages_sent",
+                 "tern_fsync_latency_seconds", "tern_log_write_latency_seconds",
+                 "tern_cross_shard_messages_sent",
                  "tern_produce_batch_size_bytes", "tern_partition_log_end_offset"):
         assert name in before, sorted(before)
     produce_before = _sum(before, "tern_requests", api="Produce")
@@ -232,6 +233,9 @@ def test_metrics_endpoint_parses_and_moves(broker_factory):
     assert _sum(after, "tern_received_bytes") > _sum(before, "tern_received_bytes")
     assert _sum(after, "tern_sent_bytes") > _sum(before, "tern_sent_bytes")
     assert _sum(after, "tern_fsync_latency_seconds", "tern_fsync_latency_seconds_count") > 0
+    # Every produced batch was written: at least one data write per partition.
+    writes = _sum(after, "tern_log_write_latency_seconds", "tern_log_write_latency_seconds_count")
+    assert writes >= 2, writes
     assert _sum(after, "tern_partition_log_end_offset", topic=topic, partition="0") == 50
     assert _sum(after, "tern_partition_log_end_offset", topic=topic, partition="1") == 30
     assert _sum(after, "tern_produce_batch_size_bytes", "tern_produce_batch_size_bytes_count") >= 80
