@@ -23,6 +23,9 @@ pub enum Cmd {
     Run(RunArgs),
     /// Measure the raw loopback TCP ceiling with the same frame sizes as the workload.
     Link(LinkArgs),
+    /// Measure the storage ceiling: O_DIRECT appends of the workload's batch size, one file per
+    /// partition, without and with fdatasync.
+    Disk(DiskArgs),
     /// List the named workload presets.
     Presets,
 }
@@ -52,6 +55,18 @@ pub struct RunArgs {
 pub struct LinkArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    /// Write the result as JSON to this file.
+    #[arg(long)]
+    pub json: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DiskArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Directory to write in (on the broker's data-dir file system); created if missing.
+    #[arg(long)]
+    pub dir: String,
     /// Write the result as JSON to this file.
     #[arg(long)]
     pub json: Option<String>,

@@ -8,6 +8,7 @@ mod batch;
 mod cli;
 mod clock;
 mod consumer;
+mod disk;
 mod keys;
 mod link;
 mod parse;
@@ -24,6 +25,7 @@ fn main() {
     let res = match cli.cmd {
         cli::Cmd::Run(a) => run::run(a),
         cli::Cmd::Link(a) => link::run(a),
+        cli::Cmd::Disk(a) => disk::run(a),
         cli::Cmd::Presets => {
             presets::list();
             Ok(())

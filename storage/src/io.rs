@@ -59,14 +59,16 @@ pub async fn open_dma(path: &Path) -> Result<DmaFile, StorageError> {
 }
 
 /// Writes `[tail][batches...]` at `aligned_start` (the aligned start of the block holding
-/// `tail`), zero-padded to the DMA alignment. Returns the new unaligned tail (the bytes
-/// after the last alignment boundary of the new logical end).
+/// `tail`), zero-padded to the DMA alignment — or further, to at least `min_len` bytes (see
+/// `ZERO_AHEAD_BYTES` in log.rs). Returns the new unaligned tail (the bytes after the last
+/// alignment boundary of the new logical end) and the number of bytes written.
 pub async fn append_aligned(
     file: &DmaFile,
     aligned_start: u64,
     tail: &[u8],
     batches: &[&[u8]],
-) -> Result<Vec<u8>, StorageError> {
+    min_len: usize,
+) -> Result<(Vec<u8>, usize), StorageError> {
     let align = file.alignment() as usize;
     assert!(
         aligned_start.is_multiple_of(align as u64),
@@ -78,7 +80,7 @@ pub async fn append_aligned(
         tail.len()
     );
     let data_len = tail.len() + batches.iter().map(|b| b.len()).sum::<usize>();
-    let buf_len = data_len.div_ceil(align) * align;
+    let buf_len = data_len.max(min_len).div_ceil(align) * align;
     let mut buf = file.alloc_dma_buffer(buf_len);
     let out = buf.as_bytes_mut();
     let mut at = tail.len();
@@ -96,7 +98,7 @@ pub async fn append_aligned(
             format!("short DMA write: {n} of {buf_len} bytes"),
         )));
     }
-    Ok(new_tail)
+    Ok((new_tail, buf_len))
 }
 
 /// Sequential reader over a DMA file in large chunks, bounded by `limit`.
@@ -163,7 +165,7 @@ pub async fn write_file_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()
         .await?;
     let res = async {
         if !data.is_empty() {
-            append_aligned(&f, 0, &[], &[data]).await?;
+            append_aligned(&f, 0, &[], &[data], 0).await?;
         }
         f.truncate(data.len() as u64).await?;
         f.fdatasync().await?;

@@ -35,6 +35,17 @@ pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
 /// Upper bound on the bytes of one coalesced write (at least one batch is always taken).
 const MAX_WRITE_BYTES: usize = 8 << 20;
+/// Small appends are padded with this many zero bytes past their end whenever they would extend
+/// the file, so that the next ones overwrite already written blocks. On ext4 (measured on the
+/// dev VM) an O_DIRECT write that extends the file cannot be issued without blocking, so
+/// io_uring hands it to a worker thread: ~60 us of CPU per write, a third of it in the thread
+/// hop; an overwrite of written blocks goes inline at ~35 us and a third less latency. The
+/// padding is cut off when the segment rolls or closes and is read back as a torn tail (zero
+/// batch length) by unclean recovery; it only ever lies past the log end.
+const ZERO_AHEAD_BYTES: usize = 256 << 10;
+/// Writes at least this large are not padded: they are bandwidth-bound, and zero-filling ahead
+/// of them would halve the disk bandwidth left for data.
+const ZERO_AHEAD_MAX_WRITE: usize = 64 << 10;
 /// Producer-state snapshots kept (newest first).
 const SNAPSHOTS_KEPT: usize = 3;
 /// DMA read granularity for fetch / timestamp lookups.
@@ -643,10 +654,18 @@ impl PartitionLog {
             let start = dma.align_down(written);
             let tail = seg.tail.borrow().clone();
             let slices: Vec<&[u8]> = ws.iter().map(|w| &w.data[..]).collect();
+            let data_len: usize = slices.iter().map(|s| s.len()).sum();
+            let end = written + data_len as u64;
+            let min_len = if data_len < ZERO_AHEAD_MAX_WRITE && end > seg.zeroed.get() {
+                (end - start) as usize + ZERO_AHEAD_BYTES
+            } else {
+                0
+            };
             self.write_count.set(self.write_count.get() + 1);
             let t = std::time::Instant::now();
-            let new_tail = io::append_aligned(&dma, start, &tail, &slices).await?;
+            let (new_tail, len) = io::append_aligned(&dma, start, &tail, &slices, min_len).await?;
             crate::stats::record_write(t.elapsed());
+            seg.zeroed.set(seg.zeroed.get().max(start + len as u64));
             Ok((new_tail, dma))
         }
         .await;
@@ -1278,6 +1297,7 @@ impl PartitionLog {
         }
         let dma = seg.dma().await?;
         dma.truncate(pos).await?;
+        seg.zeroed.set(pos);
         dma.fdatasync().await?;
         self.sync_count.set(self.sync_count.get() + 1);
         io::remove_if_exists(&io::segment_file(&self.dir, seg.base_offset, "index"))?;

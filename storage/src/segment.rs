@@ -43,6 +43,11 @@ pub struct Segment {
     pub finalized: Cell<bool>,
     /// Bytes after the last alignment boundary of `written` (rewritten with each write).
     pub tail: RefCell<Vec<u8>>,
+    /// How far this process has written the file, zero padding included. A DMA write that ends
+    /// below it overwrites written blocks, which the kernel issues inline; one that extends the
+    /// file is handed to an io_uring worker thread (see `ZERO_AHEAD_BYTES` in log.rs). A hint
+    /// only: if it is wrong, writes are slower, never incorrect.
+    pub zeroed: Cell<u64>,
 }
 
 impl Segment {
@@ -69,6 +74,7 @@ impl Segment {
             created: Instant::now(),
             finalized: Cell::new(false),
             tail: RefCell::new(Vec::new()),
+            zeroed: Cell::new(0),
         }
     }
 

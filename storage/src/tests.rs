@@ -1070,3 +1070,63 @@ fn set_config_applies_to_next_append() {
         );
     });
 }
+
+#[test]
+fn small_appends_write_zero_padding_ahead_and_overwrite_it() {
+    run(|dir| async move {
+        let path = dir.join("00000000000000000000.log");
+        let file_len = || std::fs::metadata(&path).unwrap().len();
+        // No tail cache: every read below comes from the file.
+        let log = open(&dir, LogConfig::default(), 0).await;
+        let one = recs(2).len() as u64;
+        append(&log, recs(2)).await;
+        let padded = file_len();
+        assert!(
+            padded >= one + (256 << 10),
+            "a small append that extends the file pads ahead: {padded}"
+        );
+        for _ in 0..9 {
+            append(&log, recs(2)).await;
+        }
+        assert_eq!(
+            file_len(),
+            padded,
+            "later small appends overwrite the padding"
+        );
+        let data = chunk_bytes(&log.read(0, usize::MAX).await.unwrap());
+        assert_eq!(data.len() as u64, 10 * one, "reads stop at the log end");
+        assert_eq!(headers(&data).len(), 10);
+        // Crash: recovery reads the padding as a torn tail and cuts it off.
+        settle().await;
+        drop(log);
+        let log = open(&dir, LogConfig::default(), 0).await;
+        assert_eq!(log.log_end_offset(), 20);
+        assert_eq!(file_len(), 10 * one);
+        let a = append(&log, recs(2)).await;
+        assert_eq!(a.base_offset, 20);
+        // A clean close cuts the padding too.
+        log.close().await.unwrap();
+        assert_eq!(file_len(), 11 * one);
+    });
+}
+
+#[test]
+fn large_appends_are_not_padded() {
+    run(|dir| async move {
+        let path = dir.join("00000000000000000000.log");
+        let log = open(&dir, LogConfig::default(), 0).await;
+        let big = batch(B {
+            n: 70,
+            value_len: 1024,
+            ..B::default()
+        });
+        let len = big.len() as u64;
+        assert!(len >= 64 << 10);
+        append(&log, big).await;
+        let file_len = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            (len..len + 4096).contains(&file_len),
+            "bandwidth-bound writes only pad to the DMA alignment: {file_len} for {len}"
+        );
+    });
+}
