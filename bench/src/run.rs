@@ -123,8 +123,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let start = Instant::now();
     let warm_end = start + w.warmup();
     let end = warm_end + w.duration();
-    let mut measuring = false;
-    let (mut a0, mut c0, mut cpu0, mut t0) = (0, 0, Duration::ZERO, start);
+    // Without a warm-up the first interval already counts.
+    let mut measuring = w.warmup_s <= 0.0;
+    let (mut a0, mut c0, mut cpu0, mut t0) = (0, 0, process_cpu(), start);
     let mut last = (0u64, 0u64, start);
     let mut tick = start;
     let (a1, c1, cpu1, t1) = loop {

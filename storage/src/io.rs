@@ -202,6 +202,18 @@ pub fn read_small_file(path: &Path, max: u64) -> Result<Option<Vec<u8>>, Storage
     }
 }
 
+/// Whether `file[from..to)` holds only zero bytes: the padding appends write past the log end,
+/// as opposed to torn or corrupt data. Ranges longer than `max` are not inspected (false).
+pub fn is_zero_range(file: &std::fs::File, from: u64, to: u64, max: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    if to < from || to - from > max {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; (to - from) as usize];
+    file.read_exact_at(&mut buf, from)?;
+    Ok(buf.iter().all(|b| *b == 0))
+}
+
 pub fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),

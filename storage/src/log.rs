@@ -235,11 +235,26 @@ impl PartitionLog {
                 );
                 seg.written.set(seg.size.get());
                 if end.valid_end < file_len {
-                    log::warn!(
-                        "{}: truncating segment {base} from {file_len} to {} bytes (invalid or torn data)",
-                        dir.display(),
-                        end.valid_end
-                    );
+                    let padding = io::is_zero_range(
+                        &seg.read_file,
+                        end.valid_end,
+                        file_len,
+                        (ZERO_AHEAD_BYTES + ZERO_AHEAD_MAX_WRITE) as u64,
+                    )
+                    .unwrap_or(false);
+                    if padding {
+                        log::info!(
+                            "{}: dropping {} bytes of zero padding after the last batch of segment {base}",
+                            dir.display(),
+                            file_len - end.valid_end
+                        );
+                    } else {
+                        log::warn!(
+                            "{}: truncating segment {base} from {file_len} to {} bytes (invalid or torn data)",
+                            dir.display(),
+                            end.valid_end
+                        );
+                    }
                     dma.truncate(end.valid_end).await?;
                     dma.fdatasync().await?;
                     if !is_last {

@@ -1130,3 +1130,23 @@ fn large_appends_are_not_padded() {
         );
     });
 }
+
+#[test]
+fn zero_range_detects_padding_only() {
+    use std::io::Write;
+    let mut f = tempfile::tempfile().unwrap();
+    f.write_all(&[1, 2, 3, 0, 0, 0, 0, 0]).unwrap();
+    assert!(crate::io::is_zero_range(&f, 3, 8, 16).unwrap());
+    assert!(
+        !crate::io::is_zero_range(&f, 2, 8, 16).unwrap(),
+        "data is not padding"
+    );
+    assert!(
+        !crate::io::is_zero_range(&f, 3, 8, 4).unwrap(),
+        "too long to inspect"
+    );
+    assert!(
+        crate::io::is_zero_range(&f, 8, 8, 4).unwrap(),
+        "empty range"
+    );
+}
