@@ -201,6 +201,13 @@ async fn write_frame(
     let mut chunks = frame.chunks;
     loop {
         send_prefix_nonblocking(fd, &mut chunks)?;
+        // The socket is full (or a file range is next). Empty chunks in front carry nothing to
+        // wait on: drop them, then wait with the first real one.
+        let empty = chunks
+            .iter()
+            .take_while(|c| matches!(c, OutChunk::Bytes(b) if b.is_empty()))
+            .count();
+        chunks.drain(..empty);
         let Some(OutChunk::Bytes(b)) = chunks.first() else {
             break;
         };
@@ -209,11 +216,8 @@ async fn write_frame(
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        if n == b.len() {
-            chunks.remove(0);
-        } else {
-            chunks[0] = OutChunk::Bytes(b.slice(n..));
-        }
+        // What was sent is cut off; an emptied chunk goes with the next gather write.
+        chunks[0] = OutChunk::Bytes(b.slice(n..));
     }
     if chunks.is_empty() {
         return Ok(());
@@ -406,6 +410,50 @@ mod tests {
         let mut only_empty = vec![OutChunk::Bytes(Bytes::new()), OutChunk::Bytes(Bytes::new())];
         send_prefix_nonblocking(a.as_raw_fd(), &mut only_empty).unwrap();
         assert!(only_empty.is_empty());
+    }
+
+    #[test]
+    fn write_frame_waits_for_a_slow_reader_and_keeps_order() {
+        // A reader that starts late: the socket is already full when write_frame starts with
+        // empty chunks in front. It must wait on the shard (not fail on a zero-length write)
+        // and deliver every byte once, in order.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        let big = |v: u8| Bytes::from(vec![v; 6 << 20]);
+        let filled = glommio::LocalExecutor::default().run(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let fd = tern_shard::net::raw_fd(&stream);
+            // Fill the socket: 6 MiB never fits a loopback socket buffer.
+            let mut fill = vec![OutChunk::Bytes(big(1))];
+            send_prefix_nonblocking(fd, &mut fill).unwrap();
+            let left: u64 = fill.iter().map(OutChunk::len).sum();
+            assert!(left > 0, "the socket is full");
+            let chunks = vec![
+                OutChunk::Bytes(Bytes::new()),
+                OutChunk::Bytes(Bytes::new()),
+                OutChunk::Bytes(big(2)),
+                OutChunk::Bytes(Bytes::new()),
+                OutChunk::Bytes(Bytes::from_static(b"end")),
+            ];
+            let (_r, mut w) = futures::io::AsyncReadExt::split(stream);
+            write_frame(&mut w, fd, ResponseFrame { chunks })
+                .await
+                .unwrap();
+            w.close().await.unwrap();
+            (6 << 20) - left as usize
+        });
+        let all = reader.join().unwrap();
+        assert_eq!(all.len(), filled + (6 << 20) + 3);
+        assert!(all[..filled].iter().all(|x| *x == 1));
+        assert!(all[filled..all.len() - 3].iter().all(|x| *x == 2));
+        assert_eq!(&all[all.len() - 3..], b"end");
     }
 
     #[test]

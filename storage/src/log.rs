@@ -46,6 +46,44 @@ const ZERO_AHEAD_BYTES: usize = 256 << 10;
 /// Writes at least this large are not padded: they are bandwidth-bound, and zero-filling ahead
 /// of them would halve the disk bandwidth left for data.
 const ZERO_AHEAD_MAX_WRITE: usize = 64 << 10;
+/// Bound on the padding held in DMA buffers of this shard's writes in flight, so that thousands
+/// of partitions extending their files at once (their first writes) cannot take 256 KiB each:
+/// past it, writes go out unpadded.
+pub(crate) const ZERO_AHEAD_IN_FLIGHT_MAX: usize = 32 << 20;
+
+thread_local! {
+    /// Padding bytes in DMA buffers of writes in flight on this thread (shard).
+    static PADDING_IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A share of [`ZERO_AHEAD_IN_FLIGHT_MAX`], given back when dropped (the write is done).
+pub(crate) struct PaddingBudget(usize);
+
+impl PaddingBudget {
+    pub(crate) fn take(bytes: usize) -> Option<PaddingBudget> {
+        PADDING_IN_FLIGHT.with(|c| {
+            let used = c.get();
+            (used + bytes <= ZERO_AHEAD_IN_FLIGHT_MAX).then(|| {
+                c.set(used + bytes);
+                PaddingBudget(bytes)
+            })
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn in_flight() -> usize {
+        PADDING_IN_FLIGHT.with(|c| c.get())
+    }
+}
+
+impl Drop for PaddingBudget {
+    fn drop(&mut self) {
+        PADDING_IN_FLIGHT.with(|c| {
+            assert!(c.get() >= self.0, "padding budget underflow");
+            c.set(c.get() - self.0);
+        });
+    }
+}
 /// Producer-state snapshots kept (newest first).
 const SNAPSHOTS_KEPT: usize = 3;
 /// DMA read granularity for fetch / timestamp lookups.
@@ -671,15 +709,18 @@ impl PartitionLog {
             let slices: Vec<&[u8]> = ws.iter().map(|w| &w.data[..]).collect();
             let data_len: usize = slices.iter().map(|s| s.len()).sum();
             let end = written + data_len as u64;
-            let min_len = if data_len < ZERO_AHEAD_MAX_WRITE && end > seg.zeroed.get() {
-                (end - start) as usize + ZERO_AHEAD_BYTES
-            } else {
-                0
+            let padding = (data_len < ZERO_AHEAD_MAX_WRITE && end > seg.zeroed.get())
+                .then(|| PaddingBudget::take(ZERO_AHEAD_BYTES))
+                .flatten();
+            let min_len = match padding {
+                Some(_) => (end - start) as usize + ZERO_AHEAD_BYTES,
+                None => 0,
             };
             self.write_count.set(self.write_count.get() + 1);
             let t = std::time::Instant::now();
             let (new_tail, len) = io::append_aligned(&dma, start, &tail, &slices, min_len).await?;
             crate::stats::record_write(t.elapsed());
+            drop(padding);
             seg.zeroed.set(seg.zeroed.get().max(start + len as u64));
             Ok((new_tail, dma))
         }

@@ -1150,3 +1150,23 @@ fn zero_range_detects_padding_only() {
         "empty range"
     );
 }
+
+#[test]
+fn padding_budget_bounds_padding_in_flight() {
+    use crate::log::{PaddingBudget, ZERO_AHEAD_IN_FLIGHT_MAX};
+    let unit = 256 << 10;
+    let before = PaddingBudget::in_flight();
+    let mut held = Vec::new();
+    while let Some(b) = PaddingBudget::take(unit) {
+        held.push(b);
+    }
+    assert_eq!(held.len(), (ZERO_AHEAD_IN_FLIGHT_MAX - before) / unit);
+    assert!(PaddingBudget::in_flight() <= ZERO_AHEAD_IN_FLIGHT_MAX);
+    held.pop();
+    assert!(
+        PaddingBudget::take(unit).is_some(),
+        "a finished write gives its share back"
+    );
+    drop(held);
+    assert_eq!(PaddingBudget::in_flight(), before);
+}
