@@ -144,29 +144,17 @@ pub async fn dispatch(
                     .expect("records cut for every dispatched slot"),
             })
             .collect();
-        if acks == 0 {
-            state
-                .deliver(
-                    shard,
-                    ShardMessage::Produce {
-                        acks,
-                        items,
-                        reply: None,
-                    },
-                )
-                .await;
+        // acks=0 is fire-and-forget: no reply channel at all.
+        let (reply, rx) = if acks == 0 {
+            (None, None)
         } else {
             let (tx, rx) = oneshot::channel();
-            state
-                .deliver(
-                    shard,
-                    ShardMessage::Produce {
-                        acks,
-                        items,
-                        reply: Some(tx),
-                    },
-                )
-                .await;
+            (Some(tx), Some(rx))
+        };
+        state
+            .deliver(shard, ShardMessage::Produce { acks, items, reply })
+            .await;
+        if let Some(rx) = rx {
             waits.push((idxs, rx));
         }
     }
