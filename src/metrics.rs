@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use kafka_protocol::messages::ApiKey;
-use tern_storage::stats::{FSYNC_BUCKETS, FsyncStats};
+use tern_storage::stats::{LatencyStats, STORAGE_LATENCY_BUCKETS};
 
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
@@ -147,8 +147,8 @@ pub struct ShardStats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub produce_batch: Hist,
-    pub fsync: FsyncStats,
-    pub write: FsyncStats,
+    pub fsync: LatencyStats,
+    pub write: LatencyStats,
     pub cross_sent: Vec<u64>,
     pub cross_received: u64,
     pub connections_open: usize,
@@ -412,7 +412,7 @@ pub fn render(stats: &[ShardStats]) -> String {
         (
             "tern_fsync_latency_seconds",
             "fdatasync latency of partition segments.",
-            (|s: &ShardStats| &s.fsync) as fn(&ShardStats) -> &FsyncStats,
+            (|s: &ShardStats| &s.fsync) as fn(&ShardStats) -> &LatencyStats,
         ),
         (
             "tern_log_write_latency_seconds",
@@ -428,7 +428,12 @@ pub fn render(stats: &[ShardStats]) -> String {
                 sum: f.sum_seconds,
                 count: f.count,
             };
-            o.hist(name, &[("shard", &s.shard.to_string())], FSYNC_BUCKETS, &h);
+            o.hist(
+                name,
+                &[("shard", &s.shard.to_string())],
+                STORAGE_LATENCY_BUCKETS,
+                &h,
+            );
         }
     }
     o.family(

@@ -6,33 +6,33 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets (Prometheus `le`).
-pub const FSYNC_BUCKETS: &[f64] = &[
+pub const STORAGE_LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// A snapshot of one of this thread's latency histograms: per-bucket (non-cumulative) counts
-/// over [`FSYNC_BUCKETS`] with one extra overflow bucket, the sum of seconds and the count.
+/// over [`STORAGE_LATENCY_BUCKETS`] with one extra overflow bucket, the sum of seconds and the count.
 #[derive(Clone, Debug, Default)]
-pub struct FsyncStats {
+pub struct LatencyStats {
     pub buckets: Vec<u64>,
     pub sum_seconds: f64,
     pub count: u64,
 }
 
-impl FsyncStats {
-    fn empty() -> FsyncStats {
-        FsyncStats {
-            buckets: vec![0; FSYNC_BUCKETS.len() + 1],
+impl LatencyStats {
+    fn empty() -> LatencyStats {
+        LatencyStats {
+            buckets: vec![0; STORAGE_LATENCY_BUCKETS.len() + 1],
             ..Default::default()
         }
     }
 
     fn record(&mut self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = FSYNC_BUCKETS
+        let i = STORAGE_LATENCY_BUCKETS
             .iter()
             .position(|b| secs <= *b)
-            .unwrap_or(FSYNC_BUCKETS.len());
+            .unwrap_or(STORAGE_LATENCY_BUCKETS.len());
         self.buckets[i] += 1;
         self.sum_seconds += secs;
         self.count += 1;
@@ -40,8 +40,8 @@ impl FsyncStats {
 }
 
 thread_local! {
-    static FSYNC: RefCell<FsyncStats> = RefCell::new(FsyncStats::empty());
-    static WRITE: RefCell<FsyncStats> = RefCell::new(FsyncStats::empty());
+    static FSYNC: RefCell<LatencyStats> = RefCell::new(LatencyStats::empty());
+    static WRITE: RefCell<LatencyStats> = RefCell::new(LatencyStats::empty());
 }
 
 /// Records one fdatasync of a data segment.
@@ -55,11 +55,11 @@ pub fn record_write(d: Duration) {
 }
 
 /// This thread's fsync histogram so far.
-pub fn fsync_stats() -> FsyncStats {
+pub fn fsync_stats() -> LatencyStats {
     FSYNC.with(|f| f.borrow().clone())
 }
 
 /// This thread's data-write histogram so far.
-pub fn write_stats() -> FsyncStats {
+pub fn write_stats() -> LatencyStats {
     WRITE.with(|f| f.borrow().clone())
 }
