@@ -100,6 +100,21 @@ async fn open(dir: &Path, config: LogConfig, cache_bytes: usize) -> Rc<Partition
         .unwrap()
 }
 
+/// Appends a small batch (2 records of 60-byte values, first timestamp `base_ts`): a handful
+/// fill a `small_segments(400)` segment.
+async fn append_small(log: &PartitionLog, base_ts: i64) {
+    append(
+        log,
+        batch(B {
+            n: 2,
+            value_len: 60,
+            base_ts,
+            ..B::default()
+        }),
+    )
+    .await;
+}
+
 async fn append(log: &PartitionLog, b: BytesMut) -> Appended {
     let mut a = log.append(b, 0, Durability::Written).unwrap();
     (&mut a.done).await.unwrap();
@@ -911,15 +926,7 @@ fn retention_by_size_deletes_whole_old_segments() {
     run(|dir| async move {
         let log = open(&dir, small_segments(400), 1 << 20).await;
         for _ in 0..20 {
-            append(
-                &log,
-                batch(B {
-                    n: 2,
-                    value_len: 60,
-                    ..B::default()
-                }),
-            )
-            .await;
+            append_small(&log, B::default().base_ts).await;
         }
         settle().await;
         let segs = log.segment_infos();
@@ -964,28 +971,10 @@ fn retention_by_time_and_rolls_expired_active_segment() {
     run(|dir| async move {
         let log = open(&dir, small_segments(400), 1 << 20).await;
         for i in 0..10 {
-            append(
-                &log,
-                batch(B {
-                    n: 2,
-                    value_len: 60,
-                    base_ts: 1_000 + i,
-                    ..B::default()
-                }),
-            )
-            .await;
+            append_small(&log, 1_000 + i).await;
         }
         for i in 0..6 {
-            append(
-                &log,
-                batch(B {
-                    n: 2,
-                    value_len: 60,
-                    base_ts: 100_000 + i,
-                    ..B::default()
-                }),
-            )
-            .await;
+            append_small(&log, 100_000 + i).await;
         }
         settle().await;
         // now=101_000, retention 50_000 ms: everything with max ts < 51_000 goes.
@@ -1015,15 +1004,7 @@ fn delete_records_moves_start_and_persists() {
     run(|dir| async move {
         let log = open(&dir, small_segments(400), 1 << 20).await;
         for _ in 0..10 {
-            append(
-                &log,
-                batch(B {
-                    n: 2,
-                    value_len: 60,
-                    ..B::default()
-                }),
-            )
-            .await;
+            append_small(&log, B::default().base_ts).await;
         }
         settle().await;
         assert_eq!(log.delete_records(5).await.unwrap(), 5);
