@@ -85,7 +85,11 @@ pub async fn handle(
             pr.error_code = r.error_code;
             pr.timestamp = r.timestamp;
             pr.offset = r.offset;
-            pr.leader_epoch = if r.error_code == errors::NONE { 0 } else { -1 };
+            // LeaderEpoch exists from v4 on; an older version cannot carry it (the encoder
+            // refuses any non-default value there).
+            if h.api_version >= 4 && r.error_code == errors::NONE {
+                pr.leader_epoch = 0;
+            }
             tr.partitions.push(pr);
         }
         resp.topics.push(tr);
