@@ -101,6 +101,16 @@ class World:
             self.conn = KioConn(self.port)  # the next call starts on a clean connection
             raise
 
+    def keep_alive(self):
+        """Heartbeats both group members, so a slow or failing pair cannot expire them."""
+        r = self.admin(12, {"group_id": GROUP, "generation_id": self.generation,
+                            "member_id": self.member_id})
+        assert r.error_code == E_NONE, f"classic member lost: {r}"
+        r = self.admin(68, {"group_id": CGROUP, "member_id": self.cmember_id,
+                            "member_epoch": self.cepoch})
+        assert r.error_code == E_NONE, f"KIP-848 member lost: {r}"
+        self.cepoch = r.member_epoch
+
     def name(self, what):
         self.scratch += 1
         return f"mx-{what}-{self.scratch}"
@@ -781,6 +791,7 @@ def test_version_matrix(world, api_version_pair):
     make = FACTORIES.get(api_key)
     assert make is not None, (
         f"api {api_key} v{version} is advertised but the matrix has no request factory for it")
+    world.keep_alive()
     spec, check = make(world, version)
     # A connection of its own: a pair that leaves the socket silent cannot break the others.
     with KioConn(world.port) as conn:
