@@ -56,6 +56,14 @@ pub async fn handle(
             })
         })
         .await;
+    super::encode(&h, &response(&topics, results.as_deref()))
+}
+
+/// The response to `topics`, given the controller's results (`None`: no answer in time).
+fn response(
+    topics: &[NewTopic],
+    results: Option<&[Result<(uuid::Uuid, i32), crate::messages::TopicError>]>,
+) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
     resp.topics = topics
         .iter()
@@ -63,7 +71,7 @@ pub async fn handle(
         .map(|(i, t)| {
             let mut r = CreatableTopicResult::default();
             r.name = kafka_protocol::messages::TopicName(super::str_bytes(&t.name));
-            match results.as_ref().and_then(|v| v.get(i)) {
+            match results.and_then(|v| v.get(i)) {
                 Some(Ok((id, partitions))) => {
                     r.topic_id = *id;
                     r.num_partitions = *partitions;
@@ -85,5 +93,26 @@ pub async fn handle(
             r
         })
         .collect();
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let topics: Vec<NewTopic> = ["created", "failed"]
+        .iter()
+        .map(|n| NewTopic {
+            name: n.to_string(),
+            partitions: 3,
+            replication_factor: 1,
+            configs: vec![("retention.ms".into(), "1000".into())],
+        })
+        .collect();
+    let results = [
+        Ok((uuid::Uuid::from_u128(7), 3)),
+        Err((errors::INVALID_PARTITIONS, "bad count".to_string())),
+    ];
+    [Some(&results[..]), None]
+        .into_iter()
+        .map(|r| kafka_protocol::messages::ResponseKind::CreateTopics(response(&topics, r)))
+        .collect()
 }

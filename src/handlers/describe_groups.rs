@@ -33,12 +33,23 @@ pub async fn handle(
     .await;
     let mut resp = DescribeGroupsResponse::default();
     for ((id, _), r) in keys.iter().zip(replies) {
-        resp.groups.push(r.unwrap_or_else(|| {
-            let mut d = DescribedGroup::default();
-            d.group_id = str_bytes(id).into();
-            d.error_code = codes::NOT_COORDINATOR;
-            d
-        }));
+        resp.groups.push(r.unwrap_or_else(|| not_coordinator(id)));
     }
     super::encode(&h, &resp)
+}
+
+/// The entry of a group whose coordinator shard is gone (shutting down).
+fn not_coordinator(id: &str) -> DescribedGroup {
+    let mut d = DescribedGroup::default();
+    d.group_id = str_bytes(id).into();
+    d.error_code = codes::NOT_COORDINATOR;
+    d
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let mut resp = DescribeGroupsResponse::default();
+    resp.groups = crate::groups::guard::described_groups(version);
+    resp.groups.push(not_coordinator("elsewhere"));
+    vec![kafka_protocol::messages::ResponseKind::DescribeGroups(resp)]
 }

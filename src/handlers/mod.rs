@@ -31,6 +31,8 @@ pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+#[cfg(test)]
+mod version_guard;
 
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use tern_net::{ParsedHeader, ResponseFrame};
