@@ -31,6 +31,8 @@ pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+// encoding
+pub mod encode_fallback;
 #[cfg(test)]
 mod version_guard;
 
@@ -38,15 +40,49 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use tern_net::{ParsedHeader, ResponseFrame};
 
 /// Encodes a response body for the request `h`. An encoding failure is a bug in a handler: it
-/// is logged and answered by closing the connection (an empty frame).
-pub fn encode<T: Encodable>(h: &ParsedHeader, body: &T) -> ResponseFrame {
-    match tern_net::encode_response(h.api_key, h.api_version, h.correlation_id, body) {
+/// is logged and the request is answered with an error response of its API and version where
+/// the API has one (see `encode_fallback`), else by closing the connection (an empty frame).
+pub fn encode<T: Encodable + 'static>(h: &ParsedHeader, body: &T) -> ResponseFrame {
+    let encoded = if encode_fallback::forced_failure(h.api_key) {
+        Err(tern_net::EncodeError::Protocol(format!(
+            "forced by {}",
+            encode_fallback::TEST_HOOK_ENV
+        )))
+    } else {
+        tern_net::encode_response(h.api_key, h.api_version, h.correlation_id, body)
+    };
+    match encoded {
         Ok(frame) => frame,
-        Err(e) => {
+        Err(e) => encode_failed(h, body, e),
+    }
+}
+
+/// The answer to `h` when its response `body` cannot be encoded (kept off the inlined path).
+#[cold]
+fn encode_failed(
+    h: &ParsedHeader,
+    body: &dyn std::any::Any,
+    e: tern_net::EncodeError,
+) -> ResponseFrame {
+    let (api, v) = (h.api_key, h.api_version);
+    match encode_fallback::error_answer(h, body) {
+        Some(Ok(frame)) => {
             log::error!(
-                "encoding response to api {} v{} failed: {e}; closing connection",
-                h.api_key,
-                h.api_version
+                "encoding response to api {api} v{v} failed: {e}; answered UNKNOWN_SERVER_ERROR"
+            );
+            frame
+        }
+        Some(Err(e2)) => {
+            log::error!(
+                "encoding response to api {api} v{v} failed: {e}; so did its error answer \
+                 ({e2}); closing connection"
+            );
+            ResponseFrame { chunks: Vec::new() }
+        }
+        None => {
+            log::error!(
+                "encoding response to api {api} v{v} failed: {e}; no error answer at this \
+                 version; closing connection"
             );
             ResponseFrame { chunks: Vec::new() }
         }
