@@ -798,11 +798,7 @@ mod tests {
         let mut meta = ClusterMetadata::default();
         meta.topics.insert(
             "t".into(),
-            TopicMeta {
-                id: uuid::Uuid::new_v4(),
-                partitions: 1,
-                configs: BTreeMap::new(),
-            },
+            TopicMeta::new(uuid::Uuid::new_v4(), 1, BTreeMap::new()),
         );
         let def = topic_def("retention.ms").unwrap();
         let (v, s, _) = topic_value(&c, &meta, &meta.topics["t"], def);

@@ -1,0 +1,1 @@
+//! DescribeTopicPartitions (API 75).
