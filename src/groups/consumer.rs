@@ -745,11 +745,7 @@ pub(crate) mod guard {
     use super::*;
 
     pub(crate) fn metadata() -> ClusterMetadata {
-        let topic = crate::metadata::TopicMeta {
-            id: uuid::Uuid::from_u128(5),
-            partitions: 3,
-            configs: BTreeMap::new(),
-        };
+        let topic = crate::metadata::TopicMeta::new(uuid::Uuid::from_u128(5), 3, BTreeMap::new());
         ClusterMetadata {
             cluster_id: "cluster".to_string(),
             topics: [("t".to_string(), topic)].into_iter().collect(),

@@ -6,6 +6,7 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -33,6 +34,8 @@ pub mod describe_configs;
 pub mod describe_log_dirs;
 // encoding
 pub mod encode_fallback;
+#[cfg(test)]
+pub(crate) mod test_fixtures;
 #[cfg(test)]
 mod version_guard;
 
@@ -91,4 +94,81 @@ fn encode_failed(
 
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+/// This broker as clients reach it: the leader of every partition (Metadata brokers, KIP-951
+/// `NodeEndpoints` in Produce and Fetch).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalBroker {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+impl LocalBroker {
+    pub fn of(config: &crate::config::BrokerConfig) -> Self {
+        Self {
+            node_id: config.node_id,
+            host: config.advertised_host.clone(),
+            port: i32::from(config.advertised_port),
+        }
+    }
+}
+
+/// Kafka's AclOperation codes, as bits of an "authorized operations" bitfield.
+pub mod acl_operation {
+    pub const READ: u8 = 3;
+    pub const WRITE: u8 = 4;
+    pub const CREATE: u8 = 5;
+    pub const DELETE: u8 = 6;
+    pub const ALTER: u8 = 7;
+    pub const DESCRIBE: u8 = 8;
+    pub const CLUSTER_ACTION: u8 = 9;
+    pub const DESCRIBE_CONFIGS: u8 = 10;
+    pub const ALTER_CONFIGS: u8 = 11;
+    pub const IDEMPOTENT_WRITE: u8 = 12;
+
+    /// What Kafka answers when the request did not ask for authorized operations.
+    pub const NOT_REQUESTED: i32 = i32::MIN;
+
+    const fn bits(ops: &[u8]) -> i32 {
+        let mut field = 0i32;
+        let mut i = 0;
+        while i < ops.len() {
+            field |= 1 << ops[i];
+            i += 1;
+        }
+        field
+    }
+
+    /// Every operation Kafka defines on a topic (AclEntry.supportedOperations(TOPIC)); with no
+    /// ACLs every one is allowed.
+    pub const TOPIC_ALL: i32 = bits(&[
+        READ,
+        WRITE,
+        CREATE,
+        DESCRIBE,
+        DELETE,
+        ALTER,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+    ]);
+    /// Every operation Kafka defines on the cluster (AclEntry.supportedOperations(CLUSTER)).
+    pub const CLUSTER_ALL: i32 = bits(&[
+        CREATE,
+        CLUSTER_ACTION,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        IDEMPOTENT_WRITE,
+        ALTER,
+        DESCRIBE,
+    ]);
+
+    #[cfg(test)]
+    #[test]
+    fn bitfields_match_kafka() {
+        // Values a Kafka 3.x broker without an authorizer reports.
+        assert_eq!(TOPIC_ALL, 3576);
+        assert_eq!(CLUSTER_ALL, 8096);
+    }
 }
