@@ -130,6 +130,10 @@ class World:
 
     def produce(self, topic, partition, count, timestamp_ms=None, topic_id=None):
         from kwire import record_batch
+        if topic_id is None:
+            # Produce v13+ names topics by id only.
+            topic_id = {t.name: getattr(t, "topic_id", None)
+                        for t in self.metadata([topic]).topics}[topic]
         batch = record_batch([(f"k{i}".encode(), f"v{i}".encode()) for i in range(count)],
                              timestamp_ms=timestamp_ms)
         r = self.admin(0, {"acks": -1, "timeout": 30_000, "topic_data": [{
