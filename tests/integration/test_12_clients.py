@@ -7,7 +7,8 @@ headers and explicit timestamps in two batches per partition, consumes them as a
 consumer group, commits; a second member of the group then receives exactly the records produced
 after that commit (so it resumed at the committed offsets), and the group's committed offsets are
 read back. Offsets by time are looked up for a timestamp before, between and after the batches.
-Every value, key, header, offset and timestamp is compared exactly. Every wait is bounded.
+Later rounds go as compressed batches (gzip; kcat: lz4, snappy, zstd). Every value, key, header,
+offset and timestamp is compared exactly. Every wait is bounded.
 """
 
 import asyncio
@@ -200,11 +201,19 @@ def test_kafka_python_old_protocol(gbroker, api_version):
         assert_records(recs, plan.first, f"kafka-python {api_version} first group member")
         assert committed == committed_per_partition(5)
 
-        for r in plan.second:
-            prod.send(plan.topic, value=r["value"].encode(), key=r["key"].encode(),
-                      partition=r["partition"],
-                      headers=[(k, v.encode()) for k, v in r["headers"]])
+    finally:
+        prod.close(timeout=WAIT)
+    # The second round as gzip-compressed batches.
+    prod = kc.kp_producer(gbroker.bootstrap, api_version=api_version, acks="all",
+                          compression_type="gzip")
+    try:
+        futs = [prod.send(plan.topic, value=r["value"].encode(), key=r["key"].encode(),
+                          partition=r["partition"],
+                          headers=[(k, v.encode()) for k, v in r["headers"]])
+                for r in plan.second]
         prod.flush(timeout=WAIT)
+        assert [(m.partition, m.offset) for m in (f.get(timeout=WAIT) for f in futs)] == \
+            [(r["partition"], r["offset"]) for r in plan.second]
     finally:
         prod.close(timeout=WAIT)
 
@@ -274,17 +283,26 @@ def test_aiokafka(gbroker):
             await asyncio.wait_for(c.stop(), WAIT)
         return recs, committed
 
-    async def scenario():
+    async def producer(**conf):
         prod = AIOKafkaProducer(bootstrap_servers=gbroker.bootstrap, acks="all",
-                                request_timeout_ms=30_000)
+                                request_timeout_ms=30_000, **conf)
         await asyncio.wait_for(prod.start(), WAIT)
+        return prod
+
+    async def scenario():
+        prod = await producer()
         try:
             for batch in (plan.batch_a, plan.batch_b):
                 assert await produce(prod, batch) == [(r["partition"], r["offset"]) for r in batch]
             recs, committed = await group_consume(len(plan.first))
             assert_records(recs, plan.first, "aiokafka first group member")
             assert committed == committed_per_partition(5)
-            second = [dict(r, timestamp=None) for r in plan.second]
+        finally:
+            await asyncio.wait_for(prod.stop(), WAIT)
+        # The second round as gzip-compressed batches.
+        prod = await producer(compression_type="gzip")
+        try:
+            second = plan.second
             assert await produce(prod, second) == [(r["partition"], r["offset"]) for r in second]
         finally:
             await asyncio.wait_for(prod.stop(), WAIT)
@@ -381,7 +399,7 @@ def test_kcat_librdkafka_2_0(gbroker):
     create_topic(gbroker, plan)
     b = gbroker.bootstrap
 
-    def produce(batch):
+    def produce(batch, codec):
         # kcat sets headers per run: one run per (partition, batch) with that batch's headers.
         for p in range(PARTITIONS):
             recs = [r for r in batch if r["partition"] == p]
@@ -391,12 +409,14 @@ def test_kcat_librdkafka_2_0(gbroker):
             assert all(r["headers"] == recs[0]["headers"] for r in recs)
             lines = "".join(f"{r['key']}\t{r['value']}\n" for r in recs)
             run([kcat, "-b", b, "-P", "-t", plan.topic, "-p", str(p), "-K", "\t", *hdrs,
-                 "-X", "acks=all", *KCAT_CONF], input=lines, what=f"kcat -P p{p}")
+                 "-z", codec, "-X", "acks=all", *KCAT_CONF], input=lines,
+                what=f"kcat -P -z {codec} p{p}")
 
-    produce(plan.batch_a)
+    # Each round with another codec librdkafka 2.0 brings.
+    produce(plan.batch_a, "lz4")
     # Batch B must carry later timestamps than batch A (kcat takes the producer's clock).
     time.sleep(0.05)
-    produce(plan.batch_b)
+    produce(plan.batch_b, "snappy")
 
     fmt = ["-J", *KCAT_CONF]
     group = [kcat, "-b", b, "-G", plan.group, plan.topic, "-X", "auto.offset.reset=earliest",
@@ -406,7 +426,7 @@ def test_kcat_librdkafka_2_0(gbroker):
     # kcat commits on close (enable.auto.commit, offsets stored per delivered record).
     assert group_committed(b, plan.group, plan.topic) == committed_per_partition(5)
 
-    produce(plan.second)
+    produce(plan.second, "zstd")
     recs = kcat_consume_json(group + ["-c", str(len(plan.second))], "kcat -G (second member)")
     assert_records(recs, plan.second, "kcat second group member", timestamps=False)
     assert group_committed(b, plan.group, plan.topic) == committed_per_partition(6)

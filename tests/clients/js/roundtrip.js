@@ -6,7 +6,7 @@
 // object on stdout; every assertion is made by the Python test. Every wait is bounded.
 'use strict'
 
-const { Kafka, logLevel } = require('kafkajs')
+const { CompressionTypes, Kafka, logLevel } = require('kafkajs')
 
 const plan = JSON.parse(process.argv[2])
 const WAIT_MS = plan.wait_ms
@@ -35,10 +35,10 @@ function toMessage (r) {
   return m
 }
 
-async function produce (producer, records) {
+async function produce (producer, records, compression) {
   // One send per round: kafkajs batches the messages per partition.
   const res = await withTimeout(
-    producer.send({ topic: plan.topic, acks: -1, messages: records.map(toMessage) }),
+    producer.send({ topic: plan.topic, acks: -1, compression, messages: records.map(toMessage) }),
     WAIT_MS, 'producer.send')
   return res.map(r => ({ partition: r.partition, base_offset: Number(r.baseOffset), error: r.errorCode }))
 }
@@ -101,10 +101,10 @@ async function main () {
   await withTimeout(admin.connect(), WAIT_MS, 'admin.connect')
   await withTimeout(producer.connect(), WAIT_MS, 'producer.connect')
   try {
-    out.produced = await produce(producer, plan.first)
+    out.produced = await produce(producer, plan.first, CompressionTypes.None)
     out.first = await consumeAsGroup(plan.first.length)
     out.committed_first = await committed(admin)
-    out.produced_second = await produce(producer, plan.second)
+    out.produced_second = await produce(producer, plan.second, CompressionTypes.GZIP)
     out.second = await consumeAsGroup(plan.second.length)
     out.committed_second = await committed(admin)
     out.by_time = {}
