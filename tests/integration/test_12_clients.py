@@ -28,7 +28,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 JS_DIR = REPO_ROOT / "tests" / "clients" / "js"
 PARTITIONS = 3
 WAIT = 60.0
-PROC_TIMEOUT = 180.0
+PROC_TIMEOUT = 120.0
 
 # Short initial rebalance delay so that each group round starts quickly.
 GROUP_ARGS = ("--group-initial-rebalance-delay-ms", "300")
@@ -336,12 +336,12 @@ def test_kafkajs(gbroker):
     assert node, "node (Node.js) is not on PATH; ./scripts/test needs it for kafkajs"
     assert (JS_DIR / "node_modules" / "kafkajs").is_dir(), \
         f"kafkajs is not installed in {JS_DIR} (./scripts/test runs npm ci there)"
-    plan = Plan("kafkajs")
-    create_topic(gbroker, plan)
+    plan = Plan("kafkajs")  # kafkajs creates the topic itself
     lookups = plan.lookups()
     late = max(int(time.time() * 1000), plan.ts_b) + 3_600_000
     js_plan = {
         "bootstrap": gbroker.bootstrap, "topic": plan.topic, "group": plan.group,
+        "partitions": PARTITIONS,
         "wait_ms": int(WAIT * 1000), "first": plan.first, "second": plan.second,
         "lookups": {**{k: ts for k, (ts, _) in lookups.items()}, "late": late},
     }
@@ -349,6 +349,9 @@ def test_kafkajs(gbroker):
     out = json.loads(run([node, str(JS_DIR / "roundtrip.js"), json.dumps(js_plan)], env=env,
                          what="kafkajs round trip"))
 
+    assert out["created"] is True
+    assert out["metadata"] == [{"topic": plan.topic,
+                                "partitions": [[p, 0, 0] for p in range(PARTITIONS)]}]
     # One send with all five records of each partition: one batch per partition at offset 0.
     assert sorted((r["partition"], r["base_offset"], r["error"]) for r in out["produced"]) == \
         [(p, 0, 0) for p in range(PARTITIONS)]
@@ -363,6 +366,16 @@ def test_kafkajs(gbroker):
     # kafkajs maps "no offset for this time" (-1) to the high watermark.
     assert out["by_time"]["late"] == {str(p): 6 for p in range(PARTITIONS)}
     assert out["watermarks"] == {str(p): [0, 6] for p in range(PARTITIONS)}
+    # The group as DescribeGroups shows it with the first member in it, and once both left.
+    (during,) = out["group_while_consuming"]
+    assert (during["group"], during["state"], during["protocol_type"], during["protocol"],
+            during["error"]) == (plan.group, "Stable", "consumer", "RoundRobinAssigner", 0)
+    assert [(m["client_id"], m["assignment"]) for m in during["members"]] == \
+        [("tern-it-kafkajs", {plan.topic: list(range(PARTITIONS))})]
+    assert out["group_after"] == [{"group": plan.group, "state": "Empty",
+                                   "protocol_type": "consumer", "protocol": "", "error": 0,
+                                   "members": []}]
+    assert out["groups"] == [[plan.group, "consumer"]]
     assert group_committed(gbroker.bootstrap, plan.group, plan.topic) == committed_per_partition(6)
 
 

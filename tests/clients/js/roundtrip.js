@@ -6,7 +6,7 @@
 // object on stdout; every assertion is made by the Python test. Every wait is bounded.
 'use strict'
 
-const { CompressionTypes, Kafka, logLevel } = require('kafkajs')
+const { AssignerProtocol, CompressionTypes, Kafka, logLevel } = require('kafkajs')
 
 const plan = JSON.parse(process.argv[2])
 const WAIT_MS = plan.wait_ms
@@ -44,7 +44,7 @@ async function produce (producer, records, compression) {
 }
 
 // Joins the group, receives `count` records, commits what it consumed and leaves.
-async function consumeAsGroup (count) {
+async function consumeAsGroup (admin, count) {
   const consumer = kafka.consumer({
     groupId: plan.group,
     sessionTimeout: 10000,
@@ -53,6 +53,7 @@ async function consumeAsGroup (count) {
     maxWaitTimeInMs: 100
   })
   const records = []
+  let group
   let done
   const all = new Promise(resolve => { done = resolve })
   try {
@@ -76,6 +77,7 @@ async function consumeAsGroup (count) {
     })
     await withTimeout(all, WAIT_MS, `receiving ${count} records as group ${plan.group} ` +
       `(got ${records.length})`)
+    group = await describeGroup(admin)
     const next = {}
     for (const r of records) next[r.partition] = Math.max(next[r.partition] || 0, r.offset + 1)
     await withTimeout(consumer.commitOffsets(Object.entries(next).map(([p, o]) => (
@@ -83,7 +85,27 @@ async function consumeAsGroup (count) {
   } finally {
     await withTimeout(consumer.disconnect(), WAIT_MS, 'consumer.disconnect')
   }
-  return records
+  return { records, group }
+}
+
+async function describeGroup (admin) {
+  const { groups } = await withTimeout(admin.describeGroups([plan.group]), WAIT_MS,
+    'admin.describeGroups')
+  return groups.map(g => ({
+    group: g.groupId,
+    state: g.state,
+    protocol_type: g.protocolType,
+    protocol: g.protocol,
+    error: g.errorCode,
+    members: g.members.map(m => ({
+      client_id: m.clientId,
+      host: m.clientHost,
+      // A consumer-protocol assignment: version, [topic, [partition]], user data.
+      assignment: Object.fromEntries(
+        Object.entries(AssignerProtocol.MemberAssignment.decode(m.memberAssignment).assignment)
+          .map(([t, ps]) => [t, [...ps].sort((a, b) => a - b)]))
+    }))
+  }))
 }
 
 async function committed (admin) {
@@ -101,12 +123,28 @@ async function main () {
   await withTimeout(admin.connect(), WAIT_MS, 'admin.connect')
   await withTimeout(producer.connect(), WAIT_MS, 'producer.connect')
   try {
+    out.created = await withTimeout(admin.createTopics({
+      topics: [{ topic: plan.topic, numPartitions: plan.partitions, replicationFactor: 1 }],
+      waitForLeaders: true
+    }), WAIT_MS, 'admin.createTopics')
+    const meta = await withTimeout(admin.fetchTopicMetadata({ topics: [plan.topic] }), WAIT_MS,
+      'admin.fetchTopicMetadata')
+    out.metadata = meta.topics.map(t => ({
+      topic: t.name,
+      partitions: t.partitions.map(p => [p.partitionId, p.leader, p.partitionErrorCode])
+        .sort((a, b) => a[0] - b[0])
+    }))
     out.produced = await produce(producer, plan.first, CompressionTypes.None)
-    out.first = await consumeAsGroup(plan.first.length)
+    const first = await consumeAsGroup(admin, plan.first.length)
+    out.first = first.records
+    out.group_while_consuming = first.group
     out.committed_first = await committed(admin)
     out.produced_second = await produce(producer, plan.second, CompressionTypes.GZIP)
-    out.second = await consumeAsGroup(plan.second.length)
+    out.second = (await consumeAsGroup(admin, plan.second.length)).records
     out.committed_second = await committed(admin)
+    out.group_after = await describeGroup(admin)
+    const { groups } = await withTimeout(admin.listGroups(), WAIT_MS, 'admin.listGroups')
+    out.groups = groups.map(g => [g.groupId, g.protocolType])
     out.by_time = {}
     for (const [name, ts] of Object.entries(plan.lookups)) {
       const res = await withTimeout(admin.fetchTopicOffsetsByTimestamp(plan.topic, ts), WAIT_MS,
