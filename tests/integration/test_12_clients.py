@@ -44,7 +44,8 @@ class Plan:
 
     First round: per partition, batch A (3 records at ts_a, ts_a+1, ts_a+2) then batch B (2
     records at ts_b, ts_b+1), offsets 0..4. Second round, after the group committed: one record
-    per partition at offset 5 (client-assigned timestamp when `timestamps` is False as well).
+    per partition at offset 5, stamped by the client. With timestamps=False (kcat cannot set
+    them) every record is stamped by the client.
     """
 
     A, B = 3, 2
@@ -76,12 +77,17 @@ class Plan:
             "timestamp": ts,
         }
 
+    def timestamp_at(self, offset):
+        """The timestamp of the first-round record at `offset` (any partition)."""
+        (ts,) = {r["timestamp"] for r in self.first if r["offset"] == offset}
+        return ts
+
     @property
     def first(self):
         return self.batch_a + self.batch_b
 
     def lookups(self):
-        """Timestamp lookups: name -> (timestamp, expected offset per partition, -1 = none)."""
+        """Timestamp lookups: name -> (timestamp, expected offset in every partition)."""
         assert self.ts_a is not None
         return {
             "before": (self.ts_a - 60_000, 0),
@@ -228,7 +234,7 @@ def test_kafka_python_old_protocol(gbroker, api_version):
         for name, (ts, want) in plan.lookups().items():
             res = c.offsets_for_times({tp: ts for tp in tps}, timeout_ms=30_000)
             got = {tp.partition: (o.offset, o.timestamp) for tp, o in res.items()}
-            want_ts = {0: plan.ts_a, 1: plan.ts_a + 1, 3: plan.ts_b, 4: plan.ts_b + 1}[want]
+            want_ts = plan.timestamp_at(want)
             assert got == {p: (want, want_ts) for p in range(PARTITIONS)}, name
         # Later than every record: no offset (Kafka answers -1).
         late = max(int(time.time() * 1000), plan.ts_b) + 3_600_000
@@ -302,8 +308,8 @@ def test_aiokafka(gbroker):
         # The second round as gzip-compressed batches.
         prod = await producer(compression_type="gzip")
         try:
-            second = plan.second
-            assert await produce(prod, second) == [(r["partition"], r["offset"]) for r in second]
+            assert await produce(prod, plan.second) == \
+                [(r["partition"], r["offset"]) for r in plan.second]
         finally:
             await asyncio.wait_for(prod.stop(), WAIT)
         recs, committed = await group_consume(len(plan.second))
@@ -316,7 +322,7 @@ def test_aiokafka(gbroker):
             for name, (ts, want) in plan.lookups().items():
                 res = await asyncio.wait_for(c.offsets_for_times({tp: ts for tp in tps}), WAIT)
                 got = {tp.partition: (o.offset, o.timestamp) for tp, o in res.items()}
-                want_ts = {0: plan.ts_a, 1: plan.ts_a + 1, 3: plan.ts_b, 4: plan.ts_b + 1}[want]
+                want_ts = plan.timestamp_at(want)
                 assert got == {p: (want, want_ts) for p in range(PARTITIONS)}, name
             late = max(int(time.time() * 1000), plan.ts_b) + 3_600_000
             res = await asyncio.wait_for(c.offsets_for_times({tp: late for tp in tps}), WAIT)
@@ -473,6 +479,26 @@ def test_kcat_librdkafka_2_0(gbroker):
         out = run([kcat, "-b", b, "-Q", *args, *KCAT_CONF], what=f"kcat -Q ({name})")
         got = parse_kcat_query(out, plan.topic)
         assert got == want, f"kcat -Q {name}: {got} != {want}\n{out}"
+
+    # The consumer's own lookups: start at a timestamp, and relative to the end.
+    for p in range(PARTITIONS):
+        ts = queries["between"][0][p]
+        recs = kcat_consume_json([kcat, "-b", b, "-C", "-t", plan.topic, "-p", str(p),
+                                  "-o", f"s@{ts}", "-e", *fmt], f"kcat -C -o s@{ts}")
+        assert [r["offset"] for r in recs] == [3, 4, 5], f"partition {p}: {recs}"
+        recs = kcat_consume_json([kcat, "-b", b, "-C", "-t", plan.topic, "-p", str(p),
+                                  "-o", "-2", "-e", *fmt], "kcat -C -o -2")
+        assert [(r["offset"], r["key"]) for r in recs] == [(4, f"k-{p}-4"), (5, f"k-{p}-5")]
+
+    # Metadata as librdkafka 2.0 sees it: this broker leads every partition.
+    meta = json.loads(run([kcat, "-b", b, "-L", "-t", plan.topic, "-J", *KCAT_CONF],
+                          what="kcat -L"))
+    assert [(br["id"], br["name"]) for br in meta["brokers"]] == [(0, b)]
+    (topic,) = meta["topics"]
+    assert topic["topic"] == plan.topic and "error" not in topic, topic
+    assert [(q["partition"], q["leader"], q["replicas"], q["isrs"])
+            for q in sorted(topic["partitions"], key=lambda q: q["partition"])] == \
+        [(q, 0, [{"id": 0}], [{"id": 0}]) for q in range(PARTITIONS)]
 
 
 def parse_kcat_query(out, topic):
