@@ -1,5 +1,5 @@
 """The API versions current clients ask for, driven through kio (a codec other than the
-broker's): Metadata v13 by topic id, Produce v10-v13, Fetch v13-v17 by topic id,
+broker's): Metadata v13 by topic id, Produce v10-v13, Fetch v13-v18 by topic id,
 ListOffsets v10 sentinels, DescribeTopicPartitions paging, leader-epoch fencing against an
 epoch persisted in cluster.json, and kafka-python's broker-version inference.
 """
@@ -170,7 +170,7 @@ def test_metadata_v13_by_topic_id_with_operations(broker, conn):
     assert metadata(conn, ["ids"]).topics[0].topic_authorized_operations == -2**31
 
 
-def test_produce_v10_to_v13_and_fetch_v13_to_v17_by_topic_id(broker, conn):
+def test_produce_v10_to_v13_and_fetch_v13_to_v18_by_topic_id(broker, conn):
     create_topic(broker.port, "newer", 1)
     tid = topic_id(conn, "newer")
     expected = []
@@ -191,7 +191,7 @@ def test_produce_v10_to_v13_and_fetch_v13_to_v17_by_topic_id(broker, conn):
     assert r.responses[0].topic_id == uuid.UUID(int=7)
     assert r.responses[0].partition_responses[0].error_code == UNKNOWN_TOPIC_ID
 
-    for version in range(13, 18):
+    for version in range(13, 19):
         r = fetch(conn, version, tid, 0, 0)
         assert r.error_code == 0 and r.session_id == 0
         (t,) = r.responses
@@ -276,7 +276,7 @@ def test_leader_epoch_persisted_in_cluster_json_is_reported_and_fenced(broker, c
         assert list_offsets(c, "epochs", -1).leader_epoch == 2
         assert list_offsets(c, "epochs", -1, current_leader_epoch=1).error_code == FENCED_LEADER_EPOCH
         assert list_offsets(c, "epochs", -1, current_leader_epoch=2).error_code == 0
-        for version in (15, 16, 17):
+        for version in (15, 16, 17, 18):
             r = fetch(c, version, tid, 0, 0, current_leader_epoch=1)
             p = r.responses[0].partitions[0]
             assert p.error_code == FENCED_LEADER_EPOCH
