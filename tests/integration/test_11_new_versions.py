@@ -257,6 +257,22 @@ def test_describe_topic_partitions_pages_with_the_cursor(broker, conn):
     assert pages == 3
 
 
+def test_describe_topic_partitions_broker_cap(broker_factory, tmp_path):
+    props = tmp_path / "server.properties"
+    props.write_text("max.request.partition.size.limit=1\n")
+    broker = broker_factory(config=props)
+    create_topic(broker.port, "capped", 3)
+    c = KioConn(broker.port)
+    try:
+        r = c.call(dtp_req.DescribeTopicPartitionsRequest(
+            topics=(dtp_req.TopicRequest(name=TopicName("capped")),),
+            response_partition_limit=i32(100), cursor=None), dtp_resp.DescribeTopicPartitionsResponse)
+        assert [len(t.partitions) for t in r.topics] == [1]
+        assert (r.next_cursor.topic_name, r.next_cursor.partition_index) == ("capped", 1)
+    finally:
+        c.close()
+
+
 def test_leader_epoch_persisted_in_cluster_json_is_reported_and_fenced(broker, conn):
     create_topic(broker.port, "epochs", 1)
     tid = topic_id(conn, "epochs")
