@@ -8,7 +8,7 @@ use kafka_protocol::messages::ApiKey;
 /// (api, min version, max version)
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 13),
-    (ApiKey::Fetch, 4, 17),
+    (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 1, 13),
     (ApiKey::ApiVersions, 0, 3),

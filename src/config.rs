@@ -87,6 +87,9 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     pub socket_request_max_bytes: usize,
     pub tail_cache_bytes: usize,
+    /// max.request.partition.size.limit: most partitions in one DescribeTopicPartitions
+    /// response (Kafka's default 2000).
+    pub max_request_partition_size_limit: i32,
     pub spin_before_park_us: Option<u64>,
     /// Consumer-group coordinator settings (`group.*`, `offsets.*`).
     pub groups: crate::groups::GroupConfig,
@@ -118,6 +121,7 @@ const KNOWN_KEYS: &[&str] = &[
     "broker.id",
     "tern.shards",
     "tern.tail.cache.bytes",
+    "max.request.partition.size.limit",
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
@@ -333,6 +337,16 @@ impl BrokerConfig {
             "tern.tail.cache.bytes",
             get("tern.tail.cache.bytes").unwrap_or("134217728"),
         )?;
+        let max_request_partition_size_limit: i32 = parse_num(
+            "max.request.partition.size.limit",
+            get("max.request.partition.size.limit").unwrap_or("2000"),
+        )?;
+        if max_request_partition_size_limit < 1 {
+            bail!(
+                "invalid value for max.request.partition.size.limit: \
+                 {max_request_partition_size_limit} (must be >= 1)"
+            );
+        }
         let node_id: i32 = parse_num(
             "node.id",
             get("node.id").or(get("broker.id")).unwrap_or("0"),
@@ -401,6 +415,7 @@ impl BrokerConfig {
             message_max_bytes,
             socket_request_max_bytes,
             tail_cache_bytes,
+            max_request_partition_size_limit,
             spin_before_park_us: args.spin_before_park_us,
             groups,
             retention_ms,

@@ -388,6 +388,14 @@ pub const BROKER_CONFIGS: &[Def] = &[
     d("tern.shards", "", Kind::Int { min: 1 }, "", false, ""),
     d("tern.tail.cache.bytes", "", LONG0, "134217728", false, ""),
     d(
+        "max.request.partition.size.limit",
+        "",
+        Kind::Int { min: 1 },
+        "2000",
+        false,
+        "",
+    ),
+    d(
         "tern.metrics.listener",
         "",
         Kind::Str(&[]),

@@ -1,6 +1,6 @@
 //! Hand-written Fetch response encoder (the consume hot path). Record data is never copied:
 //! each partition's records go out as their own chunks (in-memory `Bytes` or file ranges for
-//! sendfile) between slices of one metadata buffer. Supports Fetch v4..=17: v12+ is flexible
+//! sendfile) between slices of one metadata buffer. Supports Fetch v4..=18: v12+ is flexible
 //! (compact encodings, tagged fields: the partition's `CurrentLeader`, the response's
 //! `NodeEndpoints` from v16), v13+ names topics by id.
 
@@ -11,7 +11,7 @@ use crate::response::{EncodeError, OutChunk, ResponseFrame, put_response_header}
 /// Lowest Fetch version this encoder writes.
 pub const FETCH_MIN_VERSION: i16 = 4;
 /// Highest Fetch version this encoder writes.
-pub const FETCH_MAX_VERSION: i16 = 17;
+pub const FETCH_MAX_VERSION: i16 = 18;
 
 const FETCH_API_KEY: i16 = 1;
 

@@ -115,7 +115,7 @@ fn records_of(p: &FetchPartitionOut) -> Bytes {
 #[test]
 fn roundtrip_every_version() {
     let topics = sample_topics();
-    for version in 4..=17i16 {
+    for version in 4..=18i16 {
         let frame =
             encode_fetch_response(version, 31337, 250, 7, 4242, &topics, &endpoints()).unwrap();
         let mut b = concat(&frame);
@@ -239,7 +239,7 @@ fn file_chunks_are_kept_as_file_ranges() {
             ],
         }],
     }];
-    for version in [4i16, 11, 12, 13, 17] {
+    for version in [4i16, 11, 12, 13, 18] {
         let frame = encode_fetch_response(version, 1, 0, 0, 0, &topics, &[]).unwrap();
         assert!(frame.to_contiguous().is_none());
         let (file_idx, _) = frame
@@ -278,7 +278,7 @@ fn file_chunks_are_kept_as_file_ranges() {
 
 #[test]
 fn unsupported_versions_are_errors() {
-    for version in [-1i16, 0, 3, 18] {
+    for version in [-1i16, 0, 3, 19] {
         assert!(matches!(
             encode_fetch_response(version, 1, 0, 0, 0, &[], &[]),
             Err(EncodeError::UnsupportedVersion { api_key: 1, .. })
@@ -288,7 +288,7 @@ fn unsupported_versions_are_errors() {
 
 #[test]
 fn empty_response() {
-    for version in 4..=17i16 {
+    for version in 4..=18i16 {
         let frame = encode_fetch_response(version, 5, 0, 0, 0, &[], &[]).unwrap();
         let mut b = concat(&frame);
         b.advance(4);

@@ -54,10 +54,11 @@ pub(crate) fn build_response(
         out.resource_type = r.resource_type;
         out.resource_name = r.resource_name.clone();
         let name = r.resource_name.to_string();
+        // Null or empty: every config (Kafka's ConfigHelper; kafka-python sends an empty list).
         let wanted = |k: &str| {
             r.configuration_keys
                 .as_ref()
-                .is_none_or(|ks| ks.iter().any(|x| x.as_str() == k))
+                .is_none_or(|ks| ks.is_empty() || ks.iter().any(|x| x.as_str() == k))
         };
         let mut rows: Vec<Row> = Vec::new();
         match r.resource_type {
@@ -159,6 +160,27 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_key_list_means_every_config() {
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        let cfg = BrokerConfig::load(&Default::default()).unwrap();
+        let meta = crate::handlers::test_fixtures::cluster();
+        let mut req = DescribeConfigsRequest::default();
+        let mut r = DescribeConfigsResource::default();
+        r.resource_type = RESOURCE_BROKER;
+        r.resource_name = str_bytes(&cfg.node_id.to_string());
+        r.configuration_keys = Some(Vec::new());
+        req.resources = vec![r];
+        let resp = build_response(&cfg, &meta, &req);
+        assert_eq!(resp.results[0].configs.len(), BROKER_CONFIGS.len());
+        let al = resp.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "advertised.listeners")
+            .unwrap();
+        assert_eq!(al.config_source, configs::source::DEFAULT_CONFIG);
+    }
 
     #[test]
     fn guard_responses_encode_at_every_advertised_version() {

@@ -1,8 +1,9 @@
 //! DescribeTopicPartitions (API 75, KIP-966): topics and their partitions, paged. The response
-//! holds at most `response_partition_limit` partitions (capped by the broker's limit); when more
-//! remain, `next_cursor` names the topic and partition to continue from, and the client sends the
-//! same request again with that cursor. Topics are answered in name order from the cursor on; an
-//! empty topic list means every topic (then unknown names cannot occur). As Kafka 3.8+ serves it.
+//! holds at most `response_partition_limit` partitions (capped by the broker's
+//! `max.request.partition.size.limit`, default 2000); when more remain, `next_cursor` names the
+//! topic and partition to continue from, and the client sends the same request again with that
+//! cursor. Topics are answered in name order from the cursor on; an empty topic list means every
+//! topic (then unknown names cannot occur). As Kafka 3.8+ serves it.
 
 use std::rc::Rc;
 
@@ -18,10 +19,6 @@ use crate::errors;
 use crate::metadata::{ClusterMetadata, validate_topic_name};
 use crate::shard_state::ShardState;
 
-/// The broker's cap on partitions per response (Kafka's `max.request.partition.size.limit`
-/// default); the request's own limit applies below it.
-pub const MAX_RESPONSE_PARTITIONS: i32 = 2000;
-
 /// Kafka's internal topics (`Topic.isInternal`).
 pub fn is_internal_topic(name: &str) -> bool {
     name == "__consumer_offsets" || name == "__transaction_state"
@@ -33,7 +30,9 @@ pub async fn handle(
     req: DescribeTopicPartitionsRequest,
 ) -> ResponseFrame {
     let broker = super::LocalBroker::of(&state.config);
-    let resp = build_response(&broker, &state.metadata(), &req, MAX_RESPONSE_PARTITIONS);
+    // The broker's cap (max.request.partition.size.limit); the request's limit applies below it.
+    let cap = state.config.max_request_partition_size_limit;
+    let resp = build_response(&broker, &state.metadata(), &req, cap);
     for t in &resp.topics {
         if t.error_code != errors::NONE {
             state.metrics.error(h.api_key, t.error_code);

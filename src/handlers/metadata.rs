@@ -186,6 +186,8 @@ pub(crate) fn build_response(
                     Some((n, _)) if version >= 12 => describe(n, *id),
                     _ => {
                         let mut t = MetadataResponseTopic::default();
+                        // Kafka: no name for an id it does not know.
+                        t.name = None;
                         t.topic_id = *id;
                         t.error_code = if version >= 12 {
                             errors::UNKNOWN_TOPIC_ID
@@ -241,7 +243,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
             &broker,
             &meta,
             &some,
-            &[known.clone()],
+            std::slice::from_ref(&known),
         ));
         out.push(build_response(version, &broker, &meta, &some, &[]));
     }
