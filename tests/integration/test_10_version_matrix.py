@@ -586,8 +586,14 @@ def create_topics_factory(w, v):
         (t,) = r.topics
         ok(t.error_code, "topic")
         assert t.name == name
+        assert getattr(t, "error_message", None) is None
         if hasattr(t, "num_partitions"):
             assert (t.num_partitions, t.replication_factor) == (2, 1)
+        if hasattr(t, "configs"):
+            # v5+ (KIP-525): every config of the new topic with its source.
+            cs = {c.name: (c.value, c.config_source) for c in t.configs}
+            assert cs.get("retention.ms") == ("123456", 1), cs  # DYNAMIC_TOPIC_CONFIG
+            assert cs.get("cleanup.policy") == ("delete", 5), cs  # DEFAULT_CONFIG
         m = w.metadata([name]).topics[0]
         ok(m.error_code, "metadata of the new topic")
         assert len(m.partitions) == 2
