@@ -689,6 +689,7 @@ def alter_configs_factory(w, v):
         (res,) = r.responses
         ok(res.error_code, "resource")
         assert (res.resource_type, res.resource_name) == (2, name)
+        assert res.error_message is None
         assert w.topic_config(name, "retention.ms") == "7777"
     return spec, check
 
@@ -752,6 +753,7 @@ def incremental_alter_configs_factory(w, v):
         (res,) = r.responses
         ok(res.error_code, "resource")
         assert (res.resource_type, res.resource_name) == (2, name)
+        assert res.error_message is None
         assert w.topic_config(name, "retention.ms") == "8888"
     return spec, check
 
