@@ -60,10 +60,10 @@ impl Drop for InFlight {
 
 pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
     let fd = tern_shard::net::raw_fd(&stream);
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map_or_else(|| "?".into(), |a| a.to_string());
+    // As Kafka reports a client's host (DescribeGroups, ConsumerGroupDescribe): "/" + IP.
+    let client_host = peer_addr.map_or_else(String::new, |a| format!("/{}", a.ip()));
     let conn_id = state.next_connection_id.get();
     state.next_connection_id.set(conn_id + 1);
     state.connections.borrow_mut().insert(conn_id, fd);
@@ -96,7 +96,7 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
     let limits = FrameLimits {
         max_request_bytes: state.config.socket_request_max_bytes,
     };
-    let close_reason = read_loop(&state, &mut reader, &limits, tx).await;
+    let close_reason = read_loop(&state, &mut reader, &limits, &client_host, tx).await;
     if let Some(reason) = close_reason {
         log::warn!("closing connection from {peer}: {reason}");
     }
@@ -117,6 +117,7 @@ async fn read_loop(
     state: &Rc<ShardState>,
     reader: &mut futures::io::ReadHalf<TcpStream>,
     limits: &FrameLimits,
+    client_host: &str,
     mut tx: mpsc::Sender<PendingResponse>,
 ) -> Option<String> {
     loop {
@@ -173,9 +174,15 @@ async fn read_loop(
                 };
                 let is_produce = header.api_key == kafka_protocol::messages::ApiKey::Produce as i16;
                 let body_for_produce = is_produce.then_some(body);
-                dispatch_request(state.clone(), header, request, body_for_produce)
-                    .await
-                    .response
+                dispatch_request(
+                    state.clone(),
+                    header,
+                    client_host,
+                    request,
+                    body_for_produce,
+                )
+                .await
+                .response
             };
         if let Some(p) = pending
             && tx

@@ -30,6 +30,7 @@ impl Dispatched {
 pub async fn dispatch_request(
     state: Rc<ShardState>,
     header: ParsedHeader,
+    client_host: &str,
     request: RequestKind,
     body_for_produce: Option<bytes::Bytes>,
 ) -> Dispatched {
@@ -66,9 +67,12 @@ pub async fn dispatch_request(
         RequestKind::FindCoordinator(req) => {
             Dispatched::respond(handlers::find_coordinator::handle(state, header, req))
         }
-        RequestKind::JoinGroup(req) => {
-            Dispatched::respond(handlers::join_group::handle(state, header, req))
-        }
+        RequestKind::JoinGroup(req) => Dispatched::respond(handlers::join_group::handle(
+            state,
+            header,
+            client_host.to_string(),
+            req,
+        )),
         RequestKind::SyncGroup(req) => {
             Dispatched::respond(handlers::sync_group::handle(state, header, req))
         }
@@ -97,7 +101,7 @@ pub async fn dispatch_request(
             Dispatched::respond(handlers::offset_delete::handle(state, header, req))
         }
         RequestKind::ConsumerGroupHeartbeat(req) => Dispatched::respond(
-            handlers::consumer_group_heartbeat::handle(state, header, req),
+            handlers::consumer_group_heartbeat::handle(state, header, client_host.to_string(), req),
         ),
         RequestKind::ConsumerGroupDescribe(req) => Dispatched::respond(
             handlers::consumer_group_describe::handle(state, header, req),

@@ -554,6 +554,7 @@ fn add_member(
     member_id: String,
     instance_id: Option<String>,
     client_id: String,
+    client_host: String,
     req: &JoinGroupRequest,
     rebalance_timeout_ms: i32,
     protocols: Vec<(String, Bytes)>,
@@ -577,7 +578,7 @@ fn add_member(
             member_id,
             instance_id,
             client_id,
-            client_host: String::new(),
+            client_host,
             rebalance_timeout_ms,
             session_timeout_ms: req.session_timeout_ms,
             protocol_type: req.protocol_type.to_string(),
@@ -598,6 +599,7 @@ pub fn join(
     co: &GroupCoordinator,
     version: i16,
     client_id: String,
+    client_host: String,
     req: JoinGroupRequest,
     reply: Reply<JoinGroupResponse>,
 ) {
@@ -672,6 +674,7 @@ pub fn join(
                 let unchanged = m.matches(&protocols);
                 m.member_id = new_id.clone();
                 m.client_id = client_id;
+                m.client_host = client_host;
                 m.session_timeout_ms = req.session_timeout_ms;
                 m.rebalance_timeout_ms = rebalance_timeout;
                 m.last_heartbeat = now;
@@ -711,6 +714,7 @@ pub fn join(
                 new_id,
                 Some(iid),
                 client_id,
+                client_host,
                 &req,
                 rebalance_timeout,
                 protocols,
@@ -742,6 +746,7 @@ pub fn join(
             new_id,
             None,
             client_id,
+            client_host,
             &req,
             rebalance_timeout,
             protocols,
@@ -760,6 +765,7 @@ pub fn join(
             member_id,
             instance_id,
             client_id,
+            client_host,
             &req,
             rebalance_timeout,
             protocols,

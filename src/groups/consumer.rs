@@ -312,6 +312,7 @@ pub fn heartbeat(
     state: &Rc<ShardState>,
     _version: i16,
     client_id: String,
+    client_host: String,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
     let co = &state.groups;
@@ -465,7 +466,7 @@ pub fn heartbeat(
                             instance_id: iid,
                             rack_id: None,
                             client_id: client_id.clone(),
-                            client_host: String::new(),
+                            client_host: client_host.clone(),
                             rebalance_timeout_ms: 300_000,
                             subscribed: BTreeSet::new(),
                             server_assignor: None,

@@ -227,6 +227,8 @@ pub enum GroupMessage {
     Join {
         version: i16,
         client_id: String,
+        /// The member's address as Kafka reports it ("/" + IP).
+        client_host: String,
         req: JoinGroupRequest,
         reply: Reply<JoinGroupResponse>,
     },
@@ -274,6 +276,8 @@ pub enum GroupMessage {
     ConsumerHeartbeat {
         version: i16,
         client_id: String,
+        /// The member's address as Kafka reports it ("/" + IP).
+        client_host: String,
         req: ConsumerGroupHeartbeatRequest,
         reply: Reply<ConsumerGroupHeartbeatResponse>,
     },
@@ -775,9 +779,10 @@ pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
         GroupMessage::Join {
             version,
             client_id,
+            client_host,
             req,
             reply,
-        } => classic::join(&state.groups, version, client_id, req, reply),
+        } => classic::join(&state.groups, version, client_id, client_host, req, reply),
         GroupMessage::Sync {
             version,
             req,
@@ -837,10 +842,12 @@ pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
         GroupMessage::ConsumerHeartbeat {
             version,
             client_id,
+            client_host,
             req,
             reply,
         } => {
-            let _ = reply.send(consumer::heartbeat(&state, version, client_id, req));
+            let resp = consumer::heartbeat(&state, version, client_id, client_host, req);
+            let _ = reply.send(resp);
         }
         GroupMessage::ConsumerDescribe { groups, reply } => {
             let out = groups

@@ -87,9 +87,10 @@ fn response(
         let mut o = alter_configs_response::AlterConfigsResourceResponse::default();
         o.resource_type = resource_type;
         o.resource_name = resource_name;
-        if let Err((code, msg)) = res {
+        // Success carries a null message, as in Kafka (the codec's default is "").
+        o.error_message = res.as_ref().err().map(|(_, msg)| str_bytes(msg));
+        if let Err((code, _)) = res {
             o.error_code = code;
-            o.error_message = Some(str_bytes(&msg));
         }
         resp.responses.push(o);
     }
@@ -136,9 +137,10 @@ fn incremental_response(
         let mut o = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
         o.resource_type = resource_type;
         o.resource_name = resource_name;
-        if let Err((code, msg)) = res {
+        // Success carries a null message, as in Kafka (the codec's default is "").
+        o.error_message = res.as_ref().err().map(|(_, msg)| str_bytes(msg));
+        if let Err((code, _)) = res {
             o.error_code = code;
-            o.error_message = Some(str_bytes(&msg));
         }
         resp.responses.push(o);
     }

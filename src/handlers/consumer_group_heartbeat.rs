@@ -13,6 +13,7 @@ use crate::shard_state::ShardState;
 pub async fn handle(
     state: Rc<ShardState>,
     h: ParsedHeader,
+    client_host: String,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ResponseFrame {
     let owner = crate::groups::owner_shard(&state, &req.group_id.0);
@@ -23,6 +24,7 @@ pub async fn handle(
             ShardMessage::group(GroupMessage::ConsumerHeartbeat {
                 version,
                 client_id,
+                client_host,
                 req,
                 reply,
             })

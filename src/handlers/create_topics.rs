@@ -5,12 +5,15 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::CreateTopicsRequest;
 use kafka_protocol::messages::create_topics_response::{
-    CreatableTopicResult, CreateTopicsResponse,
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
 };
 use tern_net::{ParsedHeader, ResponseFrame};
 
+use crate::config::BrokerConfig;
+use crate::configs::{self, TOPIC_CONFIGS};
 use crate::errors;
 use crate::messages::{ControllerRequest, NewTopic, ShardMessage};
+use crate::metadata::{ClusterMetadata, TopicMeta};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
 pub async fn handle(
@@ -56,13 +59,48 @@ pub async fn handle(
             })
         })
         .await;
-    super::encode(&h, &response(&topics, results.as_deref()))
+    // The controller replies once every shard has the new metadata, this one included.
+    let meta = state.metadata();
+    let configs: Vec<Vec<TopicConfig>> = topics
+        .iter()
+        .map(|t| topic_configs(&state.config, &meta, t))
+        .collect();
+    super::encode(&h, &response(&topics, results.as_deref(), &configs))
 }
 
-/// The response to `topics`, given the controller's results (`None`: no answer in time).
+/// (name, effective value, source) of one config of a new topic.
+type TopicConfig = (String, String, i8);
+
+/// Every config of the new topic `t` with its effective value and source, as CreateTopics v5+
+/// reports them (KIP-525): from the stored topic, or from the request for validate_only.
+fn topic_configs(cfg: &BrokerConfig, meta: &ClusterMetadata, t: &NewTopic) -> Vec<TopicConfig> {
+    let requested;
+    let topic = match meta.topic(&t.name) {
+        Some(stored) => stored,
+        None => {
+            requested = TopicMeta {
+                id: uuid::Uuid::nil(),
+                partitions: t.partitions,
+                configs: t.configs.iter().cloned().collect(),
+            };
+            &requested
+        }
+    };
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let (value, source, _) = configs::topic_value(cfg, meta, topic, def);
+            (def.name.to_string(), value, source)
+        })
+        .collect()
+}
+
+/// The response to `topics`, given the controller's results (`None`: no answer in time) and
+/// each topic's configs.
 fn response(
     topics: &[NewTopic],
     results: Option<&[Result<(uuid::Uuid, i32), crate::messages::TopicError>]>,
+    configs: &[Vec<TopicConfig>],
 ) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
     resp.topics = topics
@@ -76,7 +114,19 @@ fn response(
                     r.topic_id = *id;
                     r.num_partitions = *partitions;
                     r.replication_factor = 1;
-                    r.configs = Some(Vec::new());
+                    r.error_message = None;
+                    let rows = configs.get(i).map(Vec::as_slice).unwrap_or_default();
+                    r.configs = Some(
+                        rows.iter()
+                            .map(|(name, value, source)| {
+                                let mut c = CreatableTopicConfigs::default();
+                                c.name = super::str_bytes(name);
+                                c.value = Some(super::str_bytes(value));
+                                c.config_source = *source;
+                                c
+                            })
+                            .collect(),
+                    );
                 }
                 Some(Err((code, msg))) => {
                     r.error_code = *code;
@@ -111,8 +161,22 @@ pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::Re
         Ok((uuid::Uuid::from_u128(7), 3)),
         Err((errors::INVALID_PARTITIONS, "bad count".to_string())),
     ];
+    let cfg = BrokerConfig::load(&Default::default()).expect("default config");
+    let meta = ClusterMetadata::default();
+    let configs: Vec<_> = topics
+        .iter()
+        .map(|t| topic_configs(&cfg, &meta, t))
+        .collect();
+    assert!(
+        configs[0]
+            .iter()
+            .any(|(n, v, _)| n == "retention.ms" && v == "1000")
+    );
     [Some(&results[..]), None]
         .into_iter()
-        .map(|r| kafka_protocol::messages::ResponseKind::CreateTopics(response(&topics, r)))
+        .map(|r| {
+            let resp = response(&topics, r, &configs);
+            kafka_protocol::messages::ResponseKind::CreateTopics(resp)
+        })
         .collect()
 }

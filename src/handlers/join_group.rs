@@ -14,6 +14,7 @@ use crate::shard_state::ShardState;
 pub async fn handle(
     state: Rc<ShardState>,
     h: ParsedHeader,
+    client_host: String,
     req: JoinGroupRequest,
 ) -> ResponseFrame {
     let owner = crate::groups::owner_shard(&state, &req.group_id.0);
@@ -25,6 +26,7 @@ pub async fn handle(
             ShardMessage::group(GroupMessage::Join {
                 version,
                 client_id,
+                client_host,
                 req,
                 reply,
             })

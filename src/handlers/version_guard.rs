@@ -181,3 +181,28 @@ fn guard_entries_are_advertised_and_unique() {
         );
     }
 }
+
+#[test]
+fn the_guard_catches_a_field_the_version_lacks() {
+    // The bug class this guards against (ListOffsets v1-v3 before 00b7185): LeaderEpoch set on
+    // a version without it, and a v6-only error message on DescribeGroups v5.
+    use kafka_protocol::messages::{describe_groups_response, list_offsets_response};
+    let mut p = list_offsets_response::ListOffsetsPartitionResponse::default();
+    p.leader_epoch = 0;
+    let mut t = list_offsets_response::ListOffsetsTopicResponse::default();
+    t.partitions.push(p);
+    let mut lo = list_offsets_response::ListOffsetsResponse::default();
+    lo.topics.push(t);
+    let lo = ResponseKind::ListOffsets(lo);
+    let mut buf = bytes::BytesMut::new();
+    assert!(lo.encode(&mut buf, 3).is_err());
+    assert!(lo.encode(&mut buf, 4).is_ok());
+
+    let mut g = describe_groups_response::DescribedGroup::default();
+    g.error_message = Some(handlers::str_bytes("gone"));
+    let mut dg = describe_groups_response::DescribeGroupsResponse::default();
+    dg.groups.push(g);
+    let dg = ResponseKind::DescribeGroups(dg);
+    assert!(dg.encode(&mut buf, 5).is_err());
+    assert!(dg.encode(&mut buf, 6).is_ok());
+}
