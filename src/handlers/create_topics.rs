@@ -82,6 +82,7 @@ fn topic_configs(cfg: &BrokerConfig, meta: &ClusterMetadata, t: &NewTopic) -> Ve
                 id: uuid::Uuid::nil(),
                 partitions: t.partitions,
                 configs: t.configs.iter().cloned().collect(),
+                leader_epochs: Vec::new(),
             };
             &requested
         }
