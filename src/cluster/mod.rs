@@ -8,3 +8,6 @@
 #![allow(dead_code)] // foundations: the glommio driver hosts them next (docs/cluster.md)
 
 pub mod config;
+pub mod controller;
+pub mod metadata_log;
+pub mod quorum;
