@@ -87,6 +87,23 @@ impl Default for ControllerConfig {
     }
 }
 
+impl ControllerConfig {
+    /// From the cluster settings and the broker defaults the controller applies.
+    pub fn from_cluster(
+        cluster: &crate::cluster::config::ClusterConfig,
+        default_partitions: i32,
+        min_insync_replicas: usize,
+    ) -> Self {
+        Self {
+            session_timeout_ms: cluster.broker_session_timeout_ms,
+            default_replication_factor: cluster.default_replication_factor,
+            default_partitions,
+            min_insync_replicas,
+            ..Default::default()
+        }
+    }
+}
+
 /// What the active controller knows about a broker's liveness (volatile: rebuilt on failover).
 #[derive(Clone, Copy, Debug)]
 struct Session {

@@ -82,6 +82,24 @@ impl QuorumConfig {
     }
 }
 
+impl QuorumConfig {
+    /// From the cluster settings (this node must be a voter).
+    pub fn from_cluster(
+        cluster: &crate::cluster::config::ClusterConfig,
+        tick_ms: u64,
+        seed: u64,
+    ) -> Self {
+        Self::from_timeouts(
+            cluster.node_id,
+            cluster.voters.iter().map(|v| v.id).collect(),
+            tick_ms,
+            cluster.election_timeout_ms,
+            cluster.fetch_timeout_ms,
+            seed,
+        )
+    }
+}
+
 /// What persisted state a node restarts from (what the driver read back from disk).
 #[derive(Clone, Debug, Default)]
 pub struct PersistedState {

@@ -444,3 +444,36 @@ fn cluster_quorum_snapshot_compacts_and_restores() {
     };
     assert_eq!(decode_message(&encode_message(&m)).unwrap(), m);
 }
+
+#[test]
+fn cluster_quorum_config_from_kafka_timeouts() {
+    let map: std::collections::BTreeMap<String, String> = [
+        ("process.roles", "broker,controller"),
+        ("node.id", "2"),
+        ("controller.quorum.voters", "1@h:9093,2@h:9094,3@h:9095"),
+        ("controller.listener.names", "CONTROLLER"),
+        ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9094"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let cluster =
+        crate::cluster::config::ClusterConfig::from_props(|k| map.get(k).map(String::as_str), "")
+            .unwrap();
+    let q = QuorumConfig::from_cluster(&cluster, 100, 0);
+    // Defaults: elections between 1000 ms (election timeout) and 2000 ms (fetch timeout).
+    assert_eq!((q.node_id, q.voters.clone()), (2, vec![1, 2, 3]));
+    assert_eq!(
+        (
+            q.election_ticks_min,
+            q.election_ticks_max,
+            q.heartbeat_ticks
+        ),
+        (10, 20, 1)
+    );
+    let c = ControllerConfig::from_cluster(&cluster, 1, 2);
+    assert_eq!(
+        (c.session_timeout_ms, c.default_replication_factor),
+        (9000, 1)
+    );
+}
