@@ -4,7 +4,9 @@
 //! from the persisted state. Checked: one leader per term, the committed logs agree entry for
 //! entry (log matching), an acknowledged metadata change survives the leader's crash, all
 //! nodes converge to one image, and the same seed replays the same run. The seed of issue 12's
-//! simulator.
+//! simulator. Teeth, checked by hand when this was written: sending raft-rs' "after persist"
+//! messages before the fsync fails seed 4 (log matching); a disk that forgets its writes fails
+//! seed 1 (two leaders in one term).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -135,7 +137,8 @@ impl Sim {
                     }
                 }
             }
-            QuorumOutput::InstallSnapshot { data, .. } => {
+            QuorumOutput::InstallSnapshot { index, data, .. } => {
+                self.trace.push(format!("{id}: snapshot at {index}"));
                 let image = MetadataImage::from_snapshot(&data).unwrap();
                 self.nodes[i].controller.install_snapshot(image);
             }
@@ -198,7 +201,9 @@ impl Sim {
             let syncs: Vec<usize> = (0..self.nodes.len())
                 .filter(|&i| !self.nodes[i].unsynced.is_empty())
                 .collect();
-            if self.net.is_empty() && syncs.is_empty() {
+            // A slow disk: writes may still be unsynced when the round ends (and a crash then
+            // loses them).
+            if self.net.is_empty() && (syncs.is_empty() || self.rng.gen_bool(0.3)) {
                 return;
             }
             if !self.net.is_empty() && (syncs.is_empty() || self.rng.gen_bool(0.6)) {
@@ -381,6 +386,32 @@ fn scenario(seed: u64) -> Vec<String> {
         });
         sim.restart(old);
     }
+    // Two of three crash at once (unsynced writes lost on both) and restart from their disks:
+    // every acknowledged change was on a majority's disk, so it survives.
+    let a = sim.active().expect("active");
+    let other = (a + 1) % sim.nodes.len();
+    let acked_before_crash = sim.acked_topics.clone();
+    sim.crash(a);
+    sim.crash(other);
+    for _ in 0..5 {
+        sim.round();
+    }
+    sim.restart(a);
+    sim.restart(other);
+    sim.run_until(300, "a controller after the double crash", |s| {
+        s.active().is_some()
+    });
+    let new = sim.active().unwrap();
+    for t in &acked_before_crash {
+        if sim.nodes[new]
+            .controller
+            .committed()
+            .topic_by_name(t)
+            .is_none()
+        {
+            sim.fail(format!("acknowledged topic {t} lost in the double crash"));
+        }
+    }
     // Converge: every node's committed image holds every acknowledged topic, and they agree.
     sim.run_until(600, "all nodes converge", |s| {
         let images: Vec<&MetadataImage> =
@@ -406,7 +437,7 @@ fn scenario(seed: u64) -> Vec<String> {
 
 #[test]
 fn cluster_quorum_three_nodes_elect_commit_fail_over_and_converge() {
-    for seed in 0..16 {
+    for seed in 0..200 {
         scenario(seed);
     }
 }
@@ -434,6 +465,31 @@ fn cluster_quorum_snapshot_compacts_and_restores() {
     // The cluster carries on after the compaction.
     let target = sim.acked_topics.len() + 2;
     sim.run_until(600, "2 more topics", |s| s.acked_topics.len() >= target);
+    // A follower that was down while the leader compacted catches up from the snapshot.
+    let a = sim.active().unwrap();
+    let follower = (a + 1) % sim.nodes.len();
+    sim.crash(follower);
+    let target = sim.acked_topics.len() + 3;
+    sim.run_until(600, "3 topics while a follower is down", |s| {
+        s.acked_topics.len() >= target
+    });
+    let a = sim.active().unwrap();
+    let image = sim.nodes[a].controller.committed().clone();
+    sim.nodes[a]
+        .quorum
+        .compact(image.last_offset, image.to_snapshot())
+        .unwrap();
+    sim.restart(follower);
+    sim.run_until(600, "the follower catches up from the snapshot", |s| {
+        s.nodes[follower].controller.committed().topics == s.nodes[a].controller.committed().topics
+    });
+    assert!(
+        sim.trace
+            .iter()
+            .any(|t| t.starts_with(&format!("{follower}: snapshot"))),
+        "the follower caught up without a snapshot: {:?}",
+        sim.trace
+    );
     // Malformed peer bytes are an error, not a panic.
     assert!(decode_message(&[0xff, 0xff, 0xff]).is_err());
     let m = Message {
