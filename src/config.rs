@@ -68,6 +68,45 @@ pub struct ServeArgs {
     /// tern.metrics.listener: host:port of the Prometheus endpoint (GET /metrics), or "none".
     #[arg(long)]
     pub metrics_listener: Option<String>,
+    /// node.id (required in cluster mode; default 0 standalone).
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// process.roles: broker, controller or broker,controller (sets cluster mode).
+    #[arg(long)]
+    pub process_roles: Option<String>,
+    /// controller.quorum.voters, e.g. 1@host1:9093,2@host2:9093,3@host3:9093
+    #[arg(long)]
+    pub controller_quorum_voters: Option<String>,
+    /// controller.listener.names, e.g. CONTROLLER
+    #[arg(long)]
+    pub controller_listener_names: Option<String>,
+    /// inter.broker.listener.name (default PLAINTEXT)
+    #[arg(long)]
+    pub inter_broker_listener_name: Option<String>,
+    /// listener.security.protocol.map, e.g. PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+    #[arg(long)]
+    pub listener_security_protocol_map: Option<String>,
+    /// broker.rack: this broker's rack (replicas of a partition go to different racks).
+    #[arg(long)]
+    pub broker_rack: Option<String>,
+    /// default.replication.factor for CreateTopics with -1 and auto-created topics.
+    #[arg(long)]
+    pub default_replication_factor: Option<String>,
+    /// offsets.topic.replication.factor (capped at the number of brokers).
+    #[arg(long)]
+    pub offsets_topic_replication_factor: Option<String>,
+    /// broker.heartbeat.interval.ms
+    #[arg(long)]
+    pub broker_heartbeat_interval_ms: Option<String>,
+    /// broker.session.timeout.ms: a broker silent this long is fenced.
+    #[arg(long)]
+    pub broker_session_timeout_ms: Option<String>,
+    /// controller.quorum.election.timeout.ms
+    #[arg(long)]
+    pub controller_quorum_election_timeout_ms: Option<String>,
+    /// controller.quorum.fetch.timeout.ms
+    #[arg(long)]
+    pub controller_quorum_fetch_timeout_ms: Option<String>,
 }
 
 /// The resolved configuration.
@@ -102,6 +141,8 @@ pub struct BrokerConfig {
     pub metrics_listener: Option<SocketAddr>,
     /// Every key set in the config file or by a flag (for DescribeConfigs' STATIC_BROKER_CONFIG).
     pub static_props: BTreeMap<String, String>,
+    /// The KRaft settings (standalone when none is given).
+    pub cluster: crate::cluster::config::ClusterConfig,
 }
 
 /// Keys this broker understands (everything else is warned about).
@@ -222,7 +263,9 @@ impl BrokerConfig {
             None => BTreeMap::new(),
         };
         for key in props.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
+            if !KNOWN_KEYS.contains(&key.as_str())
+                && !crate::cluster::config::CLUSTER_KEYS.contains(&key.as_str())
+            {
                 log::warn!("config: unknown key {key:?} is ignored");
             }
         }
@@ -250,17 +293,63 @@ impl BrokerConfig {
             ),
             ("offsets.retention.minutes", &args.offsets_retention_minutes),
         ];
-        for (k, v) in flags {
+        let cluster_flags: [(&str, &Option<String>); 13] = [
+            ("node.id", &args.node_id),
+            ("process.roles", &args.process_roles),
+            ("controller.quorum.voters", &args.controller_quorum_voters),
+            ("controller.listener.names", &args.controller_listener_names),
+            (
+                "inter.broker.listener.name",
+                &args.inter_broker_listener_name,
+            ),
+            (
+                "listener.security.protocol.map",
+                &args.listener_security_protocol_map,
+            ),
+            ("broker.rack", &args.broker_rack),
+            (
+                "default.replication.factor",
+                &args.default_replication_factor,
+            ),
+            (
+                "offsets.topic.replication.factor",
+                &args.offsets_topic_replication_factor,
+            ),
+            (
+                "broker.heartbeat.interval.ms",
+                &args.broker_heartbeat_interval_ms,
+            ),
+            ("broker.session.timeout.ms", &args.broker_session_timeout_ms),
+            (
+                "controller.quorum.election.timeout.ms",
+                &args.controller_quorum_election_timeout_ms,
+            ),
+            (
+                "controller.quorum.fetch.timeout.ms",
+                &args.controller_quorum_fetch_timeout_ms,
+            ),
+        ];
+        for (k, v) in flags.into_iter().chain(cluster_flags) {
             if let Some(v) = v {
                 props.insert(k.to_string(), v.clone());
             }
         }
         let get = |k: &str| props.get(k).map(String::as_str);
 
-        let (listen_host, listen_port) = parse_listener(
-            "listeners",
-            get("listeners").unwrap_or("PLAINTEXT://0.0.0.0:9092"),
-        )?;
+        let cluster =
+            crate::cluster::config::ClusterConfig::from_props(get, "PLAINTEXT://0.0.0.0:9092")?;
+        // Standalone keeps the historical single-listener parsing; in cluster mode the listener
+        // is the broker listener (or, on a controller-only node, the controller listener).
+        let (listen_host, listen_port) = match cluster
+            .broker_listener()
+            .or_else(|| cluster.controller_listener())
+        {
+            Some(l) if !cluster.standalone => (l.host.clone(), l.port),
+            _ => parse_listener(
+                "listeners",
+                get("listeners").unwrap_or("PLAINTEXT://0.0.0.0:9092"),
+            )?,
+        };
         let listen_ip: std::net::IpAddr = if listen_host.is_empty() {
             "0.0.0.0".parse().expect("literal")
         } else {
@@ -273,10 +362,23 @@ impl BrokerConfig {
             }
         };
         let listen = SocketAddr::new(listen_ip, listen_port);
+        let default_advertised = if listen_ip.is_unspecified() {
+            ("127.0.0.1".to_string(), listen_port)
+        } else {
+            (listen_ip.to_string(), listen_port)
+        };
         let (advertised_host, advertised_port) = match get("advertised.listeners") {
+            // In cluster mode advertised.listeners may list several names: take the broker's.
+            Some(v) if !cluster.standalone => {
+                let broker = cluster.broker_listener().map(|l| l.name.clone());
+                crate::cluster::config::parse_listeners("advertised.listeners", v)?
+                    .into_iter()
+                    .find(|l| Some(&l.name) == broker.as_ref())
+                    .map(|l| (l.host, l.port))
+                    .unwrap_or(default_advertised)
+            }
             Some(v) => parse_listener("advertised.listeners", v)?,
-            None if listen_ip.is_unspecified() => ("127.0.0.1".to_string(), listen_port),
-            None => (listen_ip.to_string(), listen_port),
+            None => default_advertised,
         };
         let log_dir = PathBuf::from(get("log.dirs").or(get("log.dir")).unwrap_or("./data"));
         if log_dir.as_os_str().is_empty() || get("log.dirs").is_some_and(|v| v.contains(',')) {
@@ -347,10 +449,7 @@ impl BrokerConfig {
                  {max_request_partition_size_limit} (must be >= 1)"
             );
         }
-        let node_id: i32 = parse_num(
-            "node.id",
-            get("node.id").or(get("broker.id")).unwrap_or("0"),
-        )?;
+        let node_id = cluster.node_id;
         let groups = crate::groups::GroupConfig::from_props(|k| get(k))?;
         let retention_ms: i64 = match (
             get("log.retention.ms"),
@@ -423,6 +522,7 @@ impl BrokerConfig {
             retention_check_interval_ms,
             metrics_listener,
             static_props,
+            cluster,
         })
     }
 }
