@@ -155,7 +155,10 @@ pub async fn ensure(dir: &Path, id: uuid::Uuid, meta: &ClusterMetadata) -> Resul
     let owned = dir.to_path_buf();
     let found = tern_shard::task::run_blocking(move || inspect_blocking(&owned)).await?;
     match found {
-        Found::Names { id: named, canonical } if named == id => {
+        Found::Names {
+            id: named,
+            canonical,
+        } if named == id => {
             if canonical {
                 return Ok(());
             }
@@ -182,8 +185,7 @@ pub async fn ensure(dir: &Path, id: uuid::Uuid, meta: &ClusterMetadata) -> Resul
             }
             let owned = dir.to_path_buf();
             let aside =
-                tern_shard::task::run_blocking(move || move_aside_blocking(&owned, &named))
-                    .await?;
+                tern_shard::task::run_blocking(move || move_aside_blocking(&owned, &named)).await?;
             log::warn!(
                 "{} belonged to topic id {named}, which the cluster metadata no longer holds (a \
                  deleted topic of the same name): kept it as {}, starting a fresh directory",
