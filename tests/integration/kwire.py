@@ -1,7 +1,7 @@
 """Minimal hand-written Kafka wire protocol client for raw-protocol tests.
 
 Only what the tests need: request framing (header v1/v2), ApiVersions v0,
-Metadata v4, InitProducerId v0, Produce v3, and RecordBatch v2 building
+Metadata v4, InitProducerId v0 and v4, Produce v3, and RecordBatch v2 building
 (via kafka-python's DefaultRecordBatchBuilder, which handles varints/CRC32C).
 """
 
@@ -121,6 +121,15 @@ class Reader:
         self.pos += n
         return s
 
+    def uvarint(self):
+        n = shift = 0
+        while True:
+            b = self._take(">B")
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return n
+            shift += 7
+
     def array(self, fn):
         n = self.i32()
         if n < 0:
@@ -229,6 +238,17 @@ def metadata_v4(conn, topics, allow_auto_topic_creation):
 
 def init_producer_id_v0(conn, transaction_timeout_ms=60_000):
     r = conn.call(API_INIT_PRODUCER_ID, 0, string(None) + i32(transaction_timeout_ms))
+    r.i32()  # throttle
+    return r.i16(), r.i64(), r.i16()  # error, producer id, epoch
+
+
+def init_producer_id_v4(conn, producer_id=-1, producer_epoch=-1, transaction_timeout_ms=60_000):
+    """InitProducerId v4 (flexible) without a transactional id, naming (producer_id, epoch)."""
+    body = (uvarint(0)  # transactional id: null (compact nullable string)
+            + i32(transaction_timeout_ms) + i64(producer_id) + i16(producer_epoch)
+            + uvarint(0))  # tagged fields
+    r = conn.call(API_INIT_PRODUCER_ID, 4, body, header_version=2)
+    r.uvarint()  # response header tagged fields
     r.i32()  # throttle
     return r.i16(), r.i64(), r.i16()  # error, producer id, epoch
 
