@@ -671,8 +671,10 @@ pub fn apply(
             ));
         };
         if !is_topic && !def.dynamic {
+            // Kafka's ConfigAdminManager turns this ConfigException into InvalidRequestException
+            // (KAFKA-13609 keeps it for compatibility), not INVALID_CONFIG.
             return Err((
-                errors::INVALID_CONFIG,
+                errors::INVALID_REQUEST,
                 format!(
                     "Cannot update these configs dynamically: {} (set it in the config file and restart)",
                     op.name
@@ -847,13 +849,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(retention(&c, &meta, &meta.topics["t"]), (-1, -1));
-        assert!(
+        assert_eq!(
             apply(
                 &c,
                 &mut meta,
                 &set(RESOURCE_BROKER, "", "num.partitions", Some("3"), 0)
             )
-            .is_err()
+            .unwrap_err()
+            .0,
+            errors::INVALID_REQUEST
         );
         assert!(
             apply(
