@@ -570,6 +570,14 @@ pub fn log_config(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta)
     }
 }
 
+/// `default.replication.factor`: what CreateTopics with replication factor -1 gets.
+pub fn default_replication_factor(cfg: &BrokerConfig, meta: &ClusterMetadata) -> i16 {
+    let def = broker_def("default.replication.factor").expect("known broker config");
+    let (v, _, _) = broker_value(cfg, meta, def);
+    v.parse()
+        .unwrap_or_else(|_| def.default.parse().expect("a valid default"))
+}
+
 /// (retention.ms, retention.bytes) of a topic; (-1, -1) when its cleanup policy has no `delete`.
 pub fn retention(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta) -> (i64, i64) {
     let policy = topic_value(

@@ -38,10 +38,9 @@ pub async fn handle(
     b.port = cfg.advertised_port as i32;
     b.rack = None;
     resp.brokers.push(b);
-    resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
-        0
-    } else {
-        i32::MIN
-    };
+    resp.cluster_authorized_operations = super::authorized_ops::field(
+        req.include_cluster_authorized_operations,
+        super::authorized_ops::CLUSTER,
+    );
     super::encode(&h, &resp)
 }

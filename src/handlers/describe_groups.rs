@@ -33,12 +33,18 @@ pub async fn handle(
     .await;
     let mut resp = DescribeGroupsResponse::default();
     for ((id, _), r) in keys.iter().zip(replies) {
-        resp.groups.push(r.unwrap_or_else(|| {
+        let mut d = r.unwrap_or_else(|| {
             let mut d = DescribedGroup::default();
             d.group_id = str_bytes(id).into();
             d.error_code = codes::NOT_COORDINATOR;
             d
-        }));
+        });
+        // As Kafka: only groups described without an error carry the bitfield (v3+).
+        d.authorized_operations = super::authorized_ops::field(
+            req.include_authorized_operations && d.error_code == 0,
+            super::authorized_ops::GROUP,
+        );
+        resp.groups.push(d);
     }
     super::encode(&h, &resp)
 }

@@ -3,6 +3,7 @@
 //! request order) and, where partitions are involved, the shard-local half (runs on the owner).
 
 pub mod api_versions;
+pub mod authorized_ops;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;

@@ -17,12 +17,15 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupType, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AclOperation, AdminClient
 
 import kclients as kc
 import kwire as kw
 
 SESSION_MS = 6000
+# AclEntry.supportedOperations(GROUP) (Kafka 4): all allowed by a broker without an authorizer.
+GROUP_OPS = {AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE,
+             AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
 WAIT = 60.0
 
 # Broker settings for these tests: short initial rebalance delay, fast KIP-848 heartbeats.
@@ -324,6 +327,10 @@ def test_kip848_consumer_protocol(gbroker, assignor):
         desc = admin.describe_consumer_groups([group], request_timeout=30)[group].result(timeout=30)
         assert len(desc.members) == 3
         assert desc.type == ConsumerGroupType.CONSUMER, desc.type
+        assert desc.authorized_operations is None  # not asked for
+        desc = admin.describe_consumer_groups([group], include_authorized_operations=True,
+                                              request_timeout=30)[group].result(timeout=30)
+        assert set(desc.authorized_operations) == GROUP_OPS, desc.authorized_operations
         described = sorted(tp.partition for m in desc.members for tp in m.assignment.topic_partitions)
         assert described == list(range(n))
 
@@ -630,6 +637,11 @@ def test_admin_list_describe_delete_and_offset_delete(gbroker):
         assert group in {g.group_id for g in listed.valid}
         desc = admin.describe_consumer_groups([group], request_timeout=30)[group].result(timeout=30)
         assert str(desc.state).upper().endswith("STABLE") and len(desc.members) == 1
+        assert desc.type == ConsumerGroupType.CLASSIC, desc.type
+        assert desc.authorized_operations is None  # not asked for
+        desc = admin.describe_consumer_groups([group], include_authorized_operations=True,
+                                              request_timeout=30)[group].result(timeout=30)
+        assert set(desc.authorized_operations) == GROUP_OPS, desc.authorized_operations
         # Not deletable while it has a member.
         fut = admin.delete_consumer_groups([group], request_timeout=30)[group]
         with pytest.raises(Exception) as e:
