@@ -480,14 +480,22 @@ fn static_value(cfg: &BrokerConfig, name: &str) -> Option<String> {
         }
         "log.dirs" => p.get("log.dirs").or(p.get("log.dir")).cloned(),
         "node.id" | "broker.id" => p.get("node.id").or(p.get("broker.id")).cloned(),
-        "advertised.listeners" => Some(p.get(name).cloned().unwrap_or_else(|| {
-            format!(
-                "PLAINTEXT://{}:{}",
-                cfg.advertised_host, cfg.advertised_port
-            )
-        })),
-        "tern.shards" => Some(cfg.shards.to_string()),
         _ => p.get(name).cloned(),
+    }
+}
+
+/// The value a broker config takes when nobody set it, where Tern derives it at start-up
+/// rather than using a fixed default: Kafka reports those as DEFAULT_CONFIG too.
+fn derived_default(cfg: &BrokerConfig, name: &str) -> Option<String> {
+    match name {
+        // From `listeners` (0.0.0.0 advertised as 127.0.0.1).
+        "advertised.listeners" => Some(format!(
+            "PLAINTEXT://{}:{}",
+            cfg.advertised_host, cfg.advertised_port
+        )),
+        // One shard per CPU.
+        "tern.shards" => Some(cfg.shards.to_string()),
+        _ => None,
     }
 }
 
@@ -511,7 +519,7 @@ pub fn broker_value(
     }
     syn.push((
         def.name.to_string(),
-        def.default.to_string(),
+        derived_default(cfg, def.name).unwrap_or_else(|| def.default.to_string()),
         source::DEFAULT_CONFIG,
     ));
     let (v, s) = (syn[0].1.clone(), syn[0].2);
@@ -803,16 +811,41 @@ mod tests {
     }
 
     #[test]
+    fn derived_defaults_are_default_config() {
+        let meta = ClusterMetadata::default();
+        let c = cfg();
+        for name in ["advertised.listeners", "tern.shards"] {
+            let (v, s, syn) = broker_value(&c, &meta, broker_def(name).unwrap());
+            assert_eq!(s, source::DEFAULT_CONFIG, "{name}");
+            assert!(!v.is_empty(), "{name}");
+            assert_eq!(syn.len(), 1, "{name}");
+        }
+        let (v, _, _) = broker_value(&c, &meta, broker_def("advertised.listeners").unwrap());
+        assert_eq!(v, "PLAINTEXT://127.0.0.1:9092");
+        let mut c = cfg();
+        c.static_props
+            .insert("advertised.listeners".into(), "PLAINTEXT://h:1".into());
+        let (v, s, syn) = broker_value(&c, &meta, broker_def("advertised.listeners").unwrap());
+        assert_eq!(
+            (v.as_str(), s),
+            ("PLAINTEXT://h:1", source::STATIC_BROKER_CONFIG)
+        );
+        assert_eq!(syn.len(), 2);
+        // Every other broker key without a file/flag/dynamic value is DEFAULT_CONFIG.
+        let c = cfg();
+        for def in BROKER_CONFIGS {
+            let (_, s, _) = broker_value(&c, &meta, def);
+            assert_eq!(s, source::DEFAULT_CONFIG, "{}", def.name);
+        }
+    }
+
+    #[test]
     fn sources_and_alterations() {
         let c = cfg();
         let mut meta = ClusterMetadata::default();
         meta.topics.insert(
             "t".into(),
-            TopicMeta {
-                id: uuid::Uuid::new_v4(),
-                partitions: 1,
-                configs: BTreeMap::new(),
-            },
+            TopicMeta::new(uuid::Uuid::new_v4(), 1, BTreeMap::new()),
         );
         let def = topic_def("retention.ms").unwrap();
         let (v, s, _) = topic_value(&c, &meta, &meta.topics["t"], def);

@@ -77,7 +77,12 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
         while let Some((api, started, pending, _in_flight)) = rx.next().await {
             let frame = pending.await;
             if frame.chunks.is_empty() {
+                // The handler asked to close (it logged why). Shut the socket down now: the
+                // client sees the close at once and the reader loop, blocked in a read, ends.
                 writer_state.metrics.error(api, -100);
+                // SAFETY: plain syscall on the connection's own fd, still open (the stream
+                // halves are alive until `serve` returns).
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
                 return Err(io::Error::other("handler asked to close the connection"));
             }
             let len = frame.len();

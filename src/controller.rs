@@ -183,11 +183,10 @@ impl Controller {
                     if !validate_only {
                         next.topics.insert(
                             t.name.clone(),
-                            TopicMeta {
+                            TopicMeta::new(
                                 id,
                                 partitions,
-                                configs: t
-                                    .configs
+                                t.configs
                                     .iter()
                                     .map(|(k, v)| {
                                         let v = crate::configs::validate_topic_config(k, v)
@@ -195,7 +194,7 @@ impl Controller {
                                         (k.clone(), v)
                                     })
                                     .collect(),
-                            },
+                            ),
                         );
                     }
                     results.push(Ok(CreatedTopic {
@@ -257,7 +256,7 @@ impl Controller {
                 )),
                 Some(t) => {
                     if !validate_only {
-                        t.partitions = *count;
+                        t.grow(*count);
                     }
                     Ok(())
                 }

@@ -53,6 +53,9 @@ pub async fn dispatch_request(
         RequestKind::DeleteTopics(req) => {
             Dispatched::respond(handlers::delete_topics::handle(state, header, req))
         }
+        RequestKind::DescribeTopicPartitions(req) => Dispatched::respond(
+            handlers::describe_topic_partitions::handle(state, header, req),
+        ),
         RequestKind::CreatePartitions(req) => {
             Dispatched::respond(handlers::create_partitions::handle(state, header, req))
         }

@@ -86,6 +86,7 @@ fn main() {
 }
 
 fn serve(args: ServeArgs) -> i32 {
+    handlers::encode_fallback::init_test_hook();
     let config = match BrokerConfig::load(&args) {
         Ok(c) => c,
         Err(e) => {

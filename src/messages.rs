@@ -59,6 +59,8 @@ pub struct ListOffsetsResult {
     pub error_code: i16,
     pub timestamp: i64,
     pub offset: i64,
+    /// Leader epoch of the answer (-1 when there is none).
+    pub leader_epoch: i32,
 }
 
 /// A per-topic failure of a control-plane request: (Kafka error code, message).

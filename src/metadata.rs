@@ -19,6 +19,69 @@ pub struct TopicMeta {
     pub partitions: i32,
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// Leader epoch of each partition (index = partition id), bumped on every leadership
+    /// change. A partition without an entry (a cluster.json written before epochs were kept)
+    /// is at epoch 0.
+    #[serde(default)]
+    pub leader_epochs: Vec<i32>,
+}
+
+impl TopicMeta {
+    /// A new topic: every partition at leader epoch 0.
+    pub fn new(id: uuid::Uuid, partitions: i32, configs: BTreeMap<String, String>) -> Self {
+        assert!(partitions >= 0, "partition count {partitions} is negative");
+        Self {
+            id,
+            partitions,
+            configs,
+            leader_epochs: vec![0; partitions as usize],
+        }
+    }
+
+    pub fn has_partition(&self, partition: i32) -> bool {
+        (0..self.partitions).contains(&partition)
+    }
+
+    /// The leader epoch of `partition` (which must exist).
+    pub fn leader_epoch(&self, partition: i32) -> i32 {
+        debug_assert!(self.has_partition(partition), "partition {partition}");
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.leader_epochs.get(p).copied())
+            .unwrap_or(0)
+    }
+
+    /// Grows the topic to `partitions` partitions, the new ones at leader epoch 0.
+    pub fn grow(&mut self, partitions: i32) {
+        assert!(partitions >= self.partitions, "partitions only grow");
+        let mut epochs: Vec<i32> = (0..partitions)
+            .map(|p| {
+                if p < self.partitions {
+                    self.leader_epoch(p)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        std::mem::swap(&mut self.leader_epochs, &mut epochs);
+        self.partitions = partitions;
+    }
+}
+
+/// Kafka's leader-epoch fencing of a request that names the epoch it believes current
+/// (`requested`, -1 = not given): older than the broker's is FENCED_LEADER_EPOCH, newer is
+/// UNKNOWN_LEADER_EPOCH (the broker has not caught up yet).
+pub fn check_leader_epoch(current: i32, requested: i32) -> i16 {
+    use crate::errors;
+    if requested < 0 {
+        errors::NONE
+    } else if requested < current {
+        errors::FENCED_LEADER_EPOCH
+    } else if requested > current {
+        errors::UNKNOWN_LEADER_EPOCH
+    } else {
+        errors::NONE
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -143,14 +206,36 @@ mod tests {
         assert!(!m.cluster_id.is_empty());
         m.topics.insert(
             "t".into(),
-            TopicMeta {
-                id: uuid::Uuid::new_v4(),
-                partitions: 3,
-                configs: BTreeMap::new(),
-            },
+            TopicMeta::new(uuid::Uuid::new_v4(), 3, BTreeMap::new()),
         );
+        m.topics.get_mut("t").unwrap().leader_epochs[1] = 7;
         store_blocking(&dir, &m).unwrap();
         assert_eq!(load(&dir).unwrap(), m);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cluster_json_without_leader_epochs_loads_at_epoch_zero() {
+        let json = r#"{"cluster_id":"c","version":3,"topics":{"t":{
+            "id":"6f1f9a43-3b3e-4c52-9a8e-1c2d3e4f5a6b","partitions":2,"configs":{}}}}"#;
+        let m: ClusterMetadata = serde_json::from_str(json).unwrap();
+        let t = m.topic("t").unwrap();
+        assert!(t.leader_epochs.is_empty());
+        assert_eq!((t.leader_epoch(0), t.leader_epoch(1)), (0, 0));
+        let mut t = t.clone();
+        t.leader_epochs = vec![4];
+        t.grow(3);
+        assert_eq!(t.leader_epochs, vec![4, 0, 0]);
+    }
+
+    #[test]
+    fn leader_epoch_fencing() {
+        assert_eq!(check_leader_epoch(3, -1), crate::errors::NONE);
+        assert_eq!(check_leader_epoch(3, 3), crate::errors::NONE);
+        assert_eq!(check_leader_epoch(3, 2), crate::errors::FENCED_LEADER_EPOCH);
+        assert_eq!(
+            check_leader_epoch(3, 4),
+            crate::errors::UNKNOWN_LEADER_EPOCH
+        );
     }
 }

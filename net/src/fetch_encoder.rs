@@ -1,7 +1,8 @@
 //! Hand-written Fetch response encoder (the consume hot path). Record data is never copied:
 //! each partition's records go out as their own chunks (in-memory `Bytes` or file ranges for
-//! sendfile) between slices of one metadata buffer. Supports Fetch v4..=12; v13+ identifies
-//! topics by id and is not supported here.
+//! sendfile) between slices of one metadata buffer. Supports Fetch v4..=17: v12+ is flexible
+//! (compact encodings, tagged fields: the partition's `CurrentLeader`, the response's
+//! `NodeEndpoints` from v16), v13+ names topics by id.
 
 use bytes::{BufMut, BytesMut};
 
@@ -9,8 +10,8 @@ use crate::response::{EncodeError, OutChunk, ResponseFrame, put_response_header}
 
 /// Lowest Fetch version this encoder writes.
 pub const FETCH_MIN_VERSION: i16 = 4;
-/// Highest Fetch version this encoder writes (v13+ uses topic ids).
-pub const FETCH_MAX_VERSION: i16 = 12;
+/// Highest Fetch version this encoder writes.
+pub const FETCH_MAX_VERSION: i16 = 17;
 
 const FETCH_API_KEY: i16 = 1;
 
@@ -23,6 +24,11 @@ pub struct FetchPartitionOut {
     pub last_stable_offset: i64,
     /// Written for v5+.
     pub log_start_offset: i64,
+    /// Null for READ_UNCOMMITTED; (producer id, first offset) pairs for READ_COMMITTED.
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
+    /// KIP-951 leader hint (leader id, leader epoch): the tagged `CurrentLeader`, written for
+    /// v12+ when set.
+    pub current_leader: Option<(i32, i32)>,
     /// Whole record batches, sent as-is. Empty = zero-length (not null) records.
     pub records: Vec<OutChunk>,
 }
@@ -30,15 +36,26 @@ pub struct FetchPartitionOut {
 /// One topic of a Fetch response.
 #[derive(Clone, Debug)]
 pub struct FetchTopicOut {
+    /// Written up to v12.
     pub name: String,
+    /// The topic id (UUID as a big-endian u128), written for v13+.
+    pub topic_id: u128,
     pub partitions: Vec<FetchPartitionOut>,
+}
+
+/// A broker named by a partition's `current_leader` (the tagged `NodeEndpoints`, v16+).
+#[derive(Clone, Debug)]
+pub struct FetchNodeEndpoint {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 /// Encodes a complete Fetch response (size prefix, response header v0 (v1 for v12), body).
 ///
-/// `error_code` and `session_id` are written for v7+. aborted_transactions is written as null
-/// (what Kafka sends for READ_UNCOMMITTED), preferred_read_replica (v11+) as -1, and no tagged
-/// fields are written.
+/// `error_code` and `session_id` are written for v7+, preferred_read_replica (v11+) as -1;
+/// `node_endpoints` (v16+) only when not empty.
 pub fn encode_fetch_response(
     version: i16,
     correlation_id: i32,
@@ -46,6 +63,7 @@ pub fn encode_fetch_response(
     error_code: i16,
     session_id: i32,
     topics: &[FetchTopicOut],
+    node_endpoints: &[FetchNodeEndpoint],
 ) -> Result<ResponseFrame, EncodeError> {
     if !(FETCH_MIN_VERSION..=FETCH_MAX_VERSION).contains(&version) {
         return Err(EncodeError::UnsupportedVersion {
@@ -57,7 +75,7 @@ pub fn encode_fetch_response(
     let estimate: usize = 32
         + topics
             .iter()
-            .map(|t| 8 + t.name.len() + 48 * t.partitions.len())
+            .map(|t| 24 + t.name.len() + 64 * t.partitions.len())
             .sum::<usize>();
     let mut meta = BytesMut::with_capacity(estimate);
     // (position in `meta` after which the records go, the records)
@@ -73,7 +91,11 @@ pub fn encode_fetch_response(
     }
     put_array_len(&mut meta, flexible, topics.len(), "topics")?;
     for topic in topics {
-        put_string(&mut meta, flexible, &topic.name)?;
+        if version >= 13 {
+            meta.put_u128(topic.topic_id);
+        } else {
+            put_string(&mut meta, flexible, &topic.name)?;
+        }
         put_array_len(&mut meta, flexible, topic.partitions.len(), "partitions")?;
         for p in &topic.partitions {
             meta.put_i32(p.partition_index);
@@ -83,11 +105,19 @@ pub fn encode_fetch_response(
             if version >= 5 {
                 meta.put_i64(p.log_start_offset);
             }
-            // aborted_transactions: null
-            if flexible {
-                meta.put_u8(0);
-            } else {
-                meta.put_i32(-1);
+            match &p.aborted_transactions {
+                None if flexible => meta.put_u8(0),
+                None => meta.put_i32(-1),
+                Some(txns) => {
+                    put_array_len(&mut meta, flexible, txns.len(), "aborted transactions")?;
+                    for (producer_id, first_offset) in txns {
+                        meta.put_i64(*producer_id);
+                        meta.put_i64(*first_offset);
+                        if flexible {
+                            meta.put_u8(0); // aborted transaction tagged fields
+                        }
+                    }
+                }
             }
             if version >= 11 {
                 meta.put_i32(-1); // preferred_read_replica
@@ -104,7 +134,19 @@ pub fn encode_fetch_response(
             inserts.push((meta.len(), &p.records));
             records_total += len;
             if flexible {
-                meta.put_u8(0); // partition tagged fields
+                match p.current_leader {
+                    // One tagged field: CurrentLeader (tag 1), a LeaderIdAndEpoch struct of
+                    // 4 + 4 bytes and its own (empty) tagged fields.
+                    Some((leader_id, leader_epoch)) => {
+                        meta.put_u8(1); // number of tagged fields
+                        put_uvarint(&mut meta, 1); // tag
+                        put_uvarint(&mut meta, 9); // size
+                        meta.put_i32(leader_id);
+                        meta.put_i32(leader_epoch);
+                        meta.put_u8(0);
+                    }
+                    None => meta.put_u8(0), // no partition tagged fields
+                }
             }
         }
         if flexible {
@@ -112,7 +154,27 @@ pub fn encode_fetch_response(
         }
     }
     if flexible {
-        meta.put_u8(0); // response tagged fields
+        if version >= 16 && !node_endpoints.is_empty() {
+            // One tagged field: NodeEndpoints (tag 0), a compact array of structs.
+            let mut field = BytesMut::new();
+            put_array_len(&mut field, true, node_endpoints.len(), "node endpoints")?;
+            for n in node_endpoints {
+                field.put_i32(n.node_id);
+                put_string(&mut field, true, &n.host)?;
+                field.put_i32(n.port);
+                match &n.rack {
+                    Some(r) => put_string(&mut field, true, r)?,
+                    None => field.put_u8(0), // null compact string
+                }
+                field.put_u8(0); // endpoint tagged fields
+            }
+            meta.put_u8(1); // number of tagged fields
+            put_uvarint(&mut meta, 0); // tag
+            put_array_len_raw(&mut meta, field.len(), "node endpoints")?;
+            meta.put_slice(&field);
+        } else {
+            meta.put_u8(0); // no response tagged fields
+        }
     }
 
     let size = (meta.len() - 4) as u64 + records_total;
@@ -144,6 +206,17 @@ fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
     buf.put_u8(v as u8);
 }
 
+/// A tagged field's size (an unsigned varint, not offset by one).
+fn put_array_len_raw(
+    buf: &mut BytesMut,
+    len: usize,
+    what: &'static str,
+) -> Result<(), EncodeError> {
+    let n = u32::try_from(len).map_err(|_| EncodeError::FieldTooLong { what, len })?;
+    put_uvarint(buf, n);
+    Ok(())
+}
+
 fn put_array_len(
     buf: &mut BytesMut,
     flexible: bool,
@@ -166,7 +239,7 @@ fn put_array_len(
 fn put_string(buf: &mut BytesMut, flexible: bool, s: &str) -> Result<(), EncodeError> {
     let len = s.len();
     let too_long = EncodeError::FieldTooLong {
-        what: "topic name",
+        what: "string",
         len,
     };
     if len > i16::MAX as usize {

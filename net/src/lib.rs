@@ -16,7 +16,8 @@ mod request;
 mod response;
 
 pub use fetch_encoder::{
-    FETCH_MAX_VERSION, FETCH_MIN_VERSION, FetchPartitionOut, FetchTopicOut, encode_fetch_response,
+    FETCH_MAX_VERSION, FETCH_MIN_VERSION, FetchNodeEndpoint, FetchPartitionOut, FetchTopicOut,
+    encode_fetch_response,
 };
 pub use frame::{DEFAULT_MAX_REQUEST_BYTES, FrameError, FrameLimits, read_frame};
 pub use header::{

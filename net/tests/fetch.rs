@@ -8,7 +8,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{FetchResponse, ResponseHeader};
 use kafka_protocol::protocol::Decodable;
 use tern_net::{
-    EncodeError, FetchPartitionOut, FetchTopicOut, OutChunk, ResponseFrame, encode_fetch_response,
+    EncodeError, FetchNodeEndpoint, FetchPartitionOut, FetchTopicOut, OutChunk, ResponseFrame,
+    encode_fetch_response,
 };
 
 fn chunk(seed: u8, len: usize) -> OutChunk {
@@ -23,6 +24,7 @@ fn sample_topics() -> Vec<FetchTopicOut> {
     vec![
         FetchTopicOut {
             name: "orders".to_string(),
+            topic_id: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
             partitions: vec![
                 FetchPartitionOut {
                     partition_index: 0,
@@ -30,6 +32,8 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                     high_watermark: 100,
                     last_stable_offset: 99,
                     log_start_offset: 7,
+                    aborted_transactions: None,
+                    current_leader: None,
                     records: vec![chunk(1, 61), chunk(2, 200), chunk(3, 1)],
                 },
                 FetchPartitionOut {
@@ -38,6 +42,8 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                     high_watermark: -1,
                     last_stable_offset: -1,
                     log_start_offset: -1,
+                    aborted_transactions: Some(vec![]),
+                    current_leader: None,
                     records: vec![],
                 },
                 FetchPartitionOut {
@@ -46,24 +52,47 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                     high_watermark: i64::MAX,
                     last_stable_offset: 5,
                     log_start_offset: 0,
+                    aborted_transactions: Some(vec![(1000, 2), (i64::MAX, -1)]),
+                    current_leader: None,
                     records: vec![chunk(4, 300)],
                 },
             ],
         },
         FetchTopicOut {
             name: "é-topic".to_string(),
+            topic_id: 1,
             partitions: vec![FetchPartitionOut {
                 partition_index: 1,
                 error_code: 6,
                 high_watermark: 1,
                 last_stable_offset: 1,
                 log_start_offset: 1,
+                aborted_transactions: None,
+                current_leader: Some((3, 17)),
                 records: vec![chunk(5, 10), OutChunk::Bytes(Bytes::new()), chunk(6, 20)],
             }],
         },
         FetchTopicOut {
             name: String::new(),
+            topic_id: 0,
             partitions: vec![],
+        },
+    ]
+}
+
+fn endpoints() -> Vec<FetchNodeEndpoint> {
+    vec![
+        FetchNodeEndpoint {
+            node_id: 3,
+            host: "broker-3.example".into(),
+            port: 9093,
+            rack: Some("r1".into()),
+        },
+        FetchNodeEndpoint {
+            node_id: 4,
+            host: "127.0.0.1".into(),
+            port: 1,
+            rack: None,
         },
     ]
 }
@@ -86,8 +115,9 @@ fn records_of(p: &FetchPartitionOut) -> Bytes {
 #[test]
 fn roundtrip_every_version() {
     let topics = sample_topics();
-    for version in 4..=12i16 {
-        let frame = encode_fetch_response(version, 31337, 250, 7, 4242, &topics).unwrap();
+    for version in 4..=17i16 {
+        let frame =
+            encode_fetch_response(version, 31337, 250, 7, 4242, &topics, &endpoints()).unwrap();
         let mut b = concat(&frame);
         assert_eq!(b.len(), frame.len());
         assert_eq!(b.get_i32() as usize, b.len(), "v{version} size prefix");
@@ -106,8 +136,26 @@ fn roundtrip_every_version() {
             assert_eq!(resp.session_id, 0);
         }
         assert_eq!(resp.responses.len(), topics.len());
+        let want_endpoints: Vec<_> = if version >= 16 { endpoints() } else { vec![] };
+        assert_eq!(
+            resp.node_endpoints.len(),
+            want_endpoints.len(),
+            "v{version}"
+        );
+        for (got, want) in resp.node_endpoints.iter().zip(&want_endpoints) {
+            assert_eq!(got.node_id.0, want.node_id);
+            assert_eq!(got.host.as_str(), want.host);
+            assert_eq!(got.port, want.port);
+            assert_eq!(got.rack.as_ref().map(|r| r.to_string()), want.rack);
+        }
+        assert!(resp.unknown_tagged_fields.is_empty());
         for (rt, t) in resp.responses.iter().zip(&topics) {
-            assert_eq!(rt.topic.0.as_str(), t.name);
+            if version >= 13 {
+                assert_eq!(rt.topic_id.as_u128(), t.topic_id);
+                assert!(rt.topic.0.is_empty());
+            } else {
+                assert_eq!(rt.topic.0.as_str(), t.name);
+            }
             assert_eq!(rt.partitions.len(), t.partitions.len());
             for (rp, p) in rt.partitions.iter().zip(&t.partitions) {
                 assert_eq!(rp.partition_index, p.partition_index);
@@ -116,10 +164,20 @@ fn roundtrip_every_version() {
                 assert_eq!(rp.last_stable_offset, p.last_stable_offset);
                 let lso = if version >= 5 { p.log_start_offset } else { -1 };
                 assert_eq!(rp.log_start_offset, lso);
-                assert_eq!(
-                    rp.aborted_transactions, None,
-                    "null, as for READ_UNCOMMITTED"
+                let txns = rp.aborted_transactions.as_ref().map(|v| {
+                    v.iter()
+                        .map(|a| (a.producer_id.0, a.first_offset))
+                        .collect::<Vec<_>>()
+                });
+                assert_eq!(txns, p.aborted_transactions, "v{version}");
+                let leader = (
+                    rp.current_leader.leader_id.0,
+                    rp.current_leader.leader_epoch,
                 );
+                match p.current_leader {
+                    Some(l) if version >= 12 => assert_eq!(leader, l),
+                    _ => assert_eq!(leader, (-1, -1), "default"),
+                }
                 assert_eq!(rp.preferred_read_replica, -1);
                 assert_eq!(rp.records.as_ref(), Some(&records_of(p)), "v{version}");
                 assert!(rp.unknown_tagged_fields.is_empty());
@@ -131,7 +189,7 @@ fn roundtrip_every_version() {
 #[test]
 fn record_chunks_are_passed_through_not_copied() {
     let topics = sample_topics();
-    let frame = encode_fetch_response(12, 1, 0, 0, 0, &topics).unwrap();
+    let frame = encode_fetch_response(12, 1, 0, 0, 0, &topics, &[]).unwrap();
     let inputs: Vec<&Bytes> = topics
         .iter()
         .flat_map(|t| &t.partitions)
@@ -162,12 +220,15 @@ fn file_chunks_are_kept_as_file_ranges() {
 
     let topics = vec![FetchTopicOut {
         name: "t".into(),
+        topic_id: 5,
         partitions: vec![FetchPartitionOut {
             partition_index: 0,
             error_code: 0,
             high_watermark: 10,
             last_stable_offset: 10,
             log_start_offset: 0,
+            aborted_transactions: None,
+            current_leader: None,
             records: vec![
                 OutChunk::File {
                     file: file.clone(),
@@ -178,8 +239,8 @@ fn file_chunks_are_kept_as_file_ranges() {
             ],
         }],
     }];
-    for version in [4i16, 11, 12] {
-        let frame = encode_fetch_response(version, 1, 0, 0, 0, &topics).unwrap();
+    for version in [4i16, 11, 12, 13, 17] {
+        let frame = encode_fetch_response(version, 1, 0, 0, 0, &topics, &[]).unwrap();
         assert!(frame.to_contiguous().is_none());
         let (file_idx, _) = frame
             .chunks
@@ -217,9 +278,9 @@ fn file_chunks_are_kept_as_file_ranges() {
 
 #[test]
 fn unsupported_versions_are_errors() {
-    for version in [-1i16, 0, 3, 13, 17] {
+    for version in [-1i16, 0, 3, 18] {
         assert!(matches!(
-            encode_fetch_response(version, 1, 0, 0, 0, &[]),
+            encode_fetch_response(version, 1, 0, 0, 0, &[], &[]),
             Err(EncodeError::UnsupportedVersion { api_key: 1, .. })
         ));
     }
@@ -227,8 +288,8 @@ fn unsupported_versions_are_errors() {
 
 #[test]
 fn empty_response() {
-    for version in 4..=12i16 {
-        let frame = encode_fetch_response(version, 5, 0, 0, 0, &[]).unwrap();
+    for version in 4..=17i16 {
+        let frame = encode_fetch_response(version, 5, 0, 0, 0, &[], &[]).unwrap();
         let mut b = concat(&frame);
         b.advance(4);
         ResponseHeader::decode(&mut b, if version >= 12 { 1 } else { 0 }).unwrap();

@@ -1037,6 +1037,15 @@ pub fn leave(co: &GroupCoordinator, version: i16, req: LeaveGroupRequest) -> Lea
             }
         }
     }
+    leave_response(version, &leaving, results)
+}
+
+/// The LeaveGroup response: one result per leaving (member id, instance id).
+fn leave_response(
+    version: i16,
+    leaving: &[(String, Option<String>)],
+    results: Vec<i16>,
+) -> LeaveGroupResponse {
     let mut resp = LeaveGroupResponse::default();
     if version <= 2 {
         resp.error_code = results.first().copied().unwrap_or(codes::NONE);
@@ -1099,5 +1108,74 @@ pub fn tick(co: &GroupCoordinator, gid: &str, now: Instant) {
         } else {
             maybe_complete_join(co, gid, partition, g, now);
         }
+    }
+}
+
+/// Responses made by this file's builders from a stable group with a static leader and a
+/// dynamic follower (every optional part filled), for the handlers' version guards.
+#[cfg(test)]
+pub(crate) mod guard {
+    use super::*;
+
+    fn member(id: &str, instance_id: Option<&str>) -> ClassicMember {
+        ClassicMember {
+            member_id: id.to_string(),
+            instance_id: instance_id.map(str::to_string),
+            client_id: "client".to_string(),
+            client_host: "/127.0.0.1".to_string(),
+            rebalance_timeout_ms: 30_000,
+            session_timeout_ms: 10_000,
+            protocol_type: "consumer".to_string(),
+            protocols: vec![("range".to_string(), Bytes::from_static(b"subscription"))],
+            assignment: Bytes::from_static(b"assignment"),
+            awaiting_join: None,
+            awaiting_sync: None,
+            last_heartbeat: Instant::now(),
+            is_new: false,
+            seq: 0,
+        }
+    }
+
+    pub(crate) fn group() -> ClassicGroup {
+        let mut g = ClassicGroup::new();
+        g.state = ClassicState::Stable;
+        g.protocol_type = Some("consumer".to_string());
+        g.protocol = Some("range".to_string());
+        g.generation = 3;
+        g.leader = Some("leader".to_string());
+        for m in [
+            member("leader", Some("instance-1")),
+            member("follower", None),
+        ] {
+            g.members.insert(m.member_id.clone(), m);
+        }
+        g
+    }
+
+    pub(crate) fn join_responses(version: i16) -> Vec<JoinGroupResponse> {
+        let g = group();
+        vec![
+            g.join_response(version, "leader", true),
+            g.join_response(version, "follower", false),
+            join_error(version, "new-member", codes::MEMBER_ID_REQUIRED),
+        ]
+    }
+
+    pub(crate) fn sync_responses(version: i16) -> Vec<SyncGroupResponse> {
+        let g = group();
+        vec![
+            sync_response(version, codes::NONE, Some(&g), Bytes::from_static(b"mine")),
+            sync_response(version, codes::REBALANCE_IN_PROGRESS, None, Bytes::new()),
+        ]
+    }
+
+    pub(crate) fn leave_responses(version: i16) -> Vec<LeaveGroupResponse> {
+        let leaving = [
+            ("leader".to_string(), Some("instance-1".to_string())),
+            ("gone".to_string(), None),
+        ];
+        let results = vec![codes::NONE, codes::UNKNOWN_MEMBER_ID];
+        let n = if version <= 2 { 1 } else { 2 };
+        vec![leave_response(version, &leaving[..n], results)]
     }
 }

@@ -604,16 +604,34 @@ fn heartbeat_common(
         );
     }
     let m = g.members.get_mut(member_id).expect("member exists");
+    let assignment = (m.send_assignment || req.member_epoch == 0).then(|| {
+        m.send_assignment = false;
+        to_ids(meta, &m.assigned)
+    });
+    member_response(
+        member_id,
+        m.epoch,
+        cfg.consumer_heartbeat_interval_ms,
+        assignment,
+    )
+}
+
+/// A member's heartbeat answer, with its assignment (topic ids) when it is to be sent.
+fn member_response(
+    member_id: &str,
+    epoch: i32,
+    heartbeat_interval_ms: i32,
+    assignment: Option<Vec<HbTopicPartitions>>,
+) -> ConsumerGroupHeartbeatResponse {
     let mut r = ConsumerGroupHeartbeatResponse::default();
     r.member_id = Some(str_bytes(member_id));
-    r.member_epoch = m.epoch;
-    r.heartbeat_interval_ms = cfg.consumer_heartbeat_interval_ms;
-    if m.send_assignment || req.member_epoch == 0 {
-        m.send_assignment = false;
+    r.member_epoch = epoch;
+    r.heartbeat_interval_ms = heartbeat_interval_ms;
+    r.assignment = assignment.map(|topic_partitions| {
         let mut a = HbAssignment::default();
-        a.topic_partitions = to_ids(meta, &m.assigned);
-        r.assignment = Some(a);
-    }
+        a.topic_partitions = topic_partitions;
+        a
+    });
     r
 }
 
@@ -676,9 +694,14 @@ fn described_assignment(meta: &ClusterMetadata, s: &TopicSet) -> cgd::Assignment
 pub fn describe(state: &Rc<ShardState>, id: &str) -> cgd::DescribedGroup {
     let meta = state.metadata();
     let groups = state.groups.groups.borrow();
+    describe_group(&meta, id, groups.get(id).map(|g| &g.kind))
+}
+
+/// The ConsumerGroupDescribe entry of group `id` (`None`: no such group).
+fn describe_group(meta: &ClusterMetadata, id: &str, kind: Option<&Kind>) -> cgd::DescribedGroup {
     let mut d = cgd::DescribedGroup::default();
     d.group_id = str_bytes(id).into();
-    match groups.get(id).map(|g| &g.kind) {
+    match kind {
         Some(Kind::Consumer(g)) => {
             d.group_state = str_bytes(g.state_name());
             d.group_epoch = g.epoch;
@@ -694,9 +717,9 @@ pub fn describe(state: &Rc<ShardState>, id: &str) -> cgd::DescribedGroup {
                 dm.client_host = str_bytes(&m.client_host);
                 dm.subscribed_topic_names =
                     m.subscribed.iter().map(|t| str_bytes(t).into()).collect();
-                dm.assignment = described_assignment(&meta, &m.assigned);
+                dm.assignment = described_assignment(meta, &m.assigned);
                 dm.target_assignment = described_assignment(
-                    &meta,
+                    meta,
                     &g.target.get(&m.member_id).cloned().unwrap_or_default(),
                 );
                 dm.member_type = 1;
@@ -713,4 +736,74 @@ pub fn describe(state: &Rc<ShardState>, id: &str) -> cgd::DescribedGroup {
         }
     }
     d
+}
+
+/// Responses made by this file's builders from a group with one fully described member, for
+/// the handlers' version guards.
+#[cfg(test)]
+pub(crate) mod guard {
+    use super::*;
+
+    pub(crate) fn metadata() -> ClusterMetadata {
+        let topic = crate::metadata::TopicMeta::new(uuid::Uuid::from_u128(5), 3, BTreeMap::new());
+        ClusterMetadata {
+            cluster_id: "cluster".to_string(),
+            topics: [("t".to_string(), topic)].into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    fn assigned() -> TopicSet {
+        [("t".to_string(), [0, 2].into_iter().collect())]
+            .into_iter()
+            .collect()
+    }
+
+    pub(crate) fn group() -> ConsumerGroup {
+        let mut g = ConsumerGroup::new(4);
+        g.assignment_epoch = 4;
+        g.target.insert("m1".to_string(), assigned());
+        g.members.insert(
+            "m1".to_string(),
+            ConsumerMember {
+                member_id: "m1".to_string(),
+                instance_id: Some("instance-1".to_string()),
+                rack_id: Some("rack-a".to_string()),
+                client_id: "client".to_string(),
+                client_host: "/127.0.0.1".to_string(),
+                rebalance_timeout_ms: 30_000,
+                subscribed: ["t".to_string()].into_iter().collect(),
+                server_assignor: Some("uniform".to_string()),
+                epoch: 4,
+                previous_epoch: 3,
+                assigned: assigned(),
+                revoking: TopicSet::new(),
+                revoke_deadline: None,
+                last_heartbeat: Instant::now(),
+                send_assignment: true,
+                left_static: false,
+            },
+        );
+        g
+    }
+
+    pub(crate) fn heartbeat_responses(_version: i16) -> Vec<ConsumerGroupHeartbeatResponse> {
+        let meta = metadata();
+        vec![
+            member_response("m1", 4, 5_000, Some(to_ids(&meta, &assigned()))),
+            member_response("m1", 4, 5_000, None),
+            hb_error(codes::FENCED_MEMBER_EPOCH, "The member epoch is fenced."),
+        ]
+    }
+
+    pub(crate) fn consumer_describe(_version: i16) -> Vec<cgd::DescribedGroup> {
+        let meta = metadata();
+        let consumer = Kind::Consumer(group());
+        let classic = Kind::Classic(super::super::classic::ClassicGroup::new());
+        vec![
+            describe_group(&meta, "consumer", Some(&consumer)),
+            describe_group(&meta, "classic", Some(&classic)),
+            describe_group(&meta, "missing", None),
+        ]
+    }
 }

@@ -878,9 +878,19 @@ fn list(co: &GroupCoordinator, states: &[String], types: &[String]) -> Vec<Liste
 
 fn describe(state: &Rc<ShardState>, version: i16, id: &str) -> DescribedGroup {
     let groups = state.groups.groups.borrow();
+    describe_group(&state.metadata(), version, id, groups.get(id))
+}
+
+/// The DescribeGroups entry of group `id` (`None`: no such group).
+fn describe_group(
+    meta: &crate::metadata::ClusterMetadata,
+    version: i16,
+    id: &str,
+    group: Option<&Group>,
+) -> DescribedGroup {
     let mut d = DescribedGroup::default();
     d.group_id = crate::handlers::str_bytes(id).into();
-    match groups.get(id) {
+    match group {
         None => {
             d.group_state = crate::handlers::str_bytes("Dead");
             if version >= 6 {
@@ -895,11 +905,45 @@ fn describe(state: &Rc<ShardState>, version: i16, id: &str) -> DescribedGroup {
             d.protocol_type = crate::handlers::str_bytes(&g.protocol_type());
             match &g.kind {
                 Kind::Classic(c) => c.describe_into(version, &mut d),
-                Kind::Consumer(c) => c.describe_classic_into(&state.metadata(), version, &mut d),
+                Kind::Consumer(c) => c.describe_classic_into(meta, version, &mut d),
             }
         }
     }
     d
+}
+
+/// Responses made by the coordinator's builders, for the handlers' version guards
+/// (`crate::handlers::version_guard`).
+#[cfg(test)]
+pub(crate) mod guard {
+    use super::*;
+    pub(crate) use classic::guard::{join_responses, leave_responses, sync_responses};
+    pub(crate) use consumer::guard::{consumer_describe, heartbeat_responses};
+    pub(crate) use offsets::guard::{
+        commit_responses, delete_groups_results, offset_delete_responses,
+    };
+
+    /// DescribeGroups entries: a stable classic group, a KIP-848 group, a missing one.
+    pub(crate) fn described_groups(version: i16) -> Vec<DescribedGroup> {
+        let meta = consumer::guard::metadata();
+        let classic = Group {
+            id: "classic".to_string(),
+            partition: 0,
+            offsets: BTreeMap::new(),
+            kind: Kind::Classic(classic::guard::group()),
+        };
+        let consumer = Group {
+            id: "consumer".to_string(),
+            partition: 0,
+            offsets: BTreeMap::new(),
+            kind: Kind::Consumer(consumer::guard::group()),
+        };
+        vec![
+            describe_group(&meta, version, "classic", Some(&classic)),
+            describe_group(&meta, version, "consumer", Some(&consumer)),
+            describe_group(&meta, version, "missing", None),
+        ]
+    }
 }
 
 /// The coordinator shard of a group, as seen from any shard.

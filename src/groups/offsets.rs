@@ -4,8 +4,11 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
+use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
-use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequest, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -201,8 +204,16 @@ pub async fn commit(
             }
         }
     }
+    commit_response(&req.topics, codes_out)
+}
+
+/// The OffsetCommit response: one code per requested partition, in request order.
+fn commit_response(
+    topics: &[OffsetCommitRequestTopic],
+    codes_out: Vec<Vec<i16>>,
+) -> OffsetCommitResponse {
     let mut resp = OffsetCommitResponse::default();
-    for (t, row) in req.topics.iter().zip(codes_out) {
+    for (t, row) in topics.iter().zip(codes_out) {
         let mut tr = OffsetCommitResponseTopic::default();
         tr.name = t.name.clone();
         for (p, code) in t.partitions.iter().zip(row) {
@@ -337,12 +348,16 @@ pub async fn delete_groups(co: &GroupCoordinator, ids: Vec<String>) -> Vec<Delet
                 }
             },
         };
-        let mut r = DeletableGroupResult::default();
-        r.group_id = str_bytes(&id).into();
-        r.error_code = code;
-        out.push(r);
+        out.push(deleted_group(&id, code));
     }
     out
+}
+
+fn deleted_group(id: &str, code: i16) -> DeletableGroupResult {
+    let mut r = DeletableGroupResult::default();
+    r.group_id = str_bytes(id).into();
+    r.error_code = code;
+    r
 }
 
 /// Topics the group's members are subscribed to (`None`: members use a protocol the broker
@@ -423,6 +438,16 @@ pub async fn offset_delete(
             }
         }
     }
+    offset_delete_response(rows, failed)
+}
+
+/// The OffsetDelete response of a group that exists: a code per partition (`failed`: the
+/// tombstones could not be written).
+fn offset_delete_response(
+    rows: Vec<(TopicName, Vec<(i32, i16)>)>,
+    failed: bool,
+) -> OffsetDeleteResponse {
+    let mut resp = OffsetDeleteResponse::default();
     for (name, row) in rows {
         let mut tr = OffsetDeleteResponseTopic::default();
         tr.name = name;
@@ -489,5 +514,50 @@ pub fn expire(co: &GroupCoordinator, now_ms: i64) {
     }
     for (p, recs) in writes {
         co.append_detached(p, recs);
+    }
+}
+
+/// Responses made by this file's builders, for the handlers' version guards.
+#[cfg(test)]
+pub(crate) mod guard {
+    use super::*;
+    use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
+
+    fn topic() -> TopicName {
+        str_bytes("t").into()
+    }
+
+    pub(crate) fn commit_responses(_version: i16) -> Vec<OffsetCommitResponse> {
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = topic();
+        for p in 0..3 {
+            let mut rp = OffsetCommitRequestPartition::default();
+            rp.partition_index = p;
+            t.partitions.push(rp);
+        }
+        let codes_out = vec![vec![
+            codes::NONE,
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+            codes::OFFSET_METADATA_TOO_LARGE,
+        ]];
+        vec![commit_response(&[t], codes_out)]
+    }
+
+    pub(crate) fn delete_groups_results(_version: i16) -> Vec<DeletableGroupResult> {
+        vec![
+            deleted_group("deleted", codes::NONE),
+            deleted_group("busy", codes::NON_EMPTY_GROUP),
+        ]
+    }
+
+    pub(crate) fn offset_delete_responses(_version: i16) -> Vec<OffsetDeleteResponse> {
+        let rows = vec![(
+            topic(),
+            vec![(0, codes::NONE), (1, codes::GROUP_SUBSCRIBED_TO_TOPIC)],
+        )];
+        vec![
+            offset_delete_response(rows.clone(), false),
+            offset_delete_response(rows, true),
+        ]
     }
 }

@@ -9,6 +9,8 @@ use kafka_protocol::messages::{AlterConfigsRequest, IncrementalAlterConfigsReque
 use kafka_protocol::messages::{alter_configs_response, incremental_alter_configs_response};
 use tern_net::{ParsedHeader, ResponseFrame};
 
+use kafka_protocol::protocol::StrBytes;
+
 use super::str_bytes;
 use crate::configs::{Alteration, ConfigOp};
 use crate::errors;
@@ -66,18 +68,32 @@ pub async fn handle(
         })
         .collect();
     let results = alter(&state, &h, resources, req.validate_only).await;
+    let keys = req
+        .resources
+        .iter()
+        .map(|r| (r.resource_type, r.resource_name.clone()));
+    super::encode(&h, &response(keys.collect(), results))
+}
+
+/// A resource: (type, name).
+type Resource = (i8, StrBytes);
+
+fn response(
+    resources: Vec<Resource>,
+    results: Vec<Result<(), (i16, String)>>,
+) -> alter_configs_response::AlterConfigsResponse {
     let mut resp = alter_configs_response::AlterConfigsResponse::default();
-    for (r, res) in req.resources.iter().zip(results) {
+    for ((resource_type, resource_name), res) in resources.into_iter().zip(results) {
         let mut o = alter_configs_response::AlterConfigsResourceResponse::default();
-        o.resource_type = r.resource_type;
-        o.resource_name = r.resource_name.clone();
+        o.resource_type = resource_type;
+        o.resource_name = resource_name;
         if let Err((code, msg)) = res {
             o.error_code = code;
             o.error_message = Some(str_bytes(&msg));
         }
         resp.responses.push(o);
     }
-    super::encode(&h, &resp)
+    resp
 }
 
 pub async fn handle_incremental(
@@ -104,16 +120,61 @@ pub async fn handle_incremental(
         })
         .collect();
     let results = alter(&state, &h, resources, req.validate_only).await;
+    let keys = req
+        .resources
+        .iter()
+        .map(|r| (r.resource_type, r.resource_name.clone()));
+    super::encode(&h, &incremental_response(keys.collect(), results))
+}
+
+fn incremental_response(
+    resources: Vec<Resource>,
+    results: Vec<Result<(), (i16, String)>>,
+) -> incremental_alter_configs_response::IncrementalAlterConfigsResponse {
     let mut resp = incremental_alter_configs_response::IncrementalAlterConfigsResponse::default();
-    for (r, res) in req.resources.iter().zip(results) {
+    for ((resource_type, resource_name), res) in resources.into_iter().zip(results) {
         let mut o = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
-        o.resource_type = r.resource_type;
-        o.resource_name = r.resource_name.clone();
+        o.resource_type = resource_type;
+        o.resource_name = resource_name;
         if let Err((code, msg)) = res {
             o.error_code = code;
             o.error_message = Some(str_bytes(&msg));
         }
         resp.responses.push(o);
     }
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+type Results = Vec<Result<(), (i16, String)>>;
+
+#[cfg(test)]
+fn guard_inputs() -> (Vec<Resource>, Results) {
+    (
+        vec![(2, str_bytes("t")), (4, str_bytes("1"))],
+        vec![
+            Ok(()),
+            Err((errors::INVALID_CONFIG, "bad value".to_string())),
+        ],
+    )
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let (resources, results) = guard_inputs();
+    vec![kafka_protocol::messages::ResponseKind::AlterConfigs(
+        response(resources, results),
+    )]
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses_incremental(
+    _version: i16,
+) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let (resources, results) = guard_inputs();
+    vec![
+        kafka_protocol::messages::ResponseKind::IncrementalAlterConfigs(incremental_response(
+            resources, results,
+        )),
+    ]
 }

@@ -7,6 +7,11 @@ use tern_net::{ParsedHeader, ResponseFrame};
 use crate::api;
 
 pub fn handle(h: &ParsedHeader, _req: ApiVersionsRequest) -> ResponseFrame {
+    super::encode(h, &response())
+}
+
+/// The answer (the same at every version; the encoder drops what a version lacks).
+fn response() -> ApiVersionsResponse {
     let mut resp = ApiVersionsResponse::default();
     resp.api_keys = api::SUPPORTED
         .iter()
@@ -18,5 +23,12 @@ pub fn handle(h: &ParsedHeader, _req: ApiVersionsRequest) -> ResponseFrame {
             v
         })
         .collect();
-    super::encode(h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    vec![kafka_protocol::messages::ResponseKind::ApiVersions(
+        response(),
+    )]
 }

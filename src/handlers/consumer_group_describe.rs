@@ -33,18 +33,30 @@ pub async fn handle(
     .await;
     let mut resp = ConsumerGroupDescribeResponse::default();
     for ((id, _), r) in keys.iter().zip(replies) {
-        let mut d = r.unwrap_or_else(|| {
-            let mut d = DescribedGroup::default();
-            d.group_id = str_bytes(id).into();
-            d.error_code = codes::NOT_COORDINATOR;
-            d
-        });
+        let mut d = r.unwrap_or_else(|| not_coordinator(id));
         // As Kafka: only groups described without an error carry the bitfield.
-        d.authorized_operations = super::authorized_ops::field(
-            req.include_authorized_operations && d.error_code == 0,
-            super::authorized_ops::GROUP,
-        );
+        d.authorized_operations = if req.include_authorized_operations && d.error_code == 0 {
+            super::acl_operation::GROUP_ALL
+        } else {
+            super::acl_operation::NOT_REQUESTED
+        };
         resp.groups.push(d);
     }
     super::encode(&h, &resp)
+}
+
+/// The entry of a group whose coordinator shard is gone (shutting down).
+fn not_coordinator(id: &str) -> DescribedGroup {
+    let mut d = DescribedGroup::default();
+    d.group_id = str_bytes(id).into();
+    d.error_code = codes::NOT_COORDINATOR;
+    d
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let mut resp = ConsumerGroupDescribeResponse::default();
+    resp.groups = crate::groups::guard::consumer_describe(version);
+    resp.groups.push(not_coordinator("elsewhere"));
+    vec![kafka_protocol::messages::ResponseKind::ConsumerGroupDescribe(resp)]
 }

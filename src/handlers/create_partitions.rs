@@ -32,6 +32,14 @@ pub async fn handle(
             })
         })
         .await;
+    super::encode(&h, &response(&topics, results.as_deref()))
+}
+
+/// The response to (topic, count) pairs given the controller's results (`None`: no answer).
+fn response(
+    topics: &[(String, i32)],
+    results: Option<&[Result<(), (i16, String)>]>,
+) -> CreatePartitionsResponse {
     let mut resp = CreatePartitionsResponse::default();
     resp.results = topics
         .iter()
@@ -39,7 +47,7 @@ pub async fn handle(
         .map(|(i, (name, _))| {
             let mut r = CreatePartitionsTopicResult::default();
             r.name = kafka_protocol::messages::TopicName(super::str_bytes(name));
-            match results.as_ref().and_then(|v| v.get(i)) {
+            match results.and_then(|v| v.get(i)) {
                 Some(Ok(())) => {}
                 Some(Err((code, msg))) => {
                     r.error_code = *code;
@@ -50,5 +58,18 @@ pub async fn handle(
             r
         })
         .collect();
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let topics = vec![("grown".to_string(), 4), ("refused".to_string(), 1)];
+    let results = [
+        Ok(()),
+        Err((errors::INVALID_PARTITIONS, "cannot shrink".to_string())),
+    ];
+    [Some(&results[..]), None]
+        .into_iter()
+        .map(|r| kafka_protocol::messages::ResponseKind::CreatePartitions(response(&topics, r)))
+        .collect()
 }

@@ -12,7 +12,7 @@ use kafka_protocol::messages::create_topics_response::{
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use crate::errors;
-use crate::messages::{ControllerRequest, NewTopic, ShardMessage, TopicError};
+use crate::messages::{ControllerRequest, CreatedTopic, NewTopic, ShardMessage, TopicError};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
 /// The (partitions, replication factor) a manual replica assignment asks for, checked as
@@ -128,17 +128,30 @@ pub async fn handle(
             .await
     }
     .map(Vec::into_iter);
-    let mut resp = CreateTopicsResponse::default();
-    resp.topics = requested
+    let outcomes = requested
         .into_iter()
         .map(|(name, t)| {
-            let mut r = CreatableTopicResult::default();
-            r.name = kafka_protocol::messages::TopicName(super::str_bytes(&name));
-            let result = match t {
+            let outcome = match t {
                 Err(e) => Some(Err(e)),
                 Ok(_) => results.as_mut().and_then(Iterator::next),
             };
-            match result {
+            (name, outcome)
+        })
+        .collect();
+    super::encode(&h, &response(outcomes))
+}
+
+/// The response: per topic, what was created or the error (`None`: no answer in time).
+fn response(
+    outcomes: Vec<(String, Option<Result<CreatedTopic, TopicError>>)>,
+) -> CreateTopicsResponse {
+    let mut resp = CreateTopicsResponse::default();
+    resp.topics = outcomes
+        .into_iter()
+        .map(|(name, outcome)| {
+            let mut r = CreatableTopicResult::default();
+            r.name = kafka_protocol::messages::TopicName(super::str_bytes(&name));
+            match outcome {
                 Some(Ok(created)) => {
                     r.topic_id = created.id;
                     r.num_partitions = created.partitions;
@@ -160,5 +173,25 @@ pub async fn handle(
             r
         })
         .collect();
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let created = CreatedTopic {
+        id: uuid::Uuid::from_u128(7),
+        partitions: 3,
+        replication_factor: 1,
+    };
+    let outcomes = vec![
+        ("created".to_string(), Some(Ok(created))),
+        (
+            "failed".to_string(),
+            Some(Err((errors::INVALID_PARTITIONS, "bad count".to_string()))),
+        ),
+        ("timed-out".to_string(), None),
+    ];
+    vec![kafka_protocol::messages::ResponseKind::CreateTopics(
+        response(outcomes),
+    )]
 }

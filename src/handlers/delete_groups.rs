@@ -32,12 +32,23 @@ pub async fn handle(
     .await;
     let mut resp = DeleteGroupsResponse::default();
     for ((id, _), r) in keys.iter().zip(replies) {
-        resp.results.push(r.unwrap_or_else(|| {
-            let mut d = DeletableGroupResult::default();
-            d.group_id = str_bytes(id).into();
-            d.error_code = codes::NOT_COORDINATOR;
-            d
-        }));
+        resp.results.push(r.unwrap_or_else(|| not_coordinator(id)));
     }
     super::encode(&h, &resp)
+}
+
+/// The entry of a group whose coordinator shard is gone (shutting down).
+fn not_coordinator(id: &str) -> DeletableGroupResult {
+    let mut d = DeletableGroupResult::default();
+    d.group_id = str_bytes(id).into();
+    d.error_code = codes::NOT_COORDINATOR;
+    d
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let mut resp = DeleteGroupsResponse::default();
+    resp.results = crate::groups::guard::delete_groups_results(version);
+    resp.results.push(not_coordinator("elsewhere"));
+    vec![kafka_protocol::messages::ResponseKind::DeleteGroups(resp)]
 }

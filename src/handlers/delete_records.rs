@@ -59,6 +59,16 @@ pub async fn handle(
             }
         }
     }
+    for (code, _) in &results {
+        if *code != errors::NONE {
+            state.metrics.error(h.api_key, *code);
+        }
+    }
+    super::encode(&h, &response(&req, &results))
+}
+
+/// The response to `req` given (error, low watermark) per partition in request order.
+fn response(req: &DeleteRecordsRequest, results: &[(i16, i64)]) -> DeleteRecordsResponse {
     let mut resp = DeleteRecordsResponse::default();
     let mut k = 0;
     for t in &req.topics {
@@ -67,9 +77,6 @@ pub async fn handle(
         for p in &t.partitions {
             let (code, low) = results[k];
             k += 1;
-            if code != errors::NONE {
-                state.metrics.error(h.api_key, code);
-            }
             let mut pr = DeleteRecordsPartitionResult::default();
             pr.partition_index = p.partition_index;
             pr.error_code = code;
@@ -78,7 +85,28 @@ pub async fn handle(
         }
         resp.topics.push(tr);
     }
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let mut req = DeleteRecordsRequest::default();
+    let mut t = DeleteRecordsTopic::default();
+    t.name = kafka_protocol::messages::TopicName(super::str_bytes("t"));
+    for p in 0..2 {
+        let mut dp = DeleteRecordsPartition::default();
+        dp.partition_index = p;
+        dp.offset = 10;
+        t.partitions.push(dp);
+    }
+    req.topics.push(t);
+    let results = [(errors::NONE, 10), (errors::OFFSET_OUT_OF_RANGE, -1)];
+    vec![kafka_protocol::messages::ResponseKind::DeleteRecords(
+        response(&req, &results),
+    )]
 }
 
 /// The owner shard's half.

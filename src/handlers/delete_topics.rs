@@ -20,7 +20,7 @@ pub async fn handle(
 ) -> ResponseFrame {
     let meta = state.metadata();
     // (requested name, requested id, resolved name)
-    let mut wanted: Vec<(Option<String>, uuid::Uuid, Option<String>)> = Vec::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
     if h.api_version >= 6 {
         for t in &req.topics {
             match &t.name {
@@ -46,6 +46,18 @@ pub async fn handle(
             ShardMessage::Controller(ControllerRequest::DeleteTopics { names, reply })
         })
         .await;
+    super::encode(&h, &response(wanted, results))
+}
+
+/// (requested name, requested id, resolved name)
+type Wanted = (Option<String>, uuid::Uuid, Option<String>);
+
+/// The response to the `wanted` topics given the controller's results for the resolved ones, in
+/// order (`None`: no answer in time).
+fn response(
+    wanted: Vec<Wanted>,
+    results: Option<Vec<Result<uuid::Uuid, (i16, String)>>>,
+) -> DeleteTopicsResponse {
     let mut results = results.map(|v| v.into_iter());
     let mut resp = DeleteTopicsResponse::default();
     resp.responses = wanted
@@ -69,5 +81,31 @@ pub async fn handle(
             r
         })
         .collect();
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let id = uuid::Uuid::from_u128(9);
+    let by_name = |n: &str| (Some(n.to_string()), uuid::Uuid::nil(), Some(n.to_string()));
+    let mut wanted = vec![by_name("deleted"), by_name("failed")];
+    if version >= 6 {
+        wanted.push((None, id, Some("by-id".to_string())));
+        wanted.push((None, uuid::Uuid::from_u128(10), None));
+    }
+    let results = vec![
+        Ok(id),
+        Err((
+            errors::UNKNOWN_TOPIC_OR_PARTITION,
+            "no such topic".to_string(),
+        )),
+        Ok(id),
+    ];
+    vec![
+        kafka_protocol::messages::ResponseKind::DeleteTopics(response(
+            wanted.clone(),
+            Some(results),
+        )),
+        kafka_protocol::messages::ResponseKind::DeleteTopics(response(wanted, None)),
+    ]
 }

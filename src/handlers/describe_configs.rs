@@ -12,8 +12,10 @@ use kafka_protocol::messages::describe_configs_response::{
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::str_bytes;
+use crate::config::BrokerConfig;
 use crate::configs::{self, BROKER_CONFIGS, RESOURCE_BROKER, RESOURCE_TOPIC, TOPIC_CONFIGS};
 use crate::errors;
+use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
 
 /// (config, value, source, synonyms, read-only)
@@ -30,8 +32,22 @@ pub async fn handle(
     h: ParsedHeader,
     req: DescribeConfigsRequest,
 ) -> ResponseFrame {
-    let meta = state.metadata();
-    let cfg = &state.config;
+    let resp = build_response(&state.config, &state.metadata(), &req);
+    for r in &resp.results {
+        if r.error_code != errors::NONE {
+            state.metrics.error(h.api_key, r.error_code);
+        }
+    }
+    super::encode(&h, &resp)
+}
+
+/// The DescribeConfigs response to `req` from the broker's static config and the metadata
+/// snapshot's dynamic configs.
+pub(crate) fn build_response(
+    cfg: &BrokerConfig,
+    meta: &ClusterMetadata,
+    req: &DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let mut resp = DescribeConfigsResponse::default();
     for r in &req.resources {
         let mut out = DescribeConfigsResult::default();
@@ -48,7 +64,7 @@ pub async fn handle(
             RESOURCE_TOPIC => match meta.topic(&name) {
                 Some(t) => {
                     for def in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
-                        let (v, s, syn) = configs::topic_value(cfg, &meta, t, def);
+                        let (v, s, syn) = configs::topic_value(cfg, meta, t, def);
                         rows.push((def, v, s, syn, false));
                     }
                 }
@@ -59,7 +75,7 @@ pub async fn handle(
             },
             RESOURCE_BROKER if name.is_empty() || name == cfg.node_id.to_string() => {
                 for def in BROKER_CONFIGS.iter().filter(|d| wanted(d.name)) {
-                    let (v, s, syn) = configs::broker_value(cfg, &meta, def);
+                    let (v, s, syn) = configs::broker_value(cfg, meta, def);
                     rows.push((def, v, s, syn, !def.dynamic));
                 }
             }
@@ -97,10 +113,58 @@ pub async fn handle(
             }
             out.configs.push(c);
         }
-        if out.error_code != errors::NONE {
-            state.metrics.error(h.api_key, out.error_code);
-        }
         resp.results.push(out);
     }
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let cfg = BrokerConfig::load(&Default::default()).expect("default config");
+    let mut meta = crate::handlers::test_fixtures::cluster();
+    meta.broker_configs
+        .insert("log.retention.ms".into(), "1000".into());
+    if let Some(t) = meta.topics.values_mut().next() {
+        t.configs.insert("retention.ms".into(), "5000".into());
+    }
+    let resource = |rt: i8, name: &str, keys: Option<Vec<&str>>| {
+        let mut r = DescribeConfigsResource::default();
+        r.resource_type = rt;
+        r.resource_name = str_bytes(name);
+        r.configuration_keys = keys.map(|ks| ks.into_iter().map(str_bytes).collect());
+        r
+    };
+    let mut out = Vec::new();
+    for extras in [false, true] {
+        let mut req = DescribeConfigsRequest::default();
+        req.resources = vec![
+            resource(RESOURCE_TOPIC, "orders", None),
+            resource(RESOURCE_BROKER, &cfg.node_id.to_string(), None),
+            resource(RESOURCE_BROKER, "", Some(vec!["log.retention.ms"])),
+            resource(RESOURCE_TOPIC, "missing", None),
+            resource(RESOURCE_BROKER, "99", None),
+            resource(7, "x", None),
+        ];
+        // Synonyms from v1, documentation from v3 (the request cannot ask before).
+        req.include_synonyms = extras;
+        req.include_documentation = extras && version >= 3;
+        out.push(kafka_protocol::messages::ResponseKind::DescribeConfigs(
+            build_response(&cfg, &meta, &req),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_responses_encode_at_every_advertised_version() {
+        crate::handlers::test_fixtures::assert_guard_encodes(
+            kafka_protocol::messages::ApiKey::DescribeConfigs,
+            guard_responses,
+        );
+    }
 }

@@ -62,8 +62,17 @@ pub async fn handle(
     let dir = state.config.log_dir.clone();
     let abs = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
     let cap = tern_shard::task::run_blocking(move || capacity(&dir)).await;
+    super::encode(&h, &response(&abs.display().to_string(), cap, by_topic))
+}
+
+/// The answer for the one log directory: its capacity and its partitions by topic.
+fn response(
+    log_dir: &str,
+    cap: Option<(i64, i64)>,
+    by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>>,
+) -> DescribeLogDirsResponse {
     let mut r = DescribeLogDirsResult::default();
-    r.log_dir = str_bytes(&abs.display().to_string());
+    r.log_dir = str_bytes(log_dir);
     let (total, usable) = cap.unwrap_or((-1, -1));
     r.total_bytes = total;
     r.usable_bytes = usable;
@@ -76,7 +85,26 @@ pub async fn handle(
     }
     let mut resp = DescribeLogDirsResponse::default();
     resp.results.push(r);
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let mut p = DescribeLogDirsPartition::default();
+    p.partition_index = 1;
+    p.partition_size = 4096;
+    let by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> =
+        [("t".to_string(), vec![p])].into_iter().collect();
+    [Some((1 << 40, 1 << 39)), None]
+        .into_iter()
+        .map(|cap| {
+            kafka_protocol::messages::ResponseKind::DescribeLogDirs(response(
+                "/data",
+                cap,
+                by_topic.clone(),
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

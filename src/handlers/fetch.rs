@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use kafka_protocol::messages::FetchRequest;
-use tern_net::{FetchPartitionOut, FetchTopicOut, OutChunk, ParsedHeader, ResponseFrame};
+use tern_net::{
+    FetchNodeEndpoint, FetchPartitionOut, FetchTopicOut, OutChunk, ParsedHeader, ResponseFrame,
+};
 use tern_storage::{ReadChunk, ReadError};
 
 use crate::errors;
 use crate::messages::{FetchItem, FetchResult, Reply, ShardMessage};
+use crate::metadata::{ClusterMetadata, check_leader_epoch};
 use crate::shard_state::ShardState;
 
 /// Upper bound on how long a fetch may wait, whatever the client asks (Kafka has no such cap,
@@ -29,16 +32,63 @@ struct Slot {
     early_error: Option<i16>,
 }
 
+/// A topic of the request, in request order.
+pub(crate) struct TopicLayout {
+    /// Resolved name (empty for an unknown id).
+    pub name: String,
+    /// As requested (v13+) or from metadata.
+    pub id: uuid::Uuid,
+    pub partitions: usize,
+}
+
+/// Fetch sessions (KIP-227): Tern keeps none, so every full fetch is answered sessionless
+/// (session id 0, which tells the client to keep sending full requests). An incremental fetch
+/// (epoch other than 0 = initial or -1 = final) names a session this broker does not have.
+fn session_error(session_epoch: i32) -> i16 {
+    if session_epoch == 0 || session_epoch == -1 {
+        errors::NONE
+    } else {
+        errors::FETCH_SESSION_ID_NOT_FOUND
+    }
+}
+
 pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -> ResponseFrame {
+    let session_error = if h.api_version >= 7 {
+        session_error(req.session_epoch)
+    } else {
+        errors::NONE
+    };
+    if session_error != errors::NONE {
+        state.metrics.error(h.api_key, session_error);
+        return encode(&h, session_error, &[], &[]);
+    }
     let meta = state.metadata();
     let mut slots: Vec<Slot> = Vec::new();
-    let mut layout: Vec<(String, usize)> = Vec::new();
+    let mut layout: Vec<TopicLayout> = Vec::new();
     for t in &req.topics {
-        let name = t.topic.0.to_string();
+        // v13+ names topics by id.
+        let (name, id, tm) = if h.api_version >= 13 {
+            match meta.topic_by_id(&t.topic_id) {
+                Some((n, tm)) => (n.clone(), t.topic_id, Some(tm)),
+                None => (String::new(), t.topic_id, None),
+            }
+        } else {
+            let name = t.topic.0.to_string();
+            let tm = meta.topic(&name);
+            let id = tm.map_or(uuid::Uuid::nil(), |tm| tm.id);
+            (name, id, tm)
+        };
         let topic: Arc<str> = Arc::from(name.as_str());
-        let tm = meta.topic(&name);
         for p in &t.partitions {
-            let exists = tm.is_some_and(|tm| (0..tm.partitions).contains(&p.partition));
+            let early_error = match tm.filter(|tm| tm.has_partition(p.partition)) {
+                None if h.api_version >= 13 && tm.is_none() => Some(errors::UNKNOWN_TOPIC_ID),
+                None => Some(errors::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(tm) => {
+                    let code =
+                        check_leader_epoch(tm.leader_epoch(p.partition), p.current_leader_epoch);
+                    (code != errors::NONE).then_some(code)
+                }
+            };
             slots.push(Slot {
                 item: FetchItem {
                     topic: topic.clone(),
@@ -47,11 +97,16 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                 },
                 owner: state.owner(&topic, p.partition),
-                early_error: (!exists).then_some(errors::UNKNOWN_TOPIC_OR_PARTITION),
+                early_error,
             });
         }
-        layout.push((name, t.partitions.len()));
+        layout.push(TopicLayout {
+            name,
+            id,
+            partitions: t.partitions.len(),
+        });
     }
+    drop(meta);
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_bytes = if req.max_bytes <= 0 {
         i32::MAX as usize
@@ -139,39 +194,109 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
         }
     }
 
-    let mut topics_out = Vec::with_capacity(layout.len());
-    let mut k = 0;
-    for (name, n) in layout {
-        let mut partitions = Vec::with_capacity(n);
-        for _ in 0..n {
-            let s = &slots[k];
-            let r = std::mem::take(&mut results[k]);
-            k += 1;
-            partitions.push(FetchPartitionOut {
-                partition_index: s.item.partition,
-                error_code: r.error_code,
-                high_watermark: r.high_watermark,
-                last_stable_offset: r.high_watermark,
-                log_start_offset: r.log_start_offset,
-                records: r.chunks.into_iter().map(to_out_chunk).collect(),
-            });
-        }
-        topics_out.push(FetchTopicOut { name, partitions });
-    }
+    let read_committed = req.isolation_level == 1;
+    let partitions: Vec<(i32, FetchResult)> = slots
+        .iter()
+        .zip(results)
+        .map(|(s, r)| (s.item.partition, r))
+        .collect();
+    let broker = super::LocalBroker::of(&state.config);
+    let (topics_out, endpoints) = build_topics(
+        h.api_version,
+        &broker,
+        &state.metadata(),
+        &layout,
+        partitions,
+        read_committed,
+    );
+    encode(&h, errors::NONE, &topics_out, &endpoints)
+}
+
+fn encode(
+    h: &ParsedHeader,
+    error_code: i16,
+    topics: &[FetchTopicOut],
+    endpoints: &[FetchNodeEndpoint],
+) -> ResponseFrame {
     match tern_net::encode_fetch_response(
         h.api_version,
         h.correlation_id,
         0,
-        errors::NONE,
+        error_code,
         0,
-        &topics_out,
+        topics,
+        endpoints,
     ) {
         Ok(frame) => frame,
         Err(e) => {
-            log::error!("encoding fetch response v{}: {e}", h.api_version);
+            log::error!(
+                "encoding fetch response v{}: {e}; closing connection",
+                h.api_version
+            );
             ResponseFrame { chunks: Vec::new() }
         }
     }
+}
+
+/// The response topics for `layout` from each partition's (index, result), flattened in
+/// request order. READ_COMMITTED answers carry an (empty: Tern has no transactions) aborted
+/// transaction list; from v16 a partition refused with NOT_LEADER_OR_FOLLOWER or
+/// FENCED_LEADER_EPOCH carries the current leader (KIP-951), whose endpoint is returned too.
+pub(crate) fn build_topics(
+    version: i16,
+    broker: &super::LocalBroker,
+    meta: &ClusterMetadata,
+    layout: &[TopicLayout],
+    partitions: Vec<(i32, FetchResult)>,
+    read_committed: bool,
+) -> (Vec<FetchTopicOut>, Vec<FetchNodeEndpoint>) {
+    assert_eq!(
+        layout.iter().map(|t| t.partitions).sum::<usize>(),
+        partitions.len(),
+        "one result per partition entry"
+    );
+    let mut leader_named = false;
+    let mut topics_out = Vec::with_capacity(layout.len());
+    let mut it = partitions.into_iter();
+    for t in layout {
+        let mut out = Vec::with_capacity(t.partitions);
+        for (partition, r) in it.by_ref().take(t.partitions) {
+            let hint = version >= 16
+                && (r.error_code == errors::NOT_LEADER_OR_FOLLOWER
+                    || r.error_code == errors::FENCED_LEADER_EPOCH);
+            let current_leader = meta
+                .topic(&t.name)
+                .filter(|tm| hint && tm.has_partition(partition))
+                .map(|tm| (broker.node_id, tm.leader_epoch(partition)));
+            leader_named |= current_leader.is_some();
+            out.push(FetchPartitionOut {
+                partition_index: partition,
+                error_code: r.error_code,
+                high_watermark: r.high_watermark,
+                last_stable_offset: r.high_watermark,
+                log_start_offset: r.log_start_offset,
+                aborted_transactions: read_committed.then(Vec::new),
+                current_leader,
+                records: r.chunks.into_iter().map(to_out_chunk).collect(),
+            });
+        }
+        topics_out.push(FetchTopicOut {
+            name: t.name.clone(),
+            topic_id: t.id.as_u128(),
+            partitions: out,
+        });
+    }
+    let endpoints = if leader_named {
+        vec![FetchNodeEndpoint {
+            node_id: broker.node_id,
+            host: broker.host.clone(),
+            port: broker.port,
+            rack: None,
+        }]
+    } else {
+        Vec::new()
+    };
+    (topics_out, endpoints)
 }
 
 fn to_out_chunk(c: ReadChunk) -> OutChunk {
@@ -328,4 +453,151 @@ pub async fn wait_local(
     }
     let fresh = read_local(state, &items).await;
     let _ = reply.send(Some(fresh));
+}
+
+/// Fetch responses go through the hand-written encoder; the guard encodes them with it, then
+/// decodes them with kafka-protocol at the same version (a second codec), and hands the decoded
+/// response to the shared encode check.
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+    let meta = crate::handlers::test_fixtures::cluster();
+    let broker = crate::handlers::test_fixtures::broker();
+    let (name, tm) = meta.topics.iter().next().expect("fixture has a topic");
+    let layout = vec![
+        TopicLayout {
+            name: name.clone(),
+            id: tm.id,
+            partitions: 4,
+        },
+        TopicLayout {
+            name: if version >= 13 {
+                String::new()
+            } else {
+                "missing".into()
+            },
+            id: uuid::Uuid::from_u128(99),
+            partitions: 1,
+        },
+    ];
+    let data = |hw: i64| FetchResult {
+        error_code: errors::NONE,
+        high_watermark: hw,
+        log_start_offset: 3,
+        chunks: vec![ReadChunk::Memory(bytes::Bytes::from_static(&[7u8; 70]))],
+        bytes: 70,
+    };
+    let failed = |code: i16| FetchResult {
+        error_code: code,
+        high_watermark: -1,
+        log_start_offset: -1,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for read_committed in [false, true] {
+        let partitions = vec![
+            (0, data(10)),
+            (1, failed(errors::NOT_LEADER_OR_FOLLOWER)),
+            (2, failed(errors::FENCED_LEADER_EPOCH)),
+            (2, failed(errors::OFFSET_OUT_OF_RANGE)),
+            (
+                0,
+                failed(if version >= 13 {
+                    errors::UNKNOWN_TOPIC_ID
+                } else {
+                    errors::UNKNOWN_TOPIC_OR_PARTITION
+                }),
+            ),
+        ];
+        let (topics, endpoints) =
+            build_topics(version, &broker, &meta, &layout, partitions, read_committed);
+        for (error, session_id) in [(errors::NONE, 0), (errors::FETCH_SESSION_ID_NOT_FOUND, 0)] {
+            let frame = tern_net::encode_fetch_response(
+                version, 1, 5, error, session_id, &topics, &endpoints,
+            )
+            .unwrap_or_else(|e| panic!("fetch v{version}: {e}"));
+            let mut b = frame.to_contiguous().expect("in-memory records only");
+            let size = b.get_i32() as usize;
+            assert_eq!(size, b.len());
+            let header_version =
+                kafka_protocol::messages::ApiKey::Fetch.response_header_version(version);
+            kafka_protocol::messages::ResponseHeader::decode(&mut b, header_version)
+                .expect("response header");
+            let resp = kafka_protocol::messages::FetchResponse::decode(&mut b, version)
+                .unwrap_or_else(|e| panic!("fetch v{version} decode: {e:#}"));
+            assert!(b.is_empty(), "fetch v{version}: trailing bytes");
+            out.push(kafka_protocol::messages::ResponseKind::Fetch(resp));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ResponseKind;
+
+    #[test]
+    fn guard_responses_encode_at_every_advertised_version() {
+        crate::handlers::test_fixtures::assert_guard_encodes(
+            kafka_protocol::messages::ApiKey::Fetch,
+            guard_responses,
+        );
+    }
+
+    #[test]
+    fn topic_ids_leader_hints_and_endpoints() {
+        let ResponseKind::Fetch(r) = guard_responses(16).remove(0) else {
+            unreachable!()
+        };
+        let meta = crate::handlers::test_fixtures::cluster();
+        let id = meta.topics.values().next().unwrap().id;
+        assert_eq!(r.responses[0].topic_id, id);
+        assert_eq!(r.responses[1].topic_id, uuid::Uuid::from_u128(99));
+        let p = &r.responses[0].partitions;
+        assert_eq!(p[0].records.as_ref().map(|b| b.len()), Some(70));
+        assert_eq!(p[0].current_leader.leader_id.0, -1);
+        assert_eq!(
+            (
+                p[1].current_leader.leader_id.0,
+                p[1].current_leader.leader_epoch
+            ),
+            (1, 0)
+        );
+        assert_eq!(
+            (
+                p[2].current_leader.leader_id.0,
+                p[2].current_leader.leader_epoch
+            ),
+            (1, 3)
+        );
+        assert_eq!(r.node_endpoints.len(), 1);
+        assert_eq!(r.node_endpoints[0].host.as_str(), "127.0.0.1");
+        assert_eq!(
+            r.responses[1].partitions[0].error_code,
+            errors::UNKNOWN_TOPIC_ID
+        );
+        // No hints before v16 (Kafka fills them for KIP-951 clients only).
+        let ResponseKind::Fetch(r) = guard_responses(15).remove(0) else {
+            unreachable!()
+        };
+        assert_eq!(r.responses[0].partitions[1].current_leader.leader_id.0, -1);
+        assert!(r.node_endpoints.is_empty());
+        // READ_COMMITTED: an empty aborted-transaction list instead of null.
+        let ResponseKind::Fetch(r) = guard_responses(12).remove(2) else {
+            unreachable!()
+        };
+        assert_eq!(
+            r.responses[0].partitions[0].aborted_transactions,
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn sessions() {
+        assert_eq!(session_error(0), errors::NONE);
+        assert_eq!(session_error(-1), errors::NONE);
+        assert_eq!(session_error(1), errors::FETCH_SESSION_ID_NOT_FOUND);
+    }
 }

@@ -21,7 +21,23 @@ pub async fn handle(
         })
         .await
         .unwrap_or(codes::NOT_COORDINATOR);
+    super::encode(&h, &response(code))
+}
+
+fn response(code: i16) -> HeartbeatResponse {
     let mut resp = HeartbeatResponse::default();
     resp.error_code = code;
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    [
+        codes::NONE,
+        codes::REBALANCE_IN_PROGRESS,
+        codes::NOT_COORDINATOR,
+    ]
+    .into_iter()
+    .map(|c| kafka_protocol::messages::ResponseKind::Heartbeat(response(c)))
+    .collect()
 }

@@ -22,29 +22,47 @@ pub async fn handle(
     h: ParsedHeader,
     req: InitProducerIdRequest,
 ) -> ResponseFrame {
-    let mut resp = InitProducerIdResponse::default();
-    resp.producer_id = ProducerId(-1);
-    resp.producer_epoch = -1;
     if req.transactional_id.is_some() {
         log::warn!("InitProducerId with a transactional.id: transactions are not supported yet");
-        resp.error_code = errors::INVALID_REQUEST;
-        return super::encode(&h, &resp);
+        return super::encode(&h, &response(Err(errors::INVALID_REQUEST)));
     }
     let id = state
         .call(CONTROLLER_SHARD, |reply| {
             ShardMessage::Controller(ControllerRequest::AllocateProducerId { reply })
         })
         .await;
-    match id {
-        Some(Ok(id)) => {
-            resp.producer_id = ProducerId(id);
-            resp.producer_epoch = 0;
-        }
+    let outcome = match id {
+        Some(Ok(id)) => Ok((id, 0)),
         Some(Err(e)) => {
             log::error!("allocating a producer id: {e}");
-            resp.error_code = errors::UNKNOWN_SERVER_ERROR;
+            Err(errors::UNKNOWN_SERVER_ERROR)
         }
-        None => resp.error_code = errors::REQUEST_TIMED_OUT,
+        None => Err(errors::REQUEST_TIMED_OUT),
+    };
+    super::encode(&h, &response(outcome))
+}
+
+/// The response: (producer id, epoch) or an error code.
+fn response(outcome: Result<(i64, i16), i16>) -> InitProducerIdResponse {
+    let mut resp = InitProducerIdResponse::default();
+    match outcome {
+        Ok((id, epoch)) => {
+            resp.producer_id = ProducerId(id);
+            resp.producer_epoch = epoch;
+        }
+        Err(code) => {
+            resp.error_code = code;
+            resp.producer_id = ProducerId(-1);
+            resp.producer_epoch = -1;
+        }
     }
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    [Ok((1000, 3)), Err(errors::INVALID_REQUEST)]
+        .into_iter()
+        .map(|o| kafka_protocol::messages::ResponseKind::InitProducerId(response(o)))
+        .collect()
 }

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+use kafka_protocol::protocol::StrBytes;
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use crate::groups::{GroupMessage, codes};
@@ -29,15 +30,27 @@ pub async fn handle(
             })
         })
         .await
-        .unwrap_or_else(|| {
-            let mut r = JoinGroupResponse::default();
-            r.error_code = codes::NOT_COORDINATOR;
-            r.generation_id = -1;
-            r.member_id = member_id;
-            if version < 7 {
-                r.protocol_name = Some(super::str_bytes(""));
-            }
-            r
-        });
+        .unwrap_or_else(|| not_coordinator(version, member_id));
     super::encode(&h, &resp)
+}
+
+/// The answer when the coordinator shard is gone (shutting down).
+fn not_coordinator(version: i16, member_id: StrBytes) -> JoinGroupResponse {
+    let mut r = JoinGroupResponse::default();
+    r.error_code = codes::NOT_COORDINATOR;
+    r.generation_id = -1;
+    r.member_id = member_id;
+    if version < 7 {
+        r.protocol_name = Some(super::str_bytes(""));
+    }
+    r
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let mut out = crate::groups::guard::join_responses(version);
+    out.push(not_coordinator(version, super::str_bytes("m")));
+    out.into_iter()
+        .map(kafka_protocol::messages::ResponseKind::JoinGroup)
+        .collect()
 }

@@ -25,10 +25,22 @@ pub async fn handle(
             })
         })
         .await
-        .unwrap_or_else(|| {
-            let mut r = LeaveGroupResponse::default();
-            r.error_code = codes::NOT_COORDINATOR;
-            r
-        });
+        .unwrap_or_else(not_coordinator);
     super::encode(&h, &resp)
+}
+
+/// The answer when the coordinator shard is gone (shutting down).
+fn not_coordinator() -> LeaveGroupResponse {
+    let mut r = LeaveGroupResponse::default();
+    r.error_code = codes::NOT_COORDINATOR;
+    r
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let mut out = crate::groups::guard::leave_responses(version);
+    out.push(not_coordinator());
+    out.into_iter()
+        .map(kafka_protocol::messages::ResponseKind::LeaveGroup)
+        .collect()
 }

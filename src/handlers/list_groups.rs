@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::ListGroupsRequest;
-use kafka_protocol::messages::list_groups_response::ListGroupsResponse;
+use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use crate::groups::{GroupMessage, codes};
@@ -42,8 +42,14 @@ pub async fn handle(
                 .await
         }
     });
+    let replies = futures::future::join_all(calls).await;
+    super::encode(&h, &response(v, replies))
+}
+
+/// The response from every shard's groups (`None`: a shard did not answer).
+fn response(v: i16, replies: Vec<Option<Vec<ListedGroup>>>) -> ListGroupsResponse {
     let mut resp = ListGroupsResponse::default();
-    for r in futures::future::join_all(calls).await {
+    for r in replies {
         match r {
             Some(groups) => {
                 for mut g in groups {
@@ -59,5 +65,24 @@ pub async fn handle(
             None => resp.error_code = codes::COORDINATOR_NOT_AVAILABLE,
         }
     }
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let mut g = ListedGroup::default();
+    g.group_id = super::str_bytes("g").into();
+    g.protocol_type = super::str_bytes("consumer");
+    g.group_state = super::str_bytes("Stable");
+    g.group_type = super::str_bytes("classic");
+    vec![
+        kafka_protocol::messages::ResponseKind::ListGroups(response(
+            version,
+            vec![Some(vec![g.clone()]), Some(vec![])],
+        )),
+        kafka_protocol::messages::ResponseKind::ListGroups(response(
+            version,
+            vec![Some(vec![g]), None],
+        )),
+    ]
 }

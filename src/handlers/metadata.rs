@@ -9,9 +9,10 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, TopicName};
 use tern_net::{ParsedHeader, ResponseFrame};
 
+use super::acl_operation;
 use crate::errors;
 use crate::messages::{ControllerRequest, NewTopic, ShardMessage};
-use crate::metadata::validate_topic_name;
+use crate::metadata::{ClusterMetadata, validate_topic_name};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
 /// Creates `names` with broker defaults (auto-creation). Errors are left for the caller to see
@@ -51,18 +52,22 @@ pub async fn auto_create(state: &Rc<ShardState>, names: Vec<String>) {
 
 pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: MetadataRequest) -> ResponseFrame {
     let meta = state.metadata();
-    // Which topics: None = all (v1+: null), else by name (or by id, v10+).
-    let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = req.topics.as_ref().map(|ts| {
-        ts.iter()
-            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
-            .collect()
-    });
+    let query = MetadataQuery {
+        // Which topics: None = all (v1+: null), else by name (or by id, v12+).
+        topics: req.topics.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+                .collect()
+        }),
+        include_topic_ops: req.include_topic_authorized_operations,
+        include_cluster_ops: req.include_cluster_authorized_operations,
+    };
     let allow_auto =
         state.config.auto_create_topics && (h.api_version < 4 || req.allow_auto_topic_creation);
     // Topics created by this request are reported as LEADER_NOT_AVAILABLE (as Kafka does): the
     // client retries its metadata request and then sees them.
     let mut just_created: Vec<String> = Vec::new();
-    let meta = match &requested {
+    let meta = match &query.topics {
         Some(list) if allow_auto => {
             let missing: Vec<String> = list
                 .iter()
@@ -79,22 +84,56 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: MetadataRequest
         }
         _ => meta,
     };
+    let broker = super::LocalBroker::of(&state.config);
+    let resp = build_response(h.api_version, &broker, &meta, &query, &just_created);
+    super::encode(&h, &resp)
+}
 
-    let node = state.config.node_id;
+/// What a Metadata request asks for.
+pub(crate) struct MetadataQuery {
+    /// None = every topic; else (name, id) pairs, the name absent when asked by id (v12+).
+    pub topics: Option<Vec<(Option<String>, uuid::Uuid)>>,
+    pub include_topic_ops: bool,
+    /// Only carried by v8-v10 (later versions ask DescribeCluster).
+    pub include_cluster_ops: bool,
+}
+
+/// The response to `query` at `version` from the metadata snapshot `meta`; `just_created` are
+/// topics this request auto-created (reported LEADER_NOT_AVAILABLE until the next request).
+pub(crate) fn build_response(
+    version: i16,
+    broker: &super::LocalBroker,
+    meta: &ClusterMetadata,
+    query: &MetadataQuery,
+    just_created: &[String],
+) -> MetadataResponse {
+    let node = broker.node_id;
     let mut resp = MetadataResponse::default();
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(node);
-    broker.host = super::str_bytes(&state.config.advertised_host);
-    broker.port = i32::from(state.config.advertised_port);
-    resp.brokers = vec![broker];
+    let mut b = MetadataResponseBroker::default();
+    b.node_id = BrokerId(node);
+    b.host = super::str_bytes(&broker.host);
+    b.port = broker.port;
+    resp.brokers = vec![b];
     resp.cluster_id = Some(super::str_bytes(&meta.cluster_id));
     resp.controller_id = BrokerId(node);
-    resp.cluster_authorized_operations = i32::MIN;
+    // v13's top-level error code: nothing makes the whole request fail here.
+    resp.error_code = errors::NONE;
+    resp.cluster_authorized_operations = if query.include_cluster_ops && (8..=10).contains(&version)
+    {
+        acl_operation::CLUSTER_ALL
+    } else {
+        acl_operation::NOT_REQUESTED
+    };
+    let topic_ops = if query.include_topic_ops && version >= 8 {
+        acl_operation::TOPIC_ALL
+    } else {
+        acl_operation::NOT_REQUESTED
+    };
 
     let describe = |name: &str, id: uuid::Uuid| -> MetadataResponseTopic {
         let mut t = MetadataResponseTopic::default();
         t.name = Some(TopicName(super::str_bytes(name)));
-        t.topic_authorized_operations = i32::MIN;
+        t.topic_authorized_operations = topic_ops;
         match meta.topic(name) {
             Some(tm) if just_created.iter().any(|n| n == name) => {
                 t.topic_id = tm.id;
@@ -107,7 +146,7 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: MetadataRequest
                         let mut mp = MetadataResponsePartition::default();
                         mp.partition_index = p;
                         mp.leader_id = BrokerId(node);
-                        mp.leader_epoch = 0;
+                        mp.leader_epoch = tm.leader_epoch(p);
                         mp.replica_nodes = vec![BrokerId(node)];
                         mp.isr_nodes = vec![BrokerId(node)];
                         mp
@@ -126,27 +165,134 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: MetadataRequest
         t
     };
 
-    resp.topics = match requested {
+    resp.topics = match &query.topics {
         None => meta
             .topics
             .keys()
             .map(|n| describe(n, uuid::Uuid::nil()))
             .collect(),
         Some(list) => list
-            .into_iter()
+            .iter()
             .map(|(name, id)| match name {
-                Some(n) => describe(&n, id),
-                None => match meta.topic_by_id(&id) {
-                    Some((n, _)) => describe(n, id),
-                    None => {
+                // Kafka: "Topic IDs are not supported in requests for version 10 and 11".
+                Some(n) if !id.is_nil() && version < 12 => {
+                    let mut t = describe(n, *id);
+                    t.partitions.clear();
+                    t.error_code = errors::INVALID_REQUEST;
+                    t
+                }
+                Some(n) => describe(n, *id),
+                None => match meta.topic_by_id(id) {
+                    Some((n, _)) if version >= 12 => describe(n, *id),
+                    _ => {
                         let mut t = MetadataResponseTopic::default();
-                        t.topic_id = id;
-                        t.error_code = errors::UNKNOWN_TOPIC_ID;
+                        t.topic_id = *id;
+                        t.error_code = if version >= 12 {
+                            errors::UNKNOWN_TOPIC_ID
+                        } else {
+                            errors::INVALID_REQUEST
+                        };
+                        t.topic_authorized_operations = topic_ops;
                         t
                     }
                 },
             })
             .collect(),
     };
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    use kafka_protocol::messages::ResponseKind;
+    let meta = crate::handlers::test_fixtures::cluster();
+    let broker = crate::handlers::test_fixtures::broker();
+    let (known, id) = meta
+        .topics
+        .iter()
+        .next()
+        .map(|(n, t)| (n.clone(), t.id))
+        .expect("fixture has a topic");
+    let mut out = Vec::new();
+    for ops in [false, true] {
+        let all = MetadataQuery {
+            topics: None,
+            include_topic_ops: ops,
+            include_cluster_ops: ops,
+        };
+        out.push(build_response(version, &broker, &meta, &all, &[]));
+        // Names only before v10 (null names and ids are not on the wire there).
+        let mut list = vec![
+            (Some(known.clone()), uuid::Uuid::nil()),
+            (Some("missing".to_string()), uuid::Uuid::nil()),
+            (Some("bad/name".to_string()), uuid::Uuid::nil()),
+        ];
+        if version >= 10 {
+            list.push((None, id));
+            list.push((None, uuid::Uuid::new_v4()));
+        }
+        let some = MetadataQuery {
+            topics: Some(list),
+            include_topic_ops: ops,
+            include_cluster_ops: ops,
+        };
+        out.push(build_response(
+            version,
+            &broker,
+            &meta,
+            &some,
+            &[known.clone()],
+        ));
+        out.push(build_response(version, &broker, &meta, &some, &[]));
+    }
+    out.into_iter().map(ResponseKind::Metadata).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_fixtures;
+
+    #[test]
+    fn guard_responses_encode_at_every_advertised_version() {
+        test_fixtures::assert_guard_encodes(
+            kafka_protocol::messages::ApiKey::Metadata,
+            guard_responses,
+        );
+    }
+
+    #[test]
+    fn reports_leader_epochs_ids_and_operations() {
+        let mut meta = test_fixtures::cluster();
+        let (name, tm) = meta.topics.iter_mut().next().unwrap();
+        let name = name.clone();
+        tm.leader_epochs[1] = 5;
+        let id = tm.id;
+        let q = MetadataQuery {
+            topics: Some(vec![(None, id), (None, uuid::Uuid::from_u128(9))]),
+            include_topic_ops: true,
+            include_cluster_ops: true,
+        };
+        let r = build_response(13, &test_fixtures::broker(), &meta, &q, &[]);
+        assert_eq!(r.topics[0].name.as_ref().unwrap().0.as_str(), name);
+        assert_eq!(r.topics[0].topic_id, id);
+        assert_eq!(r.topics[0].partitions[1].leader_epoch, 5);
+        assert_eq!(
+            r.topics[0].topic_authorized_operations,
+            acl_operation::TOPIC_ALL
+        );
+        assert_eq!(r.topics[1].error_code, errors::UNKNOWN_TOPIC_ID);
+        // v11+ has no cluster operations in Metadata.
+        assert_eq!(r.cluster_authorized_operations, i32::MIN);
+        let r = build_response(10, &test_fixtures::broker(), &meta, &q, &[]);
+        assert_eq!(r.cluster_authorized_operations, acl_operation::CLUSTER_ALL);
+        let q = MetadataQuery {
+            topics: None,
+            include_topic_ops: false,
+            include_cluster_ops: false,
+        };
+        let r = build_response(10, &test_fixtures::broker(), &meta, &q, &[]);
+        assert_eq!(r.cluster_authorized_operations, i32::MIN);
+        assert_eq!(r.topics[0].topic_authorized_operations, i32::MIN);
+    }
 }

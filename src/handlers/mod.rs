@@ -3,10 +3,10 @@
 //! request order) and, where partitions are involved, the shard-local half (runs on the owner).
 
 pub mod api_versions;
-pub mod authorized_ops;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -32,20 +32,60 @@ pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+// encoding
+pub mod encode_fallback;
+#[cfg(test)]
+pub(crate) mod test_fixtures;
+#[cfg(test)]
+mod version_guard;
 
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use tern_net::{ParsedHeader, ResponseFrame};
 
 /// Encodes a response body for the request `h`. An encoding failure is a bug in a handler: it
-/// is logged and answered by closing the connection (an empty frame).
-pub fn encode<T: Encodable>(h: &ParsedHeader, body: &T) -> ResponseFrame {
-    match tern_net::encode_response(h.api_key, h.api_version, h.correlation_id, body) {
+/// is logged and the request is answered with an error response of its API and version where
+/// the API has one (see `encode_fallback`), else by closing the connection (an empty frame).
+pub fn encode<T: Encodable + 'static>(h: &ParsedHeader, body: &T) -> ResponseFrame {
+    let encoded = if encode_fallback::forced_failure(h.api_key) {
+        Err(tern_net::EncodeError::Protocol(format!(
+            "forced by {}",
+            encode_fallback::TEST_HOOK_ENV
+        )))
+    } else {
+        tern_net::encode_response(h.api_key, h.api_version, h.correlation_id, body)
+    };
+    match encoded {
         Ok(frame) => frame,
-        Err(e) => {
+        Err(e) => encode_failed(h, body, e),
+    }
+}
+
+/// The answer to `h` when its response `body` cannot be encoded (kept off the inlined path).
+#[cold]
+fn encode_failed(
+    h: &ParsedHeader,
+    body: &dyn std::any::Any,
+    e: tern_net::EncodeError,
+) -> ResponseFrame {
+    let (api, v) = (h.api_key, h.api_version);
+    match encode_fallback::error_answer(h, body) {
+        Some(Ok(frame)) => {
             log::error!(
-                "encoding response to api {} v{} failed: {e}; closing connection",
-                h.api_key,
-                h.api_version
+                "encoding response to api {api} v{v} failed: {e}; answered UNKNOWN_SERVER_ERROR"
+            );
+            frame
+        }
+        Some(Err(e2)) => {
+            log::error!(
+                "encoding response to api {api} v{v} failed: {e}; so did its error answer \
+                 ({e2}); closing connection"
+            );
+            ResponseFrame { chunks: Vec::new() }
+        }
+        None => {
+            log::error!(
+                "encoding response to api {api} v{v} failed: {e}; no error answer at this \
+                 version; closing connection"
             );
             ResponseFrame { chunks: Vec::new() }
         }
@@ -54,4 +94,86 @@ pub fn encode<T: Encodable>(h: &ParsedHeader, body: &T) -> ResponseFrame {
 
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+/// This broker as clients reach it: the leader of every partition (Metadata brokers, KIP-951
+/// `NodeEndpoints` in Produce and Fetch).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalBroker {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+impl LocalBroker {
+    pub fn of(config: &crate::config::BrokerConfig) -> Self {
+        Self {
+            node_id: config.node_id,
+            host: config.advertised_host.clone(),
+            port: i32::from(config.advertised_port),
+        }
+    }
+}
+
+/// Kafka's AclOperation codes, as bits of an "authorized operations" bitfield.
+pub mod acl_operation {
+    pub const READ: u8 = 3;
+    pub const WRITE: u8 = 4;
+    pub const CREATE: u8 = 5;
+    pub const DELETE: u8 = 6;
+    pub const ALTER: u8 = 7;
+    pub const DESCRIBE: u8 = 8;
+    pub const CLUSTER_ACTION: u8 = 9;
+    pub const DESCRIBE_CONFIGS: u8 = 10;
+    pub const ALTER_CONFIGS: u8 = 11;
+    pub const IDEMPOTENT_WRITE: u8 = 12;
+
+    /// What Kafka answers when the request did not ask for authorized operations.
+    pub const NOT_REQUESTED: i32 = i32::MIN;
+
+    const fn bits(ops: &[u8]) -> i32 {
+        let mut field = 0i32;
+        let mut i = 0;
+        while i < ops.len() {
+            field |= 1 << ops[i];
+            i += 1;
+        }
+        field
+    }
+
+    /// Every operation Kafka defines on a topic (AclEntry.supportedOperations(TOPIC)); with no
+    /// ACLs every one is allowed.
+    pub const TOPIC_ALL: i32 = bits(&[
+        READ,
+        WRITE,
+        CREATE,
+        DESCRIBE,
+        DELETE,
+        ALTER,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+    ]);
+    /// Every operation Kafka defines on the cluster (AclEntry.supportedOperations(CLUSTER)).
+    pub const CLUSTER_ALL: i32 = bits(&[
+        CREATE,
+        CLUSTER_ACTION,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        IDEMPOTENT_WRITE,
+        ALTER,
+        DESCRIBE,
+    ]);
+
+    /// Every operation Kafka defines on a group (AclEntry.supportedOperations(GROUP); Kafka 4's
+    /// group configs added DESCRIBE_CONFIGS and ALTER_CONFIGS).
+    pub const GROUP_ALL: i32 = bits(&[READ, DESCRIBE, DELETE, DESCRIBE_CONFIGS, ALTER_CONFIGS]);
+
+    #[cfg(test)]
+    #[test]
+    fn bitfields_match_kafka() {
+        // Values a Kafka 4 broker without an authorizer reports.
+        assert_eq!(TOPIC_ALL, 3576);
+        assert_eq!(CLUSTER_ALL, 8096);
+        assert_eq!(GROUP_ALL, 3400);
+    }
 }

@@ -4,10 +4,10 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::OffsetCommitRequest;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::{OffsetCommitRequest, TopicName};
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use crate::groups::{GroupMessage, codes};
@@ -21,7 +21,7 @@ pub async fn handle(
 ) -> ResponseFrame {
     let owner = crate::groups::owner_shard(&state, &req.group_id.0);
     let version = h.api_version;
-    let topics: Vec<(_, Vec<i32>)> = req
+    let topics: Vec<(TopicName, Vec<i32>)> = req
         .topics
         .iter()
         .map(|t| {
@@ -40,20 +40,35 @@ pub async fn handle(
             })
         })
         .await
-        .unwrap_or_else(|| {
-            let mut r = OffsetCommitResponse::default();
-            for (name, parts) in topics {
-                let mut tr = OffsetCommitResponseTopic::default();
-                tr.name = name;
-                for p in parts {
-                    let mut pr = OffsetCommitResponsePartition::default();
-                    pr.partition_index = p;
-                    pr.error_code = codes::NOT_COORDINATOR;
-                    tr.partitions.push(pr);
-                }
-                r.topics.push(tr);
-            }
-            r
-        });
+        .unwrap_or_else(|| not_coordinator(topics));
     super::encode(&h, &resp)
+}
+
+/// The answer when the coordinator shard is gone: NOT_COORDINATOR on every partition.
+fn not_coordinator(topics: Vec<(TopicName, Vec<i32>)>) -> OffsetCommitResponse {
+    let mut r = OffsetCommitResponse::default();
+    for (name, parts) in topics {
+        let mut tr = OffsetCommitResponseTopic::default();
+        tr.name = name;
+        for p in parts {
+            let mut pr = OffsetCommitResponsePartition::default();
+            pr.partition_index = p;
+            pr.error_code = codes::NOT_COORDINATOR;
+            tr.partitions.push(pr);
+        }
+        r.topics.push(tr);
+    }
+    r
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let mut out = crate::groups::guard::commit_responses(version);
+    out.push(not_coordinator(vec![(
+        super::str_bytes("t").into(),
+        vec![0, 1],
+    )]));
+    out.into_iter()
+        .map(kafka_protocol::messages::ResponseKind::OffsetCommit)
+        .collect()
 }

@@ -71,7 +71,11 @@ pub async fn handle(
             })
         })
         .collect();
+    super::encode(&h, &response(v, &groups, results))
+}
 
+/// The response to the requested `groups` given what their coordinators returned, in order.
+fn response(v: i16, groups: &[FetchGroup], results: Vec<FetchedGroup>) -> OffsetFetchResponse {
     let mut resp = OffsetFetchResponse::default();
     if v >= 8 {
         for (g, r) in groups.iter().zip(results) {
@@ -138,5 +142,53 @@ pub async fn handle(
             resp.topics.push(tr);
         }
     }
-    super::encode(&h, &resp)
+    resp
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    use crate::groups::FetchedPartition;
+    let group = |id: &str| FetchGroup {
+        group_id: id.to_string(),
+        member_id: Some("m".to_string()),
+        member_epoch: 3,
+        topics: Some(vec![("t".to_string(), vec![0, 1])]),
+    };
+    let fetched = FetchedGroup {
+        error_code: codes::NONE,
+        topics: vec![(
+            "t".to_string(),
+            vec![
+                FetchedPartition {
+                    partition: 0,
+                    offset: 42,
+                    leader_epoch: 5,
+                    metadata: "meta".to_string(),
+                    error_code: codes::NONE,
+                },
+                FetchedPartition {
+                    partition: 1,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    error_code: crate::errors::UNKNOWN_TOPIC_OR_PARTITION,
+                },
+            ],
+        )],
+    };
+    let failed = FetchedGroup {
+        error_code: codes::NOT_COORDINATOR,
+        topics: Vec::new(),
+    };
+    let mut out = vec![kafka_protocol::messages::ResponseKind::OffsetFetch(
+        response(version, &[group("g")], vec![fetched.clone()]),
+    )];
+    out.push(kafka_protocol::messages::ResponseKind::OffsetFetch(
+        response(version, &[group("g")], vec![failed.clone()]),
+    ));
+    if version >= 8 {
+        let r = response(version, &[group("a"), group("b")], vec![fetched, failed]);
+        out.push(kafka_protocol::messages::ResponseKind::OffsetFetch(r));
+    }
+    out
 }

@@ -10,16 +10,17 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::channel::oneshot;
-use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
+use kafka_protocol::messages::{BrokerId, ProduceRequest, TopicName};
 use tern_net::ParsedHeader;
 use tern_storage::{AppendError, Durability};
 
 use crate::dispatch::Dispatched;
 use crate::errors;
 use crate::messages::{ProduceItem, ProduceResult, Reply, ShardMessage};
+use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
 
 /// One partition entry of the request, in request order.
@@ -59,7 +60,7 @@ pub async fn dispatch(
     let base = body.as_ptr() as usize;
     let body_len = body.len();
     let mut slots: Vec<Slot> = Vec::new();
-    let mut topic_names: Vec<(Arc<str>, usize)> = Vec::new();
+    let mut topics: Vec<TopicRef> = Vec::new();
     let request_error = if transactional {
         Some(errors::INVALID_REQUEST)
     } else if !matches!(acks, -1..=1) {
@@ -67,9 +68,23 @@ pub async fn dispatch(
     } else {
         None
     };
+    // v13+ names topics by id; an unknown id is UNKNOWN_TOPIC_ID for all its partitions.
+    let meta_at_start = state.metadata();
     for t in topic_data {
-        let topic: Arc<str> = Arc::from(t.name.0.as_str());
-        topic_names.push((topic.clone(), t.partition_data.len()));
+        let (topic, unknown_id): (Arc<str>, bool) = if h.api_version >= 13 {
+            match meta_at_start.topic_by_id(&t.topic_id) {
+                Some((name, _)) => (Arc::from(name.as_str()), false),
+                None => (Arc::from(""), true),
+            }
+        } else {
+            (Arc::from(t.name.0.as_str()), false)
+        };
+        topics.push(TopicRef {
+            name: topic.clone(),
+            id: t.topic_id,
+            by_id: h.api_version >= 13,
+            partitions: t.partition_data.len(),
+        });
         for p in t.partition_data {
             // Records are slices of the body (zero-copy decode); an empty one may be a static
             // empty slice instead, which is rejected below as "no records".
@@ -81,26 +96,34 @@ pub async fn dispatch(
                     (off, r.len())
                 }
             });
+            let early = match request_error {
+                Some(c) => Some(error_result(c, None)),
+                None if unknown_id => Some(error_result(errors::UNKNOWN_TOPIC_ID, None)),
+                None => None,
+            };
             slots.push(Slot {
                 topic: topic.clone(),
                 partition: p.index,
                 range,
-                early: request_error.map(|c| error_result(c, None)),
+                early,
                 owner: state.owner(&topic, p.index),
             });
         }
     }
+    drop(meta_at_start);
     // Every Bytes slice of the request is dropped now, so the body is uniquely owned again.
 
     // Auto-create unknown topics (when enabled), then check partitions exist.
     let mut meta = state.metadata();
     if state.config.auto_create_topics && request_error.is_none() {
-        let mut missing: Vec<String> = topic_names
+        let mut missing: Vec<String> = topics
             .iter()
-            .filter(|(n, _)| {
-                meta.topic(n).is_none() && crate::metadata::validate_topic_name(n).is_ok()
+            .filter(|t| {
+                !t.by_id
+                    && meta.topic(&t.name).is_none()
+                    && crate::metadata::validate_topic_name(&t.name).is_ok()
             })
-            .map(|(n, _)| n.to_string())
+            .map(|t| t.name.to_string())
             .collect();
         missing.dedup();
         if !missing.is_empty() {
@@ -111,7 +134,7 @@ pub async fn dispatch(
     for s in slots.iter_mut().filter(|s| s.early.is_none()) {
         let exists = meta
             .topic(&s.topic)
-            .is_some_and(|t| (0..t.partitions).contains(&s.partition));
+            .is_some_and(|t| t.has_partition(s.partition));
         if !exists {
             s.early = Some(error_result(errors::UNKNOWN_TOPIC_OR_PARTITION, None));
         } else if s.range.is_none_or(|(_, len)| len == 0) {
@@ -162,41 +185,97 @@ pub async fn dispatch(
         return Dispatched { response: None };
     }
     Dispatched::respond(async move {
-        let mut results: Vec<ProduceResult> = slots
+        let mut results: Vec<(i32, ProduceResult)> = slots
             .iter_mut()
             .map(|s| {
-                s.early
+                let r = s
+                    .early
                     .take()
-                    .unwrap_or_else(|| error_result(errors::REQUEST_TIMED_OUT, None))
+                    .unwrap_or_else(|| error_result(errors::REQUEST_TIMED_OUT, None));
+                (s.partition, r)
             })
             .collect();
         for (idxs, rx) in waits {
             if let Ok(reply) = rx.await {
                 for (i, r) in idxs.into_iter().zip(reply) {
-                    results[i] = r;
+                    results[i].1 = r;
                 }
             }
         }
-        let mut resp = ProduceResponse::default();
-        // Results and slots are both in request order.
-        let mut it = results.into_iter().zip(&slots);
-        for (topic, n) in topic_names {
-            let mut tr = TopicProduceResponse::default();
-            tr.name = kafka_protocol::messages::TopicName(super::str_bytes(&topic));
-            for (r, slot) in it.by_ref().take(n) {
-                let mut pr = PartitionProduceResponse::default();
-                pr.index = slot.partition;
-                pr.error_code = r.error_code;
-                pr.base_offset = r.base_offset;
-                pr.log_append_time_ms = -1;
-                pr.log_start_offset = r.log_start_offset;
-                pr.error_message = r.error_message.as_deref().map(super::str_bytes);
-                tr.partition_responses.push(pr);
-            }
-            resp.responses.push(tr);
-        }
+        let broker = super::LocalBroker::of(&state.config);
+        let resp = build_response(h.api_version, &broker, &state.metadata(), &topics, &results);
         super::encode(&h, &resp)
     })
+}
+
+/// A topic of the request, in request order, with how many partition entries it has.
+pub(crate) struct TopicRef {
+    /// The topic's name (empty for an unknown id).
+    pub name: Arc<str>,
+    pub id: uuid::Uuid,
+    /// Named by id (v13+): the response names it by id too.
+    pub by_id: bool,
+    pub partitions: usize,
+}
+
+/// The Produce response at `version` for `topics` with their partitions' `results` (flattened,
+/// in request order, each paired with its partition index). From v10 a partition refused with
+/// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH carries the current leader as `meta` knows it
+/// (KIP-951), and the response lists that leader's endpoint.
+pub(crate) fn build_response(
+    version: i16,
+    broker: &super::LocalBroker,
+    meta: &ClusterMetadata,
+    topics: &[TopicRef],
+    results: &[(i32, ProduceResult)],
+) -> ProduceResponse {
+    assert_eq!(
+        topics.iter().map(|t| t.partitions).sum::<usize>(),
+        results.len(),
+        "one result per partition entry"
+    );
+    let mut resp = ProduceResponse::default();
+    let mut leader_named = false;
+    let mut it = results.iter();
+    for topic in topics {
+        let mut tr = TopicProduceResponse::default();
+        if topic.by_id {
+            tr.topic_id = topic.id;
+        } else {
+            tr.name = TopicName(super::str_bytes(&topic.name));
+        }
+        for (partition, r) in it.by_ref().take(topic.partitions) {
+            let mut pr = PartitionProduceResponse::default();
+            pr.index = *partition;
+            pr.error_code = r.error_code;
+            pr.base_offset = r.base_offset;
+            pr.log_append_time_ms = -1;
+            pr.log_start_offset = r.log_start_offset;
+            pr.error_message = r.error_message.as_deref().map(super::str_bytes);
+            let leader_hint = r.error_code == errors::NOT_LEADER_OR_FOLLOWER
+                || r.error_code == errors::FENCED_LEADER_EPOCH;
+            if version >= 10
+                && leader_hint
+                && let Some(tm) = meta
+                    .topic(&topic.name)
+                    .filter(|t| t.has_partition(*partition))
+            {
+                pr.current_leader.leader_id = BrokerId(broker.node_id);
+                pr.current_leader.leader_epoch = tm.leader_epoch(*partition);
+                leader_named = true;
+            }
+            tr.partition_responses.push(pr);
+        }
+        resp.responses.push(tr);
+    }
+    if leader_named {
+        let mut ep = NodeEndpoint::default();
+        ep.node_id = BrokerId(broker.node_id);
+        ep.host = super::str_bytes(&broker.host);
+        ep.port = broker.port;
+        resp.node_endpoints.push(ep);
+    }
+    resp
 }
 
 /// Cuts each slot's records out of `body` as disjoint mutable buffers (no copy when the body is
@@ -263,6 +342,7 @@ pub async fn handle_local(
     } else {
         Durability::Written
     };
+    let meta = state.metadata();
     let mut results = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
@@ -270,8 +350,13 @@ pub async fn handle_local(
             results.push(error_result(errors::UNKNOWN_TOPIC_OR_PARTITION, None));
             continue;
         };
+        // Batches carry the leader epoch they were written in (partitionLeaderEpoch).
+        let leader_epoch = meta
+            .topic(&item.topic)
+            .filter(|t| t.has_partition(item.partition))
+            .map_or(0, |t| t.leader_epoch(item.partition));
         state.metrics.produce_batch(item.records.len());
-        match log.append(item.records, 0, durability) {
+        match log.append(item.records, leader_epoch, durability) {
             Ok(appended) => {
                 results.push(ProduceResult {
                     error_code: errors::NONE,
@@ -300,5 +385,117 @@ pub async fn handle_local(
     }
     if let Some(reply) = reply {
         let _ = reply.send(results);
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    use crate::handlers::test_fixtures;
+    let meta = test_fixtures::cluster();
+    let (name, tm) = meta.topics.iter().next().expect("fixture has a topic");
+    let ok = ProduceResult {
+        error_code: errors::NONE,
+        error_message: None,
+        base_offset: 42,
+        log_start_offset: 7,
+    };
+    let topics = vec![
+        TopicRef {
+            name: Arc::from(name.as_str()),
+            id: tm.id,
+            by_id: version >= 13,
+            partitions: 4,
+        },
+        TopicRef {
+            name: Arc::from(if version >= 13 { "" } else { "missing" }),
+            id: uuid::Uuid::from_u128(77),
+            by_id: version >= 13,
+            partitions: 1,
+        },
+    ];
+    let results = [
+        (0, ok.clone()),
+        (1, error_result(errors::NOT_LEADER_OR_FOLLOWER, None)),
+        (2, error_result(errors::FENCED_LEADER_EPOCH, None)),
+        (
+            2,
+            error_result(errors::CORRUPT_MESSAGE, Some("no records".into())),
+        ),
+        (
+            0,
+            error_result(
+                if version >= 13 {
+                    errors::UNKNOWN_TOPIC_ID
+                } else {
+                    errors::UNKNOWN_TOPIC_OR_PARTITION
+                },
+                None,
+            ),
+        ),
+    ];
+    let broker = test_fixtures::broker();
+    vec![
+        build_response(version, &broker, &meta, &topics, &results),
+        // All appended: no leader hints, no endpoints.
+        build_response(
+            version,
+            &broker,
+            &meta,
+            &topics[..1],
+            &[(0, ok.clone()), (1, ok.clone()), (2, ok.clone()), (0, ok)],
+        ),
+    ]
+    .into_iter()
+    .map(kafka_protocol::messages::ResponseKind::Produce)
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_fixtures;
+
+    #[test]
+    fn guard_responses_encode_at_every_advertised_version() {
+        test_fixtures::assert_guard_encodes(
+            kafka_protocol::messages::ApiKey::Produce,
+            guard_responses,
+        );
+    }
+
+    #[test]
+    fn leader_hints_from_v10() {
+        let kafka_protocol::messages::ResponseKind::Produce(r) = guard_responses(10).remove(0)
+        else {
+            unreachable!()
+        };
+        let p = &r.responses[0].partition_responses;
+        assert_eq!(p[0].current_leader.leader_id.0, -1, "no hint on success");
+        assert_eq!(
+            (
+                p[1].current_leader.leader_id.0,
+                p[1].current_leader.leader_epoch
+            ),
+            (1, 0)
+        );
+        assert_eq!(
+            (
+                p[2].current_leader.leader_id.0,
+                p[2].current_leader.leader_epoch
+            ),
+            (1, 3)
+        );
+        assert_eq!(r.node_endpoints.len(), 1);
+        assert_eq!(r.node_endpoints[0].port, 9092);
+        let kafka_protocol::messages::ResponseKind::Produce(r) = guard_responses(13).remove(0)
+        else {
+            unreachable!()
+        };
+        assert!(r.responses[0].name.0.is_empty());
+        assert_eq!(r.responses[1].topic_id, uuid::Uuid::from_u128(77));
+        assert_eq!(
+            r.responses[1].partition_responses[0].error_code,
+            errors::UNKNOWN_TOPIC_ID
+        );
     }
 }
