@@ -586,6 +586,14 @@ pub fn log_config(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta)
     }
 }
 
+/// `default.replication.factor`: what CreateTopics with replication factor -1 gets.
+pub fn default_replication_factor(cfg: &BrokerConfig, meta: &ClusterMetadata) -> i16 {
+    let def = broker_def("default.replication.factor").expect("known broker config");
+    let (v, _, _) = broker_value(cfg, meta, def);
+    v.parse()
+        .unwrap_or_else(|_| def.default.parse().expect("a valid default"))
+}
+
 /// (retention.ms, retention.bytes) of a topic; (-1, -1) when its cleanup policy has no `delete`.
 pub fn retention(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta) -> (i64, i64) {
     let policy = topic_value(
@@ -687,8 +695,10 @@ pub fn apply(
             ));
         };
         if !is_topic && !def.dynamic {
+            // Kafka's ConfigAdminManager turns this ConfigException into InvalidRequestException
+            // (KAFKA-13609 keeps it for compatibility), not INVALID_CONFIG.
             return Err((
-                errors::INVALID_CONFIG,
+                errors::INVALID_REQUEST,
                 format!(
                     "Cannot update these configs dynamically: {} (set it in the config file and restart)",
                     op.name
@@ -888,13 +898,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(retention(&c, &meta, &meta.topics["t"]), (-1, -1));
-        assert!(
+        assert_eq!(
             apply(
                 &c,
                 &mut meta,
                 &set(RESOURCE_BROKER, "", "num.partitions", Some("3"), 0)
             )
-            .is_err()
+            .unwrap_err()
+            .0,
+            errors::INVALID_REQUEST
         );
         assert!(
             apply(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::config::BrokerConfig;
 use crate::errors;
-use crate::messages::{ControllerRequest, NewTopic, ShardMessage, TopicError};
+use crate::messages::{ControllerRequest, CreatedTopic, NewTopic, ShardMessage, TopicError};
 use crate::metadata::{self, ClusterMetadata, TopicMeta, validate_topic_name};
 use crate::shard_state::ShardState;
 
@@ -18,6 +18,11 @@ use crate::shard_state::ShardState;
 const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Upper bound on partitions per topic (an explicit limit, as Kafka's controller has).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+/// The brokers that can hold a replica now: this one (Tern has no cluster membership yet).
+pub fn live_brokers(config: &BrokerConfig) -> Vec<i32> {
+    vec![config.node_id]
+}
 
 pub struct Controller {
     config: Arc<BrokerConfig>,
@@ -110,11 +115,12 @@ impl Controller {
         self.commit_results(shard, next, changed, results).await
     }
 
+    /// (partitions, replication factor) of a valid new topic, -1s resolved to the defaults.
     fn validate_new_topic(
         &self,
         meta: &ClusterMetadata,
         t: &NewTopic,
-    ) -> Result<i32, (i16, String)> {
+    ) -> Result<(i32, i16), (i16, String)> {
         validate_topic_name(&t.name).map_err(|m| (errors::INVALID_TOPIC_EXCEPTION, m))?;
         if meta.topics.contains_key(&t.name) {
             return Err((
@@ -133,19 +139,33 @@ impl Controller {
                 format!("Number of partitions must be in 1..={MAX_PARTITIONS_PER_TOPIC}"),
             ));
         }
-        if t.replication_factor != -1 && t.replication_factor != 1 {
+        let replication_factor = if t.replication_factor == -1 {
+            crate::configs::default_replication_factor(&self.config, meta)
+        } else {
+            t.replication_factor
+        };
+        if replication_factor <= 0 {
+            return Err((
+                errors::INVALID_REPLICATION_FACTOR,
+                "Replication factor must be larger than 0, or -1 to use the default value."
+                    .to_string(),
+            ));
+        }
+        let live = live_brokers(&self.config).len();
+        if replication_factor as usize > live {
             return Err((
                 errors::INVALID_REPLICATION_FACTOR,
                 format!(
-                    "Replication factor: {} larger than available brokers: 1.",
-                    t.replication_factor
+                    "Unable to replicate the partition {replication_factor} time(s): The target \
+                     replication factor of {replication_factor} cannot be reached because only \
+                     {live} broker(s) are registered."
                 ),
             ));
         }
         for (k, v) in &t.configs {
             crate::configs::validate_topic_config(k, v)?;
         }
-        Ok(partitions)
+        Ok((partitions, replication_factor))
     }
 
     async fn create_topics(
@@ -153,12 +173,12 @@ impl Controller {
         shard: &Rc<ShardState>,
         topics: Vec<NewTopic>,
         validate_only: bool,
-    ) -> Vec<Result<(uuid::Uuid, i32), (i16, String)>> {
+    ) -> Vec<Result<CreatedTopic, (i16, String)>> {
         let mut next = self.meta.borrow().clone();
         let mut results = Vec::with_capacity(topics.len());
         for t in &topics {
             match self.validate_new_topic(&next, t) {
-                Ok(partitions) => {
+                Ok((partitions, replication_factor)) => {
                     let id = uuid::Uuid::new_v4();
                     if !validate_only {
                         next.topics.insert(
@@ -177,7 +197,11 @@ impl Controller {
                             ),
                         );
                     }
-                    results.push(Ok((id, partitions)));
+                    results.push(Ok(CreatedTopic {
+                        id,
+                        partitions,
+                        replication_factor,
+                    }));
                 }
                 Err(e) => results.push(Err(e)),
             }

@@ -17,6 +17,7 @@ mod handlers;
 mod messages;
 mod metadata;
 mod metrics;
+mod partition_identity;
 mod partition_manager;
 mod retention;
 mod shard_state;

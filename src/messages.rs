@@ -71,7 +71,7 @@ pub enum ControllerRequest {
     CreateTopics {
         topics: Vec<NewTopic>,
         validate_only: bool,
-        reply: Reply<Vec<Result<(uuid::Uuid, i32), TopicError>>>,
+        reply: Reply<Vec<Result<CreatedTopic, TopicError>>>,
     },
     DeleteTopics {
         names: Vec<String>,
@@ -91,6 +91,15 @@ pub enum ControllerRequest {
         validate_only: bool,
         reply: Reply<Vec<Result<(), (i16, String)>>>,
     },
+}
+
+/// A topic CreateTopics created (or, with validate_only, would create).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CreatedTopic {
+    pub id: uuid::Uuid,
+    pub partitions: i32,
+    /// Replicas of each partition (the request's, or default.replication.factor for -1).
+    pub replication_factor: i16,
 }
 
 #[derive(Clone, Debug)]

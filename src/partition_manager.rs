@@ -8,7 +8,6 @@ use std::collections::HashMap;
 /// Looked up for every partition of every produce/fetch: ahash is fast, and its random
 /// per-process seed keeps crafted topic names from forcing collisions.
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
-use std::path::Path;
 use std::rc::Rc;
 
 use anyhow::{Context, Result};
@@ -31,10 +30,6 @@ pub struct PartitionManager {
     /// Serialises reconcile runs (control plane only; never taken on the produce/fetch path).
     reconcile_lock: futures::lock::Mutex<()>,
 }
-
-/// The file (as Kafka's `partition.metadata`) that ties a partition directory to a topic id, so a
-/// re-created topic of the same name never sees the old topic's records.
-const PARTITION_METADATA: &str = "partition.metadata";
 
 impl PartitionManager {
     pub fn new(shard: ShardId, shard_count: usize, cache: Rc<TailCache>) -> Self {
@@ -118,7 +113,7 @@ impl PartitionManager {
                     continue;
                 }
                 let dir = partition_dir(&config.log_dir, name, p);
-                ensure_partition_identity(&dir, &topic.id).await?;
+                crate::partition_identity::ensure(&dir, topic.id, meta).await?;
                 let log = PartitionLog::open(
                     &dir,
                     Self::log_config(config, meta, topic),
@@ -148,32 +143,4 @@ impl PartitionManager {
             }
         }
     }
-}
-
-/// Makes sure `dir` belongs to topic `id`: a directory left by a deleted topic of the same name
-/// is wiped first. Blocking file work runs on the blocking pool.
-async fn ensure_partition_identity(dir: &Path, id: &uuid::Uuid) -> Result<()> {
-    let dir = dir.to_path_buf();
-    let id = *id;
-    tern_shard::task::run_blocking(move || -> Result<()> {
-        let file = dir.join(PARTITION_METADATA);
-        let expected = format!("version: 0\ntopic_id: {id}\n");
-        match std::fs::read_to_string(&file) {
-            Ok(s) if s == expected => return Ok(()),
-            Ok(_) => {
-                log::warn!(
-                    "{} belonged to an older topic of the same name: wiping it",
-                    dir.display()
-                );
-                std::fs::remove_dir_all(&dir)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(&file, expected)?;
-        Ok(())
-    })
-    .await
-    .with_context(|| "writing partition.metadata")
 }

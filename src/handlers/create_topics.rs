@@ -1,9 +1,11 @@
 //! CreateTopics: validated and applied by the controller; replies once every shard has opened
-//! the new partitions.
+//! the new partitions. A manual replica assignment is checked here against the live brokers;
+//! the response reports each topic's partitions and replication factor as created.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::CreateTopicsRequest;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
 };
@@ -12,64 +14,151 @@ use tern_net::{ParsedHeader, ResponseFrame};
 use crate::config::BrokerConfig;
 use crate::configs::{self, TOPIC_CONFIGS};
 use crate::errors;
-use crate::messages::{ControllerRequest, NewTopic, ShardMessage};
+use crate::messages::{ControllerRequest, CreatedTopic, NewTopic, ShardMessage, TopicError};
 use crate::metadata::{ClusterMetadata, TopicMeta};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
+
+/// The (partitions, replication factor) a manual replica assignment asks for, checked as
+/// Kafka's controller does (ReplicationControlManager): numPartitions and replicationFactor
+/// must then be -1, partition indexes 0..n without gaps or repeats, and every partition's
+/// replicas non-empty, distinct, on live brokers, and as many as the first partition's.
+fn from_assignments(t: &CreatableTopic, live_brokers: &[i32]) -> Result<(i32, i16), TopicError> {
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err((
+            errors::INVALID_REQUEST,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both \
+             cannot be used at the same time."
+                .to_string(),
+        ));
+    }
+    let bad = |m: String| Err((errors::INVALID_REPLICA_ASSIGNMENT, m));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut replicas = None;
+    for a in &t.assignments {
+        if !seen.insert(a.partition_index) {
+            return bad(format!(
+                "Found multiple manual partition assignments for partition {}",
+                a.partition_index
+            ));
+        }
+        let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+        if ids.is_empty() {
+            return bad("The manual partition assignment includes an empty replica list.".into());
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return bad(format!(
+                    "The manual partition assignment includes the broker {id} more than once."
+                ));
+            }
+            if !live_brokers.contains(id) {
+                return bad(format!(
+                    "The manual partition assignment includes broker {id}, but no such broker is \
+                     registered."
+                ));
+            }
+        }
+        match replicas {
+            None => replicas = Some(ids.len()),
+            Some(n) if n != ids.len() => {
+                return bad(format!(
+                    "The manual partition assignment includes a partition with {} replica(s), but \
+                     this is not consistent with previous partitions, which have {n} replica(s).",
+                    ids.len()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if !seen.iter().copied().eq(0..seen.len() as i32) {
+        return bad("partitions should be a consecutive 0-based integer sequence".into());
+    }
+    let partitions = i32::try_from(seen.len()).unwrap_or(i32::MAX);
+    let replicas = i16::try_from(replicas.unwrap_or(0)).unwrap_or(i16::MAX);
+    Ok((partitions, replicas))
+}
 
 pub async fn handle(
     state: Rc<ShardState>,
     h: ParsedHeader,
     req: CreateTopicsRequest,
 ) -> ResponseFrame {
-    let topics: Vec<NewTopic> = req
+    let live = crate::controller::live_brokers(&state.config);
+    // Per topic: what goes to the controller, or the error found here.
+    let requested: Vec<(String, Result<NewTopic, TopicError>)> = req
         .topics
         .iter()
-        .map(|t| NewTopic {
-            name: t.name.0.to_string(),
-            partitions: if t.assignments.is_empty() {
-                t.num_partitions
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let counts = if t.assignments.is_empty() {
+                Ok((t.num_partitions, t.replication_factor))
             } else {
-                t.assignments.len() as i32
-            },
-            replication_factor: if t.assignments.is_empty() {
-                t.replication_factor
-            } else {
-                t.assignments
-                    .first()
-                    .map_or(1, |a| a.broker_ids.len() as i16)
-            },
-            configs: t
-                .configs
-                .iter()
-                .filter_map(|c| {
-                    c.value
-                        .as_ref()
-                        .map(|v| (c.name.to_string(), v.to_string()))
-                })
-                .collect(),
+                from_assignments(t, &live)
+            };
+            let new = counts.map(|(partitions, replication_factor)| NewTopic {
+                name: name.clone(),
+                partitions,
+                replication_factor,
+                configs: t
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        c.value
+                            .as_ref()
+                            .map(|v| (c.name.to_string(), v.to_string()))
+                    })
+                    .collect(),
+            });
+            (name, new)
         })
+        .collect();
+    let topics: Vec<NewTopic> = requested
+        .iter()
+        .filter_map(|(_, t)| t.as_ref().ok().cloned())
         .collect();
     let validate_only = req.validate_only;
-    let results = state
-        .call(CONTROLLER_SHARD, |reply| {
-            ShardMessage::Controller(ControllerRequest::CreateTopics {
-                topics: topics.clone(),
-                validate_only,
-                reply,
+    let mut results = if topics.is_empty() {
+        Some(Vec::new())
+    } else {
+        state
+            .call(CONTROLLER_SHARD, |reply| {
+                ShardMessage::Controller(ControllerRequest::CreateTopics {
+                    topics: topics.clone(),
+                    validate_only,
+                    reply,
+                })
             })
-        })
-        .await;
+            .await
+    }
+    .map(Vec::into_iter);
     // The controller replies once every shard has the new metadata, this one included.
     let meta = state.metadata();
-    let configs: Vec<Vec<TopicConfig>> = topics
-        .iter()
-        .map(|t| topic_configs(&state.config, &meta, t))
+    let outcomes = requested
+        .into_iter()
+        .map(|(name, t)| {
+            let (outcome, configs) = match t {
+                Err(e) => (Some(Err(e)), Vec::new()),
+                Ok(new) => (
+                    results.as_mut().and_then(Iterator::next),
+                    topic_configs(&state.config, &meta, &new),
+                ),
+            };
+            (name, outcome, configs)
+        })
         .collect();
-    super::encode(&h, &response(&topics, results.as_deref(), &configs))
+    super::encode(&h, &response(outcomes))
 }
 
 /// (name, effective value, source) of one config of a new topic.
 type TopicConfig = (String, String, i8);
+
+/// One topic's outcome: what was created or the error (`None`: no answer in time), and the
+/// topic's configs.
+type TopicOutcome = (
+    String,
+    Option<Result<CreatedTopic, TopicError>>,
+    Vec<TopicConfig>,
+);
 
 /// Every config of the new topic `t` with its effective value and source, as CreateTopics v5+
 /// reports them (KIP-525): from the stored topic, or from the request for validate_only.
@@ -96,29 +185,23 @@ fn topic_configs(cfg: &BrokerConfig, meta: &ClusterMetadata, t: &NewTopic) -> Ve
         .collect()
 }
 
-/// The response to `topics`, given the controller's results (`None`: no answer in time) and
-/// each topic's configs.
-fn response(
-    topics: &[NewTopic],
-    results: Option<&[Result<(uuid::Uuid, i32), crate::messages::TopicError>]>,
-    configs: &[Vec<TopicConfig>],
-) -> CreateTopicsResponse {
+/// The response: per topic, what was created (with its configs) or the error.
+fn response(outcomes: Vec<TopicOutcome>) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
-    resp.topics = topics
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
+    resp.topics = outcomes
+        .into_iter()
+        .map(|(name, outcome, configs)| {
             let mut r = CreatableTopicResult::default();
-            r.name = kafka_protocol::messages::TopicName(super::str_bytes(&t.name));
-            match results.and_then(|v| v.get(i)) {
-                Some(Ok((id, partitions))) => {
-                    r.topic_id = *id;
-                    r.num_partitions = *partitions;
-                    r.replication_factor = 1;
+            r.name = kafka_protocol::messages::TopicName(super::str_bytes(&name));
+            match outcome {
+                Some(Ok(created)) => {
+                    r.topic_id = created.id;
+                    r.num_partitions = created.partitions;
+                    r.replication_factor = created.replication_factor;
                     r.error_message = None;
-                    let rows = configs.get(i).map(Vec::as_slice).unwrap_or_default();
                     r.configs = Some(
-                        rows.iter()
+                        configs
+                            .iter()
                             .map(|(name, value, source)| {
                                 let mut c = CreatableTopicConfigs::default();
                                 c.name = super::str_bytes(name);
@@ -130,8 +213,8 @@ fn response(
                     );
                 }
                 Some(Err((code, msg))) => {
-                    r.error_code = *code;
-                    r.error_message = Some(super::str_bytes(msg));
+                    r.error_code = code;
+                    r.error_message = Some(super::str_bytes(&msg));
                     r.num_partitions = -1;
                     r.replication_factor = -1;
                 }
@@ -149,35 +232,34 @@ fn response(
 
 #[cfg(test)]
 pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    let topics: Vec<NewTopic> = ["created", "failed"]
-        .iter()
-        .map(|n| NewTopic {
-            name: n.to_string(),
-            partitions: 3,
-            replication_factor: 1,
-            configs: vec![("retention.ms".into(), "1000".into())],
-        })
-        .collect();
-    let results = [
-        Ok((uuid::Uuid::from_u128(7), 3)),
-        Err((errors::INVALID_PARTITIONS, "bad count".to_string())),
-    ];
+    let created = CreatedTopic {
+        id: uuid::Uuid::from_u128(7),
+        partitions: 3,
+        replication_factor: 1,
+    };
+    let new = NewTopic {
+        name: "created".to_string(),
+        partitions: 3,
+        replication_factor: 1,
+        configs: vec![("retention.ms".into(), "1000".into())],
+    };
     let cfg = BrokerConfig::load(&Default::default()).expect("default config");
-    let meta = ClusterMetadata::default();
-    let configs: Vec<_> = topics
-        .iter()
-        .map(|t| topic_configs(&cfg, &meta, t))
-        .collect();
+    let configs = topic_configs(&cfg, &ClusterMetadata::default(), &new);
     assert!(
-        configs[0]
+        configs
             .iter()
             .any(|(n, v, _)| n == "retention.ms" && v == "1000")
     );
-    [Some(&results[..]), None]
-        .into_iter()
-        .map(|r| {
-            let resp = response(&topics, r, &configs);
-            kafka_protocol::messages::ResponseKind::CreateTopics(resp)
-        })
-        .collect()
+    let outcomes = vec![
+        ("created".to_string(), Some(Ok(created)), configs),
+        (
+            "failed".to_string(),
+            Some(Err((errors::INVALID_PARTITIONS, "bad count".to_string()))),
+            Vec::new(),
+        ),
+        ("timed-out".to_string(), None, Vec::new()),
+    ];
+    vec![kafka_protocol::messages::ResponseKind::CreateTopics(
+        response(outcomes),
+    )]
 }

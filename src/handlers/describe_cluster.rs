@@ -53,9 +53,9 @@ fn response(
     b.rack = None;
     resp.brokers.push(b);
     resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
-        0
+        super::acl_operation::CLUSTER_ALL
     } else {
-        i32::MIN
+        super::acl_operation::NOT_REQUESTED
     };
     resp
 }

@@ -33,7 +33,14 @@ pub async fn handle(
     .await;
     let mut resp = DescribeGroupsResponse::default();
     for ((id, _), r) in keys.iter().zip(replies) {
-        resp.groups.push(r.unwrap_or_else(|| not_coordinator(id)));
+        let mut d = r.unwrap_or_else(|| not_coordinator(id));
+        // As Kafka: only groups described without an error carry the bitfield.
+        d.authorized_operations = if req.include_authorized_operations && d.error_code == 0 {
+            super::acl_operation::GROUP_ALL
+        } else {
+            super::acl_operation::NOT_REQUESTED
+        };
+        resp.groups.push(d);
     }
     super::encode(&h, &resp)
 }

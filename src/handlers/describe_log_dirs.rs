@@ -26,6 +26,12 @@ fn capacity(dir: &std::path::Path) -> Option<(i64, i64)> {
     Some((st.f_blocks as i64 * f, st.f_bavail as i64 * f))
 }
 
+/// Kafka's lag of a current (not future) replica's log: how far its log end is behind the
+/// partition's high watermark (ReplicaManager.getLogEndOffsetLag), never negative.
+fn offset_lag(high_watermark: i64, log_end_offset: i64) -> i64 {
+    (high_watermark - log_end_offset).max(0)
+}
+
 pub async fn handle(
     state: Rc<ShardState>,
     h: ParsedHeader,
@@ -48,7 +54,7 @@ pub async fn handle(
             let mut dp = DescribeLogDirsPartition::default();
             dp.partition_index = p.partition;
             dp.partition_size = p.size_bytes as i64;
-            dp.offset_lag = 0;
+            dp.offset_lag = offset_lag(p.high_watermark, p.log_end_offset);
             dp.is_future_key = false;
             by_topic.entry(p.topic.clone()).or_default().push(dp);
         }
@@ -103,6 +109,13 @@ pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::Re
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn offset_lag_is_the_log_end_behind_the_high_watermark() {
+        assert_eq!(super::offset_lag(10, 10), 0);
+        assert_eq!(super::offset_lag(7, 10), 0); // writes not yet visible: no lag
+        assert_eq!(super::offset_lag(12, 10), 2);
+    }
+
     #[test]
     fn capacity_of_tmp() {
         let (total, usable) = super::capacity(&std::env::temp_dir()).expect("statvfs");

@@ -1,6 +1,11 @@
-//! InitProducerId for idempotent producers: a fresh producer id from the controller's persisted
-//! block (epoch 0), or, when a client re-initialises its id (v3+), the same id with the epoch
-//! bumped. Transactional ids are not supported yet (transactions are a later issue).
+//! InitProducerId for idempotent producers. Without a transactional id, Kafka's
+//! TransactionCoordinator blindly hands out a fresh producer id at epoch 0 from the persisted
+//! block, whatever producer id and epoch the request names (v3+): bumping a named id's epoch
+//! would let any client fence another client's producer, since nothing ties an id to the client
+//! that was given it. A client re-initialising after an error simply gets a new id. The block
+//! is persisted before any of its ids is handed out (see the controller), so ids are never
+//! reused across restarts. Transactional ids are not supported yet (transactions are a later
+//! issue).
 
 use std::rc::Rc;
 
@@ -20,10 +25,6 @@ pub async fn handle(
     if req.transactional_id.is_some() {
         log::warn!("InitProducerId with a transactional.id: transactions are not supported yet");
         return super::encode(&h, &response(Err(errors::INVALID_REQUEST)));
-    }
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        let bumped = (req.producer_id.0, req.producer_epoch + 1);
-        return super::encode(&h, &response(Ok(bumped)));
     }
     let id = state
         .call(CONTROLLER_SHARD, |reply| {

@@ -164,11 +164,16 @@ pub mod acl_operation {
         DESCRIBE,
     ]);
 
+    /// Every operation Kafka defines on a group (AclEntry.supportedOperations(GROUP); Kafka 4's
+    /// group configs added DESCRIBE_CONFIGS and ALTER_CONFIGS).
+    pub const GROUP_ALL: i32 = bits(&[READ, DESCRIBE, DELETE, DESCRIBE_CONFIGS, ALTER_CONFIGS]);
+
     #[cfg(test)]
     #[test]
     fn bitfields_match_kafka() {
-        // Values a Kafka 3.x broker without an authorizer reports.
+        // Values a Kafka 4 broker without an authorizer reports.
         assert_eq!(TOPIC_ALL, 3576);
         assert_eq!(CLUSTER_ALL, 8096);
+        assert_eq!(GROUP_ALL, 3400);
     }
 }

@@ -1,7 +1,7 @@
 """Minimal hand-written Kafka wire protocol client for raw-protocol tests.
 
 Only what the tests need: request framing (header v1/v2), ApiVersions v0,
-Metadata v4, InitProducerId v0, Produce v3, and RecordBatch v2 building
+Metadata v4, InitProducerId v0 and v4, Produce v3, and RecordBatch v2 building
 (via kafka-python's DefaultRecordBatchBuilder, which handles varints/CRC32C).
 """
 
@@ -121,6 +121,15 @@ class Reader:
         self.pos += n
         return s
 
+    def uvarint(self):
+        n = shift = 0
+        while True:
+            b = self._take(">B")
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return n
+            shift += 7
+
     def array(self, fn):
         n = self.i32()
         if n < 0:
@@ -233,6 +242,17 @@ def init_producer_id_v0(conn, transaction_timeout_ms=60_000):
     return r.i16(), r.i64(), r.i16()  # error, producer id, epoch
 
 
+def init_producer_id_v4(conn, producer_id=-1, producer_epoch=-1, transaction_timeout_ms=60_000):
+    """InitProducerId v4 (flexible) without a transactional id, naming (producer_id, epoch)."""
+    body = (uvarint(0)  # transactional id: null (compact nullable string)
+            + i32(transaction_timeout_ms) + i64(producer_id) + i16(producer_epoch)
+            + uvarint(0))  # tagged fields
+    r = conn.call(API_INIT_PRODUCER_ID, 4, body, header_version=2)
+    r.uvarint()  # response header tagged fields
+    r.i32()  # throttle
+    return r.i16(), r.i64(), r.i16()  # error, producer id, epoch
+
+
 def produce_v3(conn, topic, partition, records, acks=-1, timeout_ms=30_000):
     """Returns (error_code, base_offset) for the single partition."""
     body = (string(None) + i16(acks) + i32(timeout_ms)
@@ -278,3 +298,19 @@ def parse_log_batches(data):
         out.append((pos, base, length))
         pos += 12 + length
     return out
+
+
+# ------------------------------------------------ kafka-python's schema codec
+def kp_call(conn, request, response_class, version):
+    """Sends a kafka-python protocol message at `version` and decodes the response.
+
+    kafka-python 3 generates its codec from Apache Kafka's JSON message schemas: an encoder
+    independent of the one Tern uses, for APIs and versions the hand-written helpers above
+    do not cover.
+    """
+    conn.corr += 1
+    request.with_header(correlation_id=conn.corr, client_id="tern-it")
+    conn.send_raw(request.encode(version=version, header=True, framed=True))
+    resp = response_class.decode(conn.recv_frame(), version=version, header=True)
+    assert resp.header.correlation_id == conn.corr, (resp.header, conn.corr)
+    return resp

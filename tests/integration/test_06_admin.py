@@ -94,9 +94,12 @@ def test_create_partitions(broker):
     assert [r.value for r in recs[4]] == [b"after-4"]
     krecs = kc.kp_consume_range(broker.bootstrap, topic, {3: (0, 1)})
     assert [r.value for r in krecs[3]] == [b"after-3"]
-    # Shrinking is rejected.
-    with pytest.raises(KafkaException):
-        a.create_partitions([NewPartitions(topic, 3)], request_timeout=30)[topic].result(timeout=30)
+    # Shrinking, or asking for the current count, is rejected with Kafka's INVALID_PARTITIONS.
+    for count in (3, 5):
+        with pytest.raises(KafkaException) as ei:
+            a.create_partitions([NewPartitions(topic, count)],
+                                request_timeout=30)[topic].result(timeout=30)
+        assert ei.value.args[0].code() == KafkaError.INVALID_PARTITIONS, str(ei.value)
     kc.wait_for_topic(broker.bootstrap, topic, 5)
 
 

@@ -16,13 +16,16 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, ConsumerGroupType, KafkaError, TopicPartition
+from confluent_kafka.admin import AclOperation, AdminClient
 
 import kclients as kc
 import kwire as kw
 
 SESSION_MS = 6000
+# AclEntry.supportedOperations(GROUP) (Kafka 4): all allowed by a broker without an authorizer.
+GROUP_OPS = {AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE,
+             AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
 WAIT = 60.0
 
 # Broker settings for these tests: short initial rebalance delay, fast KIP-848 heartbeats.
@@ -323,7 +326,11 @@ def test_kip848_consumer_protocol(gbroker, assignor):
         admin = AdminClient({"bootstrap.servers": gbroker.bootstrap})
         desc = admin.describe_consumer_groups([group], request_timeout=30)[group].result(timeout=30)
         assert len(desc.members) == 3
-        assert str(getattr(desc, "type", "CONSUMER")).upper().endswith("CONSUMER")
+        assert desc.type == ConsumerGroupType.CONSUMER, desc.type
+        assert desc.authorized_operations is None  # not asked for
+        desc = admin.describe_consumer_groups([group], include_authorized_operations=True,
+                                              request_timeout=30)[group].result(timeout=30)
+        assert set(desc.authorized_operations) == GROUP_OPS, desc.authorized_operations
         described = sorted(tp.partition for m in desc.members for tp in m.assignment.topic_partitions)
         assert described == list(range(n))
 
@@ -485,7 +492,11 @@ def test_generation_fencing_and_stale_commit(gbroker):
     tb.start()
     wait_until(lambda: heartbeat_v2(a, group, gen1, a_id) == REBALANCE_IN_PROGRESS,
                what="REBALANCE_IN_PROGRESS on A's heartbeat")
-    # A commit is still accepted from the current generation while the group prepares.
+    # A commit is still accepted from the current generation while the group prepares
+    # (Kafka commits in PreparingRebalance; only CompletingRebalance answers
+    # REBALANCE_IN_PROGRESS).
+    assert commit_v2(a, group, gen1, a_id, topic, {1: 8}) == {1: 0}
+    assert fetch_offsets_v3(a, group, topic, [0, 1]) == {0: 5, 1: 8}
     ja2 = join_v5_raw_members(a, group, a_id, [topic])
     tb.join(timeout=40)
     jb = result["b"]
@@ -494,6 +505,8 @@ def test_generation_fencing_and_stale_commit(gbroker):
     # The stale generation is fenced, for commits and heartbeats alike.
     assert commit_v2(a, group, gen1, a_id, topic, {0: 99}) == {0: ILLEGAL_GENERATION}
     assert commit_v2(a, group, gen2, "stranger", topic, {0: 99}) == {0: UNKNOWN_MEMBER_ID}
+    # The new generation before its SyncGroup (CompletingRebalance): REBALANCE_IN_PROGRESS.
+    assert commit_v2(a, group, gen2, a_id, topic, {0: 99}) == {0: REBALANCE_IN_PROGRESS}
     leader, other = (a, b) if ja2["leader"] == a_id else (b, a)
     lid, oid = (a_id, b_id) if leader is a else (b_id, a_id)
     ts = threading.Thread(target=lambda: result.setdefault("sync", sync_v3(other, group, gen2, oid)))
@@ -504,7 +517,7 @@ def test_generation_fencing_and_stale_commit(gbroker):
     assert err == 0 and mine == {topic: [0]}
     assert result["sync"] == (0, {topic: [1]})
     assert commit_v2(a, group, gen2, a_id, topic, {0: 7}) == {0: 0}
-    assert fetch_offsets_v3(a, group, topic, [0, 1]) == {0: 7, 1: 6}
+    assert fetch_offsets_v3(a, group, topic, [0, 1]) == {0: 7, 1: 8}
     a.close()
     b.close()
 
@@ -624,6 +637,11 @@ def test_admin_list_describe_delete_and_offset_delete(gbroker):
         assert group in {g.group_id for g in listed.valid}
         desc = admin.describe_consumer_groups([group], request_timeout=30)[group].result(timeout=30)
         assert str(desc.state).upper().endswith("STABLE") and len(desc.members) == 1
+        assert desc.type == ConsumerGroupType.CLASSIC, desc.type
+        assert desc.authorized_operations is None  # not asked for
+        desc = admin.describe_consumer_groups([group], include_authorized_operations=True,
+                                              request_timeout=30)[group].result(timeout=30)
+        assert set(desc.authorized_operations) == GROUP_OPS, desc.authorized_operations
         # Not deletable while it has a member.
         fut = admin.delete_consumer_groups([group], request_timeout=30)[group]
         with pytest.raises(Exception) as e:
