@@ -170,7 +170,7 @@ async fn ensure_partition_identity(dir: &Path, id: &uuid::Uuid) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        std::fs::create_dir_all(&dir)?;
+        tern_storage::create_dir_all_durable(&dir)?;
         std::fs::write(&file, expected)?;
         Ok(())
     })

@@ -18,6 +18,10 @@
 pub mod batch;
 mod epoch;
 mod error;
+#[cfg(test)]
+mod fault;
+#[cfg(test)]
+mod fault_tests;
 mod index;
 mod io;
 mod log;
@@ -31,7 +35,7 @@ mod tail_cache;
 mod tests;
 
 pub use error::{AppendError, ReadError, StorageError};
-pub use io::prepare_data_dir;
+pub use io::{create_dir_all_durable, prepare_data_dir};
 pub use log::{LOG_START_OFFSET_FILE, PartitionLog, RetentionOutcome};
 pub use tail_cache::TailCache;
 
