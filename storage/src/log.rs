@@ -23,6 +23,7 @@ use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::epoch::{self, EpochCache};
 use crate::io::{self, ChunkReader};
 use crate::producer_state::{self, BatchIdent, ProducerState, SeqCheck, SeqError};
+use crate::records;
 use crate::recovery;
 use crate::segment::{MAX_SEGMENT_BYTES, Segment};
 use crate::tail_cache::{Slot, TailCache};
@@ -520,6 +521,13 @@ impl PartitionLog {
             }
             h.validate(&rest[..h.size])
                 .map_err(AppendError::CorruptMessage)?;
+            let max_decompressed = self.config.borrow().max_decompressed_batch_bytes;
+            records::validate_records(&rest[..h.size], &h, max_decompressed).map_err(
+                |e| match e {
+                    records::RecordsError::Corrupt(m) => AppendError::CorruptMessage(m),
+                    records::RecordsError::Invalid(m) => AppendError::InvalidRecord(m),
+                },
+            )?;
             headers.push(h);
             at += h.size;
         }

@@ -753,12 +753,16 @@ fn invalid_batches_write_nothing() {
         let mut b = recs(1);
         b[16] = 1;
         assert!(corrupt(log.append(b, 0, Durability::Written)));
-        // record count vs lastOffsetDelta
+        // record count vs lastOffsetDelta: a valid batch whose records disagree (Kafka's
+        // InvalidRecordException, not corruption)
         let mut b = recs(3);
         b[57..61].copy_from_slice(&2i32.to_be_bytes());
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
-        assert!(corrupt(log.append(b, 0, Durability::Written)));
+        assert!(matches!(
+            log.append(b, 0, Durability::Written),
+            Err(AppendError::InvalidRecord(_))
+        ));
         // batchLength beyond the buffer / truncated / too small / empty
         let b = recs(2);
         assert!(corrupt(log.append(
@@ -1160,4 +1164,137 @@ fn padding_budget_bounds_padding_in_flight() {
     );
     drop(held);
     assert_eq!(PaddingBudget::in_flight(), before);
+}
+
+/// A batch of `values` encoded by kafka-protocol (the client-side encoder) with `compression`.
+fn encoded(
+    compression: kafka_protocol::records::Compression,
+    offsets: &[i64],
+    value: &[u8],
+) -> BytesMut {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = offsets
+        .iter()
+        .map(|&offset| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: offset as i32, // one batch (the encoder splits where offset - sequence changes)
+            timestamp: 1_000,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf
+}
+
+/// Rewrites lastOffsetDelta and the record count of a batch, fixing its CRC.
+fn claim(mut b: BytesMut, last_offset_delta: i32, count: i32) -> BytesMut {
+    b[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+    b[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+const CODECS: [kafka_protocol::records::Compression; 5] = {
+    use kafka_protocol::records::Compression::*;
+    [None, Gzip, Snappy, Lz4, Zstd]
+};
+
+#[test]
+fn batch_records_are_checked_against_the_header_for_every_codec() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let invalid =
+            |r: Result<Appended, AppendError>| matches!(r, Err(AppendError::InvalidRecord(_)));
+        for c in CODECS {
+            let leo = log.log_end_offset();
+            let three = || encoded(c, &[0, 1, 2], b"value");
+            // 3 records claiming 100 (count and lastOffsetDelta agree with each other).
+            assert!(
+                invalid(log.append(claim(three(), 99, 100), 0, Durability::Written)),
+                "{c:?}"
+            );
+            // 3 records claiming 2.
+            assert!(
+                invalid(log.append(claim(three(), 1, 2), 0, Durability::Written)),
+                "{c:?}"
+            );
+            // Inner offset deltas not 0, 1, 2.
+            let shuffled = claim(encoded(c, &[0, 2, 1], b"value"), 2, 3);
+            assert!(
+                invalid(log.append(shuffled, 0, Durability::Written)),
+                "{c:?}"
+            );
+            assert_eq!(log.log_end_offset(), leo, "{c:?}: nothing written");
+            let a = append(&log, three()).await;
+            assert_eq!((a.base_offset, a.last_offset), (leo, leo + 2), "{c:?}");
+        }
+        // A record whose declared length disagrees with its fields; bytes after the last one.
+        let mut b = recs(2);
+        b[61] += 2; // first record's length (zigzag varint) one more
+        let b = claim(b, 1, 2);
+        assert!(invalid(log.append(b, 0, Durability::Written)));
+        let mut b = recs(2);
+        b.extend_from_slice(b"\0\0");
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        assert!(invalid(log.append(claim(b, 1, 2), 0, Durability::Written)));
+        // Undecodable compressed data is corrupt.
+        for codec in 1..=4i16 {
+            let mut b = recs(2);
+            b[21..23].copy_from_slice(&codec.to_be_bytes());
+            assert!(
+                matches!(
+                    log.append(claim(b, 1, 2), 0, Durability::Written),
+                    Err(AppendError::CorruptMessage(_))
+                ),
+                "codec {codec}"
+            );
+        }
+    });
+}
+
+#[test]
+fn decompressed_size_is_bounded() {
+    run(|dir| async move {
+        let limit = 1 << 20;
+        let cfg = LogConfig {
+            max_decompressed_batch_bytes: limit,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, cfg, 1 << 20).await;
+        for c in CODECS.into_iter().skip(1) {
+            // A zip bomb: a few KiB that decompress to 8 MiB of zeros.
+            let bomb = encoded(c, &[0], &vec![0u8; 8 << 20]);
+            assert!(bomb.len() < 1 << 20, "{c:?}: {} bytes", bomb.len());
+            assert!(
+                matches!(
+                    log.append(bomb, 0, Durability::Written),
+                    Err(AppendError::InvalidRecord(_))
+                ),
+                "{c:?}"
+            );
+            // Under the limit: accepted.
+            append(&log, encoded(c, &[0, 1], &vec![0u8; limit / 4])).await;
+        }
+        assert_eq!(log.log_end_offset(), 8);
+    });
 }
