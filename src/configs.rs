@@ -583,6 +583,7 @@ pub fn log_config(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta)
         segment_ms: n("segment.ms").max(1) as u64,
         index_interval_bytes: n("index.interval.bytes").clamp(1, u32::MAX as i64) as u32,
         max_batch_bytes: n("max.message.bytes").max(0) as usize,
+        max_decompressed_batch_bytes: tern_storage::DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
     }
 }
 

@@ -20,6 +20,7 @@ pub const INVALID_REQUEST: i16 = 42;
 pub const INVALID_CONFIG: i16 = 40;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;

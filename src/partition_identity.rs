@@ -95,14 +95,9 @@ fn sync_dir_blocking(dir: &Path) -> Result<()> {
 /// Blocking: creates the partition directory if needed, its entry in the log directory made
 /// durable before anything is written into it.
 fn create_dir_blocking(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    if let Some(parent) = dir.parent() {
-        sync_dir_blocking(parent)?;
-    }
-    Ok(())
+    tern_storage::create_dir_all_durable(dir)
+        .map(drop)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 /// Blocking: writes the file for topic `id` atomically and durably (temp, fsync, rename, fsync

@@ -322,6 +322,7 @@ fn split_records(body: Bytes, slots: &[Slot]) -> Vec<Option<BytesMut>> {
 fn append_error_code(e: &AppendError) -> (i16, Option<String>) {
     match e {
         AppendError::CorruptMessage(m) => (errors::CORRUPT_MESSAGE, Some(m.clone())),
+        AppendError::InvalidRecord(m) => (errors::INVALID_RECORD, Some(m.clone())),
         AppendError::MessageTooLarge => (errors::MESSAGE_TOO_LARGE, None),
         AppendError::OutOfOrderSequence => (errors::OUT_OF_ORDER_SEQUENCE_NUMBER, None),
         AppendError::InvalidProducerEpoch => (errors::INVALID_PRODUCER_EPOCH, None),

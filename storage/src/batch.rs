@@ -142,7 +142,9 @@ impl BatchHeader {
         increment_sequence(self.base_sequence, self.last_offset_delta)
     }
 
-    /// Full validation of one complete batch: `buf` must be exactly the batch.
+    /// Validation of one complete batch as framed bytes (`buf` must be exactly the batch):
+    /// length, CRC, codec. What recovery checks; appends check the records too
+    /// (`records::validate_records`).
     pub fn validate(&self, buf: &[u8]) -> Result<(), String> {
         if buf.len() != self.size {
             return Err(format!(
@@ -160,13 +162,6 @@ impl BatchHeader {
         }
         if self.compression() > 4 {
             return Err(format!("unknown compression codec {}", self.compression()));
-        }
-        if self.compression() == 0 && self.record_count as i64 != self.last_offset_delta as i64 + 1
-        {
-            return Err(format!(
-                "record count {} does not match lastOffsetDelta {}",
-                self.record_count, self.last_offset_delta
-            ));
         }
         Ok(())
     }

@@ -43,8 +43,13 @@ impl StorageError {
 /// Why an append was rejected. On any of these nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
+    /// Bytes that are not a valid batch: bad length, magic or CRC, undecodable compression.
     #[error("corrupt message: {0}")]
     CorruptMessage(String),
+    /// A well-formed batch whose records contradict it (count, inner offsets, record lengths)
+    /// or decompress beyond `LogConfig::max_decompressed_batch_bytes` (Kafka: INVALID_RECORD).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     #[error("batch larger than max_batch_bytes")]
     MessageTooLarge,
     #[error("out of order sequence number")]

@@ -91,6 +91,11 @@ pub async fn append_aligned(
     }
     out[at..].fill(0);
     let new_tail = out[data_len / align * align..data_len].to_vec();
+    #[cfg(test)]
+    {
+        let path = file.path().map(|p| p.to_path_buf()).unwrap_or_default();
+        crate::fault::before_write(&path).await?;
+    }
     let n = file.write_at(buf, aligned_start).await?;
     if n != buf_len {
         return Err(StorageError::Io(std::io::Error::new(
@@ -163,25 +168,105 @@ pub async fn write_file_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()
         .truncate(true)
         .dma_open(&tmp)
         .await?;
+    #[cfg(test)]
+    crate::fault::created(&tmp);
     let res = async {
         if !data.is_empty() {
             append_aligned(&f, 0, &[], &[data], 0).await?;
         }
         f.truncate(data.len() as u64).await?;
-        f.fdatasync().await?;
+        fdatasync(&f).await?;
         Ok::<(), StorageError>(())
     }
     .await;
     f.close().await?;
     res?;
     glommio::io::rename(&tmp, &dst).await?;
+    #[cfg(test)]
+    crate::fault::renamed(&tmp, &dst);
     sync_dir(dir).await
 }
 
+/// fdatasync of a DMA file (through io_uring: never blocks the shard thread).
+pub async fn fdatasync(file: &DmaFile) -> Result<(), StorageError> {
+    #[cfg(test)]
+    crate::fault::before_sync().await?;
+    file.fdatasync().await?;
+    #[cfg(test)]
+    if let Some(p) = file.path() {
+        crate::fault::synced(&p);
+    }
+    Ok(())
+}
+
+/// fsync of a directory (through io_uring: never blocks the shard thread), making the entries
+/// created, renamed or removed in it durable.
 pub async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     let d = glommio::io::Directory::open(dir).await?;
     d.sync().await?;
     d.close().await?;
+    #[cfg(test)]
+    crate::fault::dir_synced(dir);
+    Ok(())
+}
+
+/// Creates (or truncates) an empty file with std (a metadata operation, used on segment roll).
+/// Its directory entry is durable only after a [`sync_dir`] of its parent.
+pub fn create_empty_file(path: &Path) -> Result<(), StorageError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    #[cfg(test)]
+    crate::fault::created(path);
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents durably: each new directory's parent is fsynced after
+/// the directory is created in it (POSIX: a new entry is durable only after its directory is
+/// synced). Blocking: call it off the shard thread (the blocking pool). Returns the
+/// directories it created, outermost first.
+pub fn create_dir_all_durable(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || d.is_dir() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        at = d.parent();
+    }
+    missing.reverse();
+    let mut created = Vec::new();
+    for d in missing {
+        match std::fs::create_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => continue,
+            Err(e) => return Err(e),
+        }
+        let parent = match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+        created.push(d);
+    }
+    Ok(created)
+}
+
+/// [`create_dir_all_durable`] on the blocking pool (never blocks the shard thread).
+pub async fn create_dir_all(dir: &Path) -> Result<(), StorageError> {
+    let d = dir.to_path_buf();
+    let created = glommio::executor()
+        .spawn_blocking(move || create_dir_all_durable(&d))
+        .await?;
+    #[cfg(test)]
+    for d in &created {
+        crate::fault::created(d);
+        crate::fault::dir_synced(d.parent().expect("a created directory has a parent"));
+    }
+    let _ = created;
     Ok(())
 }
 
@@ -214,7 +299,10 @@ pub fn is_zero_range(file: &std::fs::File, from: u64, to: u64, max: u64) -> std:
     Ok(buf.iter().all(|b| *b == 0))
 }
 
+/// Removes a file (durable once its directory is synced).
 pub fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
+    #[cfg(test)]
+    crate::fault::removing(path);
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -11,6 +11,7 @@
 //! - `segment`: one segment (files, sizes, indexes, the in-memory unaligned tail block).
 //! - `producer_state`: idempotent-producer sequence tracking.
 //! - `tail_cache`: the per-shard memory budget for recently written batches.
+//! - `records`: validation of the records inside a batch (streaming, bounded decompression).
 //! - `recovery`: scanning and validating segment files.
 //! - `io`: the only glommio-specific layer (DMA file open / read / atomic file writes).
 //! - `log`: [`PartitionLog`] itself (append, flusher, read, truncate, close).
@@ -18,10 +19,15 @@
 pub mod batch;
 mod epoch;
 mod error;
+#[cfg(test)]
+mod fault;
+#[cfg(test)]
+mod fault_tests;
 mod index;
 mod io;
 mod log;
 mod producer_state;
+mod records;
 mod recovery;
 mod segment;
 pub mod stats;
@@ -31,11 +37,14 @@ mod tail_cache;
 mod tests;
 
 pub use error::{AppendError, ReadError, StorageError};
-pub use io::prepare_data_dir;
+pub use io::{create_dir_all_durable, prepare_data_dir};
 pub use log::{LOG_START_OFFSET_FILE, PartitionLog, RetentionOutcome};
 pub use tail_cache::TailCache;
 
 use std::sync::Arc;
+
+/// Default of [`LogConfig::max_decompressed_batch_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES: usize = 64 << 20;
 
 /// Per-partition log settings (Kafka topic configs).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +58,10 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// `message.max.bytes`: a batch larger than this -> [`AppendError::MessageTooLarge`].
     pub max_batch_bytes: usize,
+    /// Bound on the decompressed size of one compressed batch's records, checked while
+    /// validating it on append (decompression streams, nothing that size is allocated): a
+    /// batch over it -> [`AppendError::InvalidRecord`].
+    pub max_decompressed_batch_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -58,6 +71,7 @@ impl Default for LogConfig {
             segment_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,
             max_batch_bytes: 1_048_588,
+            max_decompressed_batch_bytes: DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
         }
     }
 }

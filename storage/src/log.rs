@@ -23,6 +23,7 @@ use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::epoch::{self, EpochCache};
 use crate::io::{self, ChunkReader};
 use crate::producer_state::{self, BatchIdent, ProducerState, SeqCheck, SeqError};
+use crate::records;
 use crate::recovery;
 use crate::segment::{MAX_SEGMENT_BYTES, Segment};
 use crate::tail_cache::{Slot, TailCache};
@@ -106,14 +107,26 @@ struct RollOp {
     snapshot: Vec<u8>,
 }
 
+/// The acknowledgement of an idempotent retry whose original (ending at `last`, in `segment`)
+/// was not yet durable at the requested level when the retry arrived: queued behind the
+/// original, so it resolves only once the original is written (and synced, for `Synced`).
+struct AckOp {
+    segment: Rc<Segment>,
+    last: i64,
+    durability: Durability,
+    tx: Waiter,
+}
+
 enum Op {
     Write(PendingWrite),
     Roll(RollOp),
+    Ack(AckOp),
 }
 
 enum Work {
     Writes(Vec<PendingWrite>),
     Roll(RollOp),
+    Ack(AckOp),
 }
 
 struct CachedBatch {
@@ -147,6 +160,8 @@ pub struct PartitionLog {
     active: RefCell<Rc<Segment>>,
     leo: Cell<i64>,
     hw: Cell<i64>,
+    /// Offsets below this are fdatasynced (acks=all durable); <= `hw`.
+    synced_end: Cell<i64>,
     producers: RefCell<ProducerState>,
     epochs: RefCell<EpochCache>,
     epochs_dirty: Cell<bool>,
@@ -212,7 +227,7 @@ impl PartitionLog {
                 "segment_bytes and index_interval_bytes must be > 0".into(),
             ));
         }
-        std::fs::create_dir_all(dir)?;
+        io::create_dir_all(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
         let (mut bases, _) = list_dir(dir)?;
@@ -272,6 +287,11 @@ impl PartitionLog {
                     "scan end and tracked size disagree"
                 );
                 seg.written.set(seg.size.get());
+                if !clean && end.valid_end == file_len {
+                    // Recovered data may have been written but never synced before the crash;
+                    // it counts as synced from now on (retries of it are answered at once).
+                    io::fdatasync(&dma).await?;
+                }
                 if end.valid_end < file_len {
                     let padding = io::is_zero_range(
                         &seg.read_file,
@@ -294,7 +314,7 @@ impl PartitionLog {
                         );
                     }
                     dma.truncate(end.valid_end).await?;
-                    dma.fdatasync().await?;
+                    io::fdatasync(&dma).await?;
                     if !is_last {
                         for &later in &bases[i + 1..] {
                             log::warn!(
@@ -305,6 +325,9 @@ impl PartitionLog {
                                 io::remove_if_exists(&io::segment_file(dir, later, ext))?;
                             }
                         }
+                        // Durable before anything is appended after the cut: else a power
+                        // cut could bring back segments that no longer follow.
+                        io::sync_dir(dir).await?;
                         n = i + 1;
                     }
                 }
@@ -369,6 +392,7 @@ impl PartitionLog {
             active: RefCell::new(active),
             leo: Cell::new(leo),
             hw: Cell::new(leo),
+            synced_end: Cell::new(leo),
             producers: RefCell::new(ProducerState::default()),
             epochs: RefCell::new(epochs),
             epochs_dirty: Cell::new(false),
@@ -391,8 +415,11 @@ impl PartitionLog {
         }
         if clean {
             io::remove_if_exists(&marker)?;
-            io::sync_dir(dir).await?;
         }
+        // Makes every entry of the directory durable: a segment created above, deletions of
+        // the recovery, and after an unclean shutdown segments created before it (whose
+        // entries may never have been synced).
+        io::sync_dir(dir).await?;
         Ok(log)
     }
 
@@ -494,6 +521,13 @@ impl PartitionLog {
             }
             h.validate(&rest[..h.size])
                 .map_err(AppendError::CorruptMessage)?;
+            let max_decompressed = self.config.borrow().max_decompressed_batch_bytes;
+            records::validate_records(&rest[..h.size], &h, max_decompressed).map_err(
+                |e| match e {
+                    records::RecordsError::Corrupt(m) => AppendError::CorruptMessage(m),
+                    records::RecordsError::Invalid(m) => AppendError::InvalidRecord(m),
+                },
+            )?;
             headers.push(h);
             at += h.size;
         }
@@ -546,11 +580,13 @@ impl PartitionLog {
         let base_offset = plans.iter().map(|p| span(p).0).min().expect("non-empty");
         let last_offset = plans.iter().map(|p| span(p).1).max().expect("non-empty");
         let Some(last_write) = plans.iter().rposition(|p| matches!(p, Plan::Write { .. })) else {
+            // Only retries: answered once their originals are durable at the requested level
+            // (a request with a new batch too is answered after it, hence after them).
             return Ok(Appended {
                 base_offset,
                 last_offset,
                 duplicate: true,
-                done: futures::future::ready(Ok(())).boxed_local(),
+                done: self.ack_retry(last_offset, durability),
             });
         };
         // 3. Apply synchronously.
@@ -622,6 +658,93 @@ impl PartitionLog {
         })
     }
 
+    /// The acknowledgement of retries whose originals end at `last`: at once if they are
+    /// durable at `durability` already, else queued behind them (see [`AckOp`]).
+    fn ack_retry(
+        &self,
+        last: i64,
+        durability: Durability,
+    ) -> futures::future::LocalBoxFuture<'static, Result<(), StorageError>> {
+        let durable = match durability {
+            Durability::Written => self.hw.get(),
+            Durability::Synced => self.synced_end.get(),
+        };
+        if last < durable {
+            return futures::future::ready(Ok(())).boxed_local();
+        }
+        assert!(last < self.leo.get(), "a retry's original is in the log");
+        let segment = self
+            .segment_for(last)
+            .expect("an offset below the log end has a segment");
+        let (tx, rx) = oneshot::channel();
+        self.queue.borrow_mut().push_back(Op::Ack(AckOp {
+            segment,
+            last,
+            durability,
+            tx,
+        }));
+        self.kick_flusher();
+        rx.map(|r| r.unwrap_or(Err(StorageError::Closed)))
+            .boxed_local()
+    }
+
+    /// Resolves a queued retry acknowledgement: everything queued before it is done, so its
+    /// original is written (or the log failed); for `Synced` it may still need a sync.
+    async fn resolve_ack(&self, op: AckOp) {
+        if let Some(f) = self.failed.borrow().clone() {
+            let _ = op.tx.send(Err(StorageError::Failed(f)));
+            return;
+        }
+        if op.last >= self.hw.get() {
+            let _ = op.tx.send(Err(StorageError::Failed(format!(
+                "offset {} is no longer in the log",
+                op.last
+            ))));
+            return;
+        }
+        if op.durability == Durability::Written || op.last < self.synced_end.get() {
+            let _ = op.tx.send(Ok(()));
+            return;
+        }
+        // Not synced yet: its segment is the active one or one whose roll (and sync) is still
+        // queued behind this; sync it now (it is fully written up to the high watermark).
+        self.sync_waiters.borrow_mut().push(op.tx);
+        let hw = self.hw.get();
+        let r = async {
+            let dma = op.segment.dma().await?;
+            self.sync_segment(&op.segment, &dma).await
+        }
+        .await;
+        self.sync_count.set(self.sync_count.get() + 1);
+        if r.is_ok() {
+            self.note_synced(hw.min(op.segment.next_offset.get()));
+        }
+        self.resolve_syncs(r);
+    }
+
+    /// fdatasync of a segment's data, preceded (once per new segment) by an fsync of the
+    /// directory so that the segment's entry is durable too.
+    async fn sync_segment(
+        &self,
+        seg: &Segment,
+        dma: &glommio::io::DmaFile,
+    ) -> Result<(), StorageError> {
+        if !seg.entry_synced.get() {
+            io::sync_dir(&self.dir).await?;
+            seg.entry_synced.set(true);
+        }
+        io::fdatasync(dma).await
+    }
+
+    /// Offsets below `end` are synced (everything before them was synced first: segments are
+    /// finalised in order).
+    fn note_synced(&self, end: i64) {
+        assert!(end <= self.hw.get(), "synced beyond the high watermark");
+        if end > self.synced_end.get() {
+            self.synced_end.set(end);
+        }
+    }
+
     /// Starts a new active segment at `base` (synchronously creating its file) and queues the
     /// finalisation of the old one.
     fn roll(&self, base: i64) -> Result<(), StorageError> {
@@ -656,6 +779,7 @@ impl PartitionLog {
                     }
                 }
                 Work::Writes(ws) => self.write_batches(ws).await,
+                Work::Ack(a) => self.resolve_ack(a).await,
             }
         }
         self.flushing.set(false);
@@ -666,11 +790,20 @@ impl PartitionLog {
 
     fn next_work(&self) -> Option<Work> {
         let mut q = self.queue.borrow_mut();
-        if let Some(Op::Roll(_)) = q.front() {
-            let Some(Op::Roll(r)) = q.pop_front() else {
-                unreachable!()
-            };
-            return Some(Work::Roll(r));
+        match q.front() {
+            Some(Op::Roll(_)) => {
+                let Some(Op::Roll(r)) = q.pop_front() else {
+                    unreachable!()
+                };
+                return Some(Work::Roll(r));
+            }
+            Some(Op::Ack(_)) => {
+                let Some(Op::Ack(a)) = q.pop_front() else {
+                    unreachable!()
+                };
+                return Some(Work::Ack(a));
+            }
+            _ => {}
         }
         let mut ws: Vec<PendingWrite> = Vec::new();
         let mut bytes = 0usize;
@@ -765,10 +898,13 @@ impl PartitionLog {
         }
         if !self.sync_waiters.borrow().is_empty() {
             let t = std::time::Instant::now();
-            let r = dma.fdatasync().await;
+            let r = self.sync_segment(&seg, &dma).await;
             crate::stats::record_fsync(t.elapsed());
             self.sync_count.set(self.sync_count.get() + 1);
-            self.resolve_syncs(r.map_err(StorageError::from));
+            if r.is_ok() {
+                self.note_synced(hw);
+            }
+            self.resolve_syncs(r);
         }
     }
 
@@ -814,11 +950,14 @@ impl PartitionLog {
         let dma = old.dma().await?;
         dma.truncate(old.size.get()).await?;
         let t = std::time::Instant::now();
-        let synced = dma.fdatasync().await;
+        let synced = self.sync_segment(&old, &dma).await;
         crate::stats::record_fsync(t.elapsed());
         self.sync_count.set(self.sync_count.get() + 1);
         let failed = synced.is_err();
-        self.resolve_syncs(synced.map_err(StorageError::from));
+        if !failed {
+            self.note_synced(old.next_offset.get());
+        }
+        self.resolve_syncs(synced);
         if failed {
             return Err(StorageError::Failed(
                 "fdatasync failed at segment roll".into(),
@@ -857,13 +996,15 @@ impl PartitionLog {
         self.failed.borrow_mut().get_or_insert(msg.clone());
         let queued: Vec<Op> = self.queue.borrow_mut().drain(..).collect();
         for op in queued {
-            if let Op::Write(PendingWrite {
-                waiter: Some((_, tx)),
-                ..
-            }) = op
-            {
-                let _ = tx.send(Err(StorageError::Failed(msg.clone())));
-            }
+            let tx = match op {
+                Op::Write(PendingWrite {
+                    waiter: Some((_, tx)),
+                    ..
+                }) => tx,
+                Op::Ack(AckOp { tx, .. }) => tx,
+                _ => continue,
+            };
+            let _ = tx.send(Err(StorageError::Failed(msg.clone())));
         }
         for tx in self.sync_waiters.take() {
             let _ = tx.send(Err(StorageError::Failed(msg.clone())));
@@ -1268,6 +1409,8 @@ impl PartitionLog {
                 std::fs::File::open(&dir)?.sync_all()
             })
             .await?;
+        #[cfg(test)]
+        crate::fault::dir_synced(&self.dir);
         Ok(())
     }
 
@@ -1284,7 +1427,9 @@ impl PartitionLog {
         }
     }
 
-    async fn wait_idle(&self) {
+    /// Waits until the flusher is idle: everything appended so far is written (and synced
+    /// where asked), queued rolls are finalised, queued retry acknowledgements resolved.
+    pub async fn wait_idle(&self) {
         if !self.flushing.get() {
             return;
         }
@@ -1340,6 +1485,7 @@ impl PartitionLog {
         };
         // From here on, readers must not look past `offset`.
         self.hw.set(self.hw.get().min(offset));
+        self.synced_end.set(self.synced_end.get().min(offset));
         self.leo.set(offset);
         self.release_cache_from(offset);
         let later: Vec<Rc<Segment>> = self
@@ -1348,13 +1494,19 @@ impl PartitionLog {
             .split_off(&(seg.base_offset + 1))
             .into_values()
             .collect();
+        let deleted = !later.is_empty();
         for s in later {
             s.delete_files()?;
+        }
+        if deleted {
+            // Durable before the cut below: else a power cut could bring back segments that
+            // no longer follow the truncated one.
+            io::sync_dir(&self.dir).await?;
         }
         let dma = seg.dma().await?;
         dma.truncate(pos).await?;
         seg.zeroed.set(pos);
-        dma.fdatasync().await?;
+        io::fdatasync(&dma).await?;
         self.sync_count.set(self.sync_count.get() + 1);
         io::remove_if_exists(&io::segment_file(&self.dir, seg.base_offset, "index"))?;
         io::remove_if_exists(&io::segment_file(&self.dir, seg.base_offset, "timeindex"))?;
@@ -1464,7 +1616,7 @@ impl PartitionLog {
         );
         let dma = active.dma().await?;
         dma.truncate(active.size.get()).await?;
-        dma.fdatasync().await?;
+        io::fdatasync(&dma).await?;
         self.sync_count.set(self.sync_count.get() + 1);
         active.write_indexes().await?;
         let leo = self.leo.get();

@@ -48,6 +48,9 @@ pub struct Segment {
     /// file is handed to an io_uring worker thread (see `ZERO_AHEAD_BYTES` in log.rs). A hint
     /// only: if it is wrong, writes are slower, never incorrect.
     pub zeroed: Cell<u64>,
+    /// Whether the file's directory entry is known durable (an fsync of the directory followed
+    /// its creation). A new segment's data is not durable before its entry is.
+    pub entry_synced: Cell<bool>,
 }
 
 impl Segment {
@@ -75,21 +78,21 @@ impl Segment {
             finalized: Cell::new(false),
             tail: RefCell::new(Vec::new()),
             zeroed: Cell::new(0),
+            entry_synced: Cell::new(true),
         }
     }
 
-    /// Creates a new empty segment file synchronously (std; used on roll).
+    /// Creates a new empty segment file synchronously (std; used on roll). Its directory entry
+    /// is not durable yet (`entry_synced` false).
     pub fn create_sync(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
         let path = io::segment_file(dir, base_offset, "log");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        io::create_empty_file(&path)?;
         io::remove_if_exists(&io::segment_file(dir, base_offset, "index"))?;
         io::remove_if_exists(&io::segment_file(dir, base_offset, "timeindex"))?;
         let read_file = std::fs::File::open(&path)?;
-        Ok(Segment::new(dir, base_offset, None, read_file))
+        let seg = Segment::new(dir, base_offset, None, read_file);
+        seg.entry_synced.set(false);
+        Ok(seg)
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -20,14 +20,14 @@ fn put_varint(buf: &mut Vec<u8>, v: i64) {
 
 /// Options of a test batch.
 #[derive(Clone, Copy)]
-struct B {
-    n: usize,
-    base_ts: i64,
-    ts_step: i64,
-    pid: i64,
-    epoch: i16,
-    seq: i32,
-    value_len: usize,
+pub(crate) struct B {
+    pub(crate) n: usize,
+    pub(crate) base_ts: i64,
+    pub(crate) ts_step: i64,
+    pub(crate) pid: i64,
+    pub(crate) epoch: i16,
+    pub(crate) seq: i32,
+    pub(crate) value_len: usize,
 }
 
 impl Default for B {
@@ -45,7 +45,7 @@ impl Default for B {
 }
 
 /// Encodes an uncompressed RecordBatch v2 with a correct CRC-32C.
-fn batch(o: B) -> BytesMut {
+pub(crate) fn batch(o: B) -> BytesMut {
     let mut records = Vec::new();
     for i in 0..o.n {
         let mut r = Vec::new();
@@ -80,11 +80,13 @@ fn batch(o: B) -> BytesMut {
     b
 }
 
-fn recs(n: usize) -> BytesMut {
+pub(crate) fn recs(n: usize) -> BytesMut {
     batch(B { n, ..B::default() })
 }
 
-fn run<Fut: std::future::Future<Output = ()> + 'static>(f: impl FnOnce(PathBuf) -> Fut + 'static) {
+pub(crate) fn run<Fut: std::future::Future<Output = ()> + 'static>(
+    f: impl FnOnce(PathBuf) -> Fut + 'static,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     glommio::LocalExecutor::default().run(async move {
@@ -94,7 +96,7 @@ fn run<Fut: std::future::Future<Output = ()> + 'static>(f: impl FnOnce(PathBuf) 
     drop(tmp);
 }
 
-async fn open(dir: &Path, config: LogConfig, cache_bytes: usize) -> Rc<PartitionLog> {
+pub(crate) async fn open(dir: &Path, config: LogConfig, cache_bytes: usize) -> Rc<PartitionLog> {
     PartitionLog::open(dir, config, TailCache::new(cache_bytes))
         .await
         .unwrap()
@@ -115,14 +117,14 @@ async fn append_small(log: &PartitionLog, base_ts: i64) {
     .await;
 }
 
-async fn append(log: &PartitionLog, b: BytesMut) -> Appended {
+pub(crate) async fn append(log: &PartitionLog, b: BytesMut) -> Appended {
     let mut a = log.append(b, 0, Durability::Written).unwrap();
     (&mut a.done).await.unwrap();
     a
 }
 
 /// All bytes of the chunks (reading File ranges with std, as the broker's sendfile would).
-fn chunk_bytes(chunks: &[ReadChunk]) -> Vec<u8> {
+pub(crate) fn chunk_bytes(chunks: &[ReadChunk]) -> Vec<u8> {
     let mut out = Vec::new();
     for c in chunks {
         match c {
@@ -138,7 +140,7 @@ fn chunk_bytes(chunks: &[ReadChunk]) -> Vec<u8> {
 }
 
 /// Headers of the complete batches in `buf`.
-fn headers(buf: &[u8]) -> Vec<BatchHeader> {
+pub(crate) fn headers(buf: &[u8]) -> Vec<BatchHeader> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + batch::HEADER_LEN <= buf.len() {
@@ -153,16 +155,12 @@ fn headers(buf: &[u8]) -> Vec<BatchHeader> {
     out
 }
 
-fn small_segments(segment_bytes: u64) -> LogConfig {
+pub(crate) fn small_segments(segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,
         index_interval_bytes: 100,
         ..LogConfig::default()
     }
-}
-
-async fn settle() {
-    glommio::timer::sleep(std::time::Duration::from_millis(30)).await;
 }
 
 #[test]
@@ -526,7 +524,7 @@ fn unclean_reopen_recovers() {
         for _ in 0..5 {
             append(&log, recs(3)).await;
         }
-        settle().await;
+        log.wait_idle().await;
         drop(log);
         let log = open(&dir, LogConfig::default(), 1 << 20).await;
         assert_eq!(log.log_end_offset(), 15);
@@ -536,7 +534,7 @@ fn unclean_reopen_recovers() {
         let a = append(&log, recs(1)).await;
         assert_eq!(a.base_offset, 15);
         assert_eq!(log.leader_epochs(), vec![(0, 0)]);
-        settle().await;
+        log.wait_idle().await;
         drop(log);
         let log = open(&dir, LogConfig::default(), 1 << 20).await;
         assert_eq!(log.log_end_offset(), 16);
@@ -551,7 +549,7 @@ fn corrupt_last_batch_truncated_on_recovery() {
         for _ in 0..4 {
             append(&log, recs(2)).await;
         }
-        settle().await;
+        log.wait_idle().await;
         drop(log);
         let path = dir.join("00000000000000000000.log");
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -568,7 +566,7 @@ fn corrupt_last_batch_truncated_on_recovery() {
             hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
             vec![0, 2, 4, 6]
         );
-        settle().await;
+        log.wait_idle().await;
         drop(log);
         // and again from disk only
         let log = open(&dir, LogConfig::default(), 0).await;
@@ -647,7 +645,7 @@ fn truncate_to_boundary() {
         assert_eq!(log.log_end_offset(), 0);
         assert_eq!(log.segment_count(), 1);
         append(&log, recs(1)).await;
-        settle().await;
+        log.wait_idle().await;
         drop(log);
         let log = open(&dir, small_segments(2 * one), 1 << 20).await;
         assert_eq!(log.log_end_offset(), 1);
@@ -714,7 +712,7 @@ fn idempotent_producer() {
             Err(AppendError::OutOfOrderSequence)
         ));
         append(&log, p(1, 1, 1)).await;
-        settle().await;
+        log.wait_idle().await;
         drop(log);
         // unclean reopen: rebuilt by replay
         let log = open(&dir, LogConfig::default(), 1 << 20).await;
@@ -755,12 +753,16 @@ fn invalid_batches_write_nothing() {
         let mut b = recs(1);
         b[16] = 1;
         assert!(corrupt(log.append(b, 0, Durability::Written)));
-        // record count vs lastOffsetDelta
+        // record count vs lastOffsetDelta: a valid batch whose records disagree (Kafka's
+        // InvalidRecordException, not corruption)
         let mut b = recs(3);
         b[57..61].copy_from_slice(&2i32.to_be_bytes());
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
-        assert!(corrupt(log.append(b, 0, Durability::Written)));
+        assert!(matches!(
+            log.append(b, 0, Durability::Written),
+            Err(AppendError::InvalidRecord(_))
+        ));
         // batchLength beyond the buffer / truncated / too small / empty
         let b = recs(2);
         assert!(corrupt(log.append(
@@ -928,7 +930,7 @@ fn retention_by_size_deletes_whole_old_segments() {
         for _ in 0..20 {
             append_small(&log, B::default().base_ts).await;
         }
-        settle().await;
+        log.wait_idle().await;
         let segs = log.segment_infos();
         assert!(segs.len() >= 5, "{segs:?}");
         let total = log.size_bytes();
@@ -959,6 +961,12 @@ fn retention_by_size_deletes_whole_old_segments() {
         let log = open(&dir, small_segments(400), 1 << 20).await;
         assert_eq!(log.log_start_offset(), start);
         assert_eq!(log.log_end_offset(), 40);
+        drop(log); // no close: the next open recovers
+        assert!(!dir.join(".clean_shutdown").exists());
+        let log = open(&dir, small_segments(400), 1 << 20).await;
+        assert_eq!(log.log_start_offset(), start);
+        assert_eq!(log.log_end_offset(), 40);
+        assert_eq!(log.segment_infos(), after);
         // Retention of 0 bytes keeps the active segment.
         log.enforce_retention(-1, 0, 0).await.unwrap();
         assert_eq!(log.segment_count(), 1);
@@ -976,21 +984,27 @@ fn retention_by_time_and_rolls_expired_active_segment() {
         for i in 0..6 {
             append_small(&log, 100_000 + i).await;
         }
-        settle().await;
+        log.wait_idle().await;
         // now=101_000, retention 50_000 ms: everything with max ts < 51_000 goes.
         let out = log.enforce_retention(50_000, -1, 101_000).await.unwrap();
         assert!(out.segments_deleted > 0);
         let start = log.log_start_offset();
         assert!(start > 0 && start <= 20, "start {start}");
-        for (_, _, _, ts) in log.segment_infos() {
-            assert!(!(0..51_000).contains(&ts) || start < 20);
+        // Every expired segment went (they are the oldest); each one left has a newer record.
+        let infos = log.segment_infos();
+        assert_eq!(infos[0].0, start);
+        for (base, _, _, ts) in infos {
+            assert!(
+                ts >= 51_000,
+                "segment {base} (max timestamp {ts}) is expired"
+            );
         }
         let hs = headers(&chunk_bytes(&log.read(20, 1 << 20).await.unwrap()));
         assert_eq!(hs[0].base_offset, 20, "new records kept");
         // Everything expired: the active segment is rolled, then deleted on the next pass.
         let out = log.enforce_retention(1, -1, 1_000_000).await.unwrap();
         assert!(out.rolled);
-        settle().await;
+        log.wait_idle().await;
         log.enforce_retention(1, -1, 1_000_000).await.unwrap();
         assert_eq!(log.log_start_offset(), 32);
         assert_eq!(log.segment_count(), 1);
@@ -1006,7 +1020,7 @@ fn delete_records_moves_start_and_persists() {
         for _ in 0..10 {
             append_small(&log, B::default().base_ts).await;
         }
-        settle().await;
+        log.wait_idle().await;
         assert_eq!(log.delete_records(5).await.unwrap(), 5);
         assert_eq!(log.log_start_offset(), 5);
         assert!(matches!(
@@ -1078,7 +1092,7 @@ fn small_appends_write_zero_padding_ahead_and_overwrite_it() {
         assert_eq!(data.len() as u64, 10 * one, "reads stop at the log end");
         assert_eq!(headers(&data).len(), 10);
         // Crash: recovery reads the padding as a torn tail and cuts it off.
-        settle().await;
+        log.wait_idle().await;
         drop(log);
         let log = open(&dir, LogConfig::default(), 0).await;
         assert_eq!(log.log_end_offset(), 20);
@@ -1150,4 +1164,137 @@ fn padding_budget_bounds_padding_in_flight() {
     );
     drop(held);
     assert_eq!(PaddingBudget::in_flight(), before);
+}
+
+/// A batch of `values` encoded by kafka-protocol (the client-side encoder) with `compression`.
+fn encoded(
+    compression: kafka_protocol::records::Compression,
+    offsets: &[i64],
+    value: &[u8],
+) -> BytesMut {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = offsets
+        .iter()
+        .map(|&offset| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: offset as i32, // one batch (the encoder splits where offset - sequence changes)
+            timestamp: 1_000,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf
+}
+
+/// Rewrites lastOffsetDelta and the record count of a batch, fixing its CRC.
+fn claim(mut b: BytesMut, last_offset_delta: i32, count: i32) -> BytesMut {
+    b[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+    b[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+const CODECS: [kafka_protocol::records::Compression; 5] = {
+    use kafka_protocol::records::Compression::*;
+    [None, Gzip, Snappy, Lz4, Zstd]
+};
+
+#[test]
+fn batch_records_are_checked_against_the_header_for_every_codec() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let invalid =
+            |r: Result<Appended, AppendError>| matches!(r, Err(AppendError::InvalidRecord(_)));
+        for c in CODECS {
+            let leo = log.log_end_offset();
+            let three = || encoded(c, &[0, 1, 2], b"value");
+            // 3 records claiming 100 (count and lastOffsetDelta agree with each other).
+            assert!(
+                invalid(log.append(claim(three(), 99, 100), 0, Durability::Written)),
+                "{c:?}"
+            );
+            // 3 records claiming 2.
+            assert!(
+                invalid(log.append(claim(three(), 1, 2), 0, Durability::Written)),
+                "{c:?}"
+            );
+            // Inner offset deltas not 0, 1, 2.
+            let shuffled = claim(encoded(c, &[0, 2, 1], b"value"), 2, 3);
+            assert!(
+                invalid(log.append(shuffled, 0, Durability::Written)),
+                "{c:?}"
+            );
+            assert_eq!(log.log_end_offset(), leo, "{c:?}: nothing written");
+            let a = append(&log, three()).await;
+            assert_eq!((a.base_offset, a.last_offset), (leo, leo + 2), "{c:?}");
+        }
+        // A record whose declared length disagrees with its fields; bytes after the last one.
+        let mut b = recs(2);
+        b[61] += 2; // first record's length (zigzag varint) one more
+        let b = claim(b, 1, 2);
+        assert!(invalid(log.append(b, 0, Durability::Written)));
+        let mut b = recs(2);
+        b.extend_from_slice(b"\0\0");
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        assert!(invalid(log.append(claim(b, 1, 2), 0, Durability::Written)));
+        // Undecodable compressed data is corrupt.
+        for codec in 1..=4i16 {
+            let mut b = recs(2);
+            b[21..23].copy_from_slice(&codec.to_be_bytes());
+            assert!(
+                matches!(
+                    log.append(claim(b, 1, 2), 0, Durability::Written),
+                    Err(AppendError::CorruptMessage(_))
+                ),
+                "codec {codec}"
+            );
+        }
+    });
+}
+
+#[test]
+fn decompressed_size_is_bounded() {
+    run(|dir| async move {
+        let limit = 1 << 20;
+        let cfg = LogConfig {
+            max_decompressed_batch_bytes: limit,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, cfg, 1 << 20).await;
+        for c in CODECS.into_iter().skip(1) {
+            // A zip bomb: a few KiB that decompress to 8 MiB of zeros.
+            let bomb = encoded(c, &[0], &vec![0u8; 8 << 20]);
+            assert!(bomb.len() < 1 << 20, "{c:?}: {} bytes", bomb.len());
+            assert!(
+                matches!(
+                    log.append(bomb, 0, Durability::Written),
+                    Err(AppendError::InvalidRecord(_))
+                ),
+                "{c:?}"
+            );
+            // Under the limit: accepted.
+            append(&log, encoded(c, &[0, 1], &vec![0u8; limit / 4])).await;
+        }
+        assert_eq!(log.log_end_offset(), 8);
+    });
 }
