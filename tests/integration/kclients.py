@@ -1,7 +1,7 @@
 """Thin helpers around the real Kafka clients (confluent-kafka and kafka-python).
 
-Consumer groups are not implemented by tern, so every consumer here uses
-manual assignment with explicit offsets and never commits.
+The consumers here use manual assignment with explicit offsets and never
+commit (group consumers live in test_groups.py and test_12_clients.py).
 Every loop is bounded in iterations and wall-clock time.
 """
 
