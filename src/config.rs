@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Per-shard memory budget (bytes) for the hot tail served to consumers without disk reads.
     #[arg(long)]
     pub tail_cache_bytes: Option<String>,
+    /// tern.max.decompressed.batch.bytes: most bytes one compressed batch may decompress to.
+    #[arg(long)]
+    pub max_decompressed_batch_bytes: Option<String>,
     /// Spin this many microseconds before parking an idle shard (lower cross-core latency, more CPU).
     #[arg(long)]
     pub spin_before_park_us: Option<u64>,
@@ -126,6 +129,9 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     pub socket_request_max_bytes: usize,
     pub tail_cache_bytes: usize,
+    /// tern.max.decompressed.batch.bytes: the records of one compressed batch may decompress to
+    /// at most this many bytes when they are validated (INVALID_RECORD beyond).
+    pub max_decompressed_batch_bytes: usize,
     /// max.request.partition.size.limit: most partitions in one DescribeTopicPartitions
     /// response (Kafka's default 2000).
     pub max_request_partition_size_limit: i32,
@@ -162,6 +168,7 @@ const KNOWN_KEYS: &[&str] = &[
     "broker.id",
     "tern.shards",
     "tern.tail.cache.bytes",
+    "tern.max.decompressed.batch.bytes",
     "max.request.partition.size.limit",
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
@@ -269,7 +276,7 @@ impl BrokerConfig {
                 log::warn!("config: unknown key {key:?} is ignored");
             }
         }
-        let flags: [(&str, &Option<String>); 16] = [
+        let flags: [(&str, &Option<String>); 17] = [
             ("log.retention.ms", &args.log_retention_ms),
             ("log.retention.bytes", &args.log_retention_bytes),
             (
@@ -287,6 +294,10 @@ impl BrokerConfig {
             ("message.max.bytes", &args.message_max_bytes),
             ("socket.request.max.bytes", &args.socket_request_max_bytes),
             ("tern.tail.cache.bytes", &args.tail_cache_bytes),
+            (
+                "tern.max.decompressed.batch.bytes",
+                &args.max_decompressed_batch_bytes,
+            ),
             (
                 "group.initial.rebalance.delay.ms",
                 &args.group_initial_rebalance_delay_ms,
@@ -439,6 +450,16 @@ impl BrokerConfig {
             "tern.tail.cache.bytes",
             get("tern.tail.cache.bytes").unwrap_or("134217728"),
         )?;
+        let max_decompressed_batch_bytes: usize = match get("tern.max.decompressed.batch.bytes") {
+            Some(v) => parse_num("tern.max.decompressed.batch.bytes", v)?,
+            None => tern_storage::DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
+        };
+        if max_decompressed_batch_bytes < 1024 {
+            bail!(
+                "invalid value for tern.max.decompressed.batch.bytes: \
+                 {max_decompressed_batch_bytes} (must be >= 1024)"
+            );
+        }
         let max_request_partition_size_limit: i32 = parse_num(
             "max.request.partition.size.limit",
             get("max.request.partition.size.limit").unwrap_or("2000"),
@@ -514,6 +535,7 @@ impl BrokerConfig {
             message_max_bytes,
             socket_request_max_bytes,
             tail_cache_bytes,
+            max_decompressed_batch_bytes,
             max_request_partition_size_limit,
             spin_before_park_us: args.spin_before_park_us,
             groups,
@@ -559,6 +581,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("num.partitions"), "{err}");
+    }
+
+    #[test]
+    fn decompression_limit_is_a_setting_that_reaches_the_log_config() {
+        let c = BrokerConfig::load(&ServeArgs::default()).unwrap();
+        assert_eq!(
+            c.max_decompressed_batch_bytes,
+            tern_storage::DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES
+        );
+        let args = ServeArgs {
+            max_decompressed_batch_bytes: Some("1048576".into()),
+            ..Default::default()
+        };
+        let c = BrokerConfig::load(&args).unwrap();
+        assert_eq!(c.max_decompressed_batch_bytes, 1 << 20);
+        let meta = crate::metadata::ClusterMetadata::default();
+        let topic = crate::metadata::TopicMeta::new(uuid::Uuid::nil(), 1, Default::default());
+        let log = crate::configs::log_config(&c, &meta, &topic);
+        assert_eq!(log.max_decompressed_batch_bytes, 1 << 20);
+        let too_small = ServeArgs {
+            max_decompressed_batch_bytes: Some("10".into()),
+            ..Default::default()
+        };
+        let err = BrokerConfig::load(&too_small).unwrap_err().to_string();
+        assert!(err.contains("tern.max.decompressed.batch.bytes"), "{err}");
     }
 
     #[test]

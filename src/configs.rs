@@ -388,6 +388,14 @@ pub const BROKER_CONFIGS: &[Def] = &[
     d("tern.shards", "", Kind::Int { min: 1 }, "", false, ""),
     d("tern.tail.cache.bytes", "", LONG0, "134217728", false, ""),
     d(
+        "tern.max.decompressed.batch.bytes",
+        "",
+        LONG0,
+        "67108864",
+        false,
+        "",
+    ),
+    d(
         "max.request.partition.size.limit",
         "",
         Kind::Int { min: 1 },
@@ -583,7 +591,7 @@ pub fn log_config(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta)
         segment_ms: n("segment.ms").max(1) as u64,
         index_interval_bytes: n("index.interval.bytes").clamp(1, u32::MAX as i64) as u32,
         max_batch_bytes: n("max.message.bytes").max(0) as usize,
-        max_decompressed_batch_bytes: tern_storage::DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
+        max_decompressed_batch_bytes: cfg.max_decompressed_batch_bytes,
     }
 }
 
