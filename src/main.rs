@@ -106,7 +106,8 @@ fn serve(args: ServeArgs) -> i32 {
         log::error!("configuration error: {msg}");
         return 2;
     }
-    if let Err(e) = std::fs::create_dir_all(&config.log_dir) {
+    // Durable: every directory created here is fsynced into its parent.
+    if let Err(e) = tern_storage::create_dir_all_durable(&config.log_dir) {
         log::error!("cannot create log dir {}: {e}", config.log_dir.display());
         return 1;
     }

@@ -149,7 +149,9 @@ pub fn load_or_init(log_dir: &Path) -> Result<ClusterMetadata> {
 pub fn store_blocking(log_dir: &Path, meta: &ClusterMetadata) -> Result<()> {
     let path = metadata_path(log_dir);
     let dir = path.parent().expect("metadata path has a parent");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A new `__tern_meta` entry is made durable in its parent before the file is relied on.
+    tern_storage::create_dir_all_durable(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join("cluster.json.tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&serde_json::to_vec_pretty(meta)?)?;

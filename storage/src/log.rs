@@ -1655,6 +1655,10 @@ impl PartitionLog {
                 _ => Ok(()),
             })
             .await?;
+        // The removal is durable once the parent directory is synced.
+        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            io::sync_dir(parent).await?;
+        }
         Ok(())
     }
 }

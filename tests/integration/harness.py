@@ -52,6 +52,22 @@ def _die_with_parent():
         pass
 
 
+def listening_on(port):
+    """Whether any TCP socket listens on `port` (state 0A in /proc/net/tcp and tcp6)."""
+    want = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[3] == "0A" and fields[1].endswith(want):
+                        return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 class Broker:
     def __init__(self, binary, workdir, name="broker", extra_args=(), config=None,
                  default_args=True, shards=2, port=None, log_dir=None, env=None):
@@ -161,6 +177,7 @@ class Broker:
             time.sleep(0.05)
 
     def _closed(self, rc):
+        self._wait_listener_gone()
         self.exit_codes.append(rc)
         if self._stderr_file is not None:
             self._stderr_file.write(f"===== [harness] exited with code {rc}\n".encode())
@@ -199,6 +216,20 @@ class Broker:
         self.proc.kill()
         rc = self.proc.wait(timeout=STOP_TIMEOUT)
         self._closed(rc)
+
+    def _wait_listener_gone(self, timeout=STOP_TIMEOUT):
+        """After an exit the kernel may keep the dead process's listening socket open for a
+        moment after it is reaped (io_uring tears down its ring, and the sockets it references,
+        asynchronously), after kill -9 and a clean exit alike.
+        With SO_REUSEPORT a restarted broker binds beside it, and a connection queued on the
+        dead socket is reset when it finally closes; a readiness probe could even be answered by
+        it. So wait until no socket listens on the port any more."""
+        deadline = time.monotonic() + timeout
+        while listening_on(self.port):
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"{self.name}: port {self.port} still has a listener {timeout}s after exit")
+            time.sleep(0.02)
 
     def restart(self, wait=True):
         """Clean stop (if running) and start again on the same port and data dir."""
