@@ -27,6 +27,8 @@ import uuid
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
+import kwire
+
 CLIENT_ID = "tern-matrix"
 
 
@@ -127,22 +129,9 @@ def _encode(entity):
     return buf.getvalue()
 
 
-class KioConn:
-    def __init__(self, port, timeout=15.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.corr = 0
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+class KioConn(kwire.Conn):
+    """A raw connection (socket, correlation ids, context manager from kwire.Conn) that frames
+    requests and reads responses through kio."""
 
     def _recv_exact(self, n, what):
         buf = bytearray()
