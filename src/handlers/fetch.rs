@@ -261,13 +261,9 @@ pub(crate) fn build_topics(
     for t in layout {
         let mut out = Vec::with_capacity(t.partitions);
         for (partition, r) in it.by_ref().take(t.partitions) {
-            let hint = version >= 16
-                && (r.error_code == errors::NOT_LEADER_OR_FOLLOWER
-                    || r.error_code == errors::FENCED_LEADER_EPOCH);
-            let current_leader = meta
-                .topic(&t.name)
-                .filter(|tm| hint && tm.has_partition(partition))
-                .map(|tm| (broker.node_id, tm.leader_epoch(partition)));
+            let current_leader = (version >= 16)
+                .then(|| broker.leader_hint(meta, &t.name, partition, r.error_code))
+                .flatten();
             leader_named |= current_leader.is_some();
             out.push(FetchPartitionOut {
                 partition_index: partition,

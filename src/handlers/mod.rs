@@ -113,6 +113,26 @@ impl LocalBroker {
             port: i32::from(config.advertised_port),
         }
     }
+
+    /// KIP-951's leader hint for a partition answered with `error_code`: NOT_LEADER_OR_FOLLOWER
+    /// and FENCED_LEADER_EPOCH carry the current leader and its epoch (this broker, while Tern
+    /// runs as one node), when the partition exists. One rule for Produce (v10+) and Fetch (v16+).
+    pub fn leader_hint(
+        &self,
+        meta: &crate::metadata::ClusterMetadata,
+        topic: &str,
+        partition: i32,
+        error_code: i16,
+    ) -> Option<(i32, i32)> {
+        if error_code != crate::errors::NOT_LEADER_OR_FOLLOWER
+            && error_code != crate::errors::FENCED_LEADER_EPOCH
+        {
+            return None;
+        }
+        meta.topic(topic)
+            .filter(|t| t.has_partition(partition))
+            .map(|t| (self.node_id, t.leader_epoch(partition)))
+    }
 }
 
 /// Kafka's AclOperation codes, as bits of an "authorized operations" bitfield.

@@ -252,16 +252,12 @@ pub(crate) fn build_response(
             pr.log_append_time_ms = -1;
             pr.log_start_offset = r.log_start_offset;
             pr.error_message = r.error_message.as_deref().map(super::str_bytes);
-            let leader_hint = r.error_code == errors::NOT_LEADER_OR_FOLLOWER
-                || r.error_code == errors::FENCED_LEADER_EPOCH;
             if version >= 10
-                && leader_hint
-                && let Some(tm) = meta
-                    .topic(&topic.name)
-                    .filter(|t| t.has_partition(*partition))
+                && let Some((leader, epoch)) =
+                    broker.leader_hint(meta, &topic.name, *partition, r.error_code)
             {
-                pr.current_leader.leader_id = BrokerId(broker.node_id);
-                pr.current_leader.leader_epoch = tm.leader_epoch(*partition);
+                pr.current_leader.leader_id = BrokerId(leader);
+                pr.current_leader.leader_epoch = epoch;
                 leader_named = true;
             }
             tr.partition_responses.push(pr);
