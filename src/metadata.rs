@@ -6,7 +6,6 @@
 //! mutates a shared snapshot, so no lock is needed.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -152,13 +151,12 @@ pub fn store_blocking(log_dir: &Path, meta: &ClusterMetadata) -> Result<()> {
     // A new `__tern_meta` entry is made durable in its parent before the file is relied on.
     tern_storage::create_dir_all_durable(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join("cluster.json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(meta)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name");
+    tern_storage::write_file_atomic_blocking(dir, name, &serde_json::to_vec_pretty(meta)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Kafka's topic name rules: 1..=249 chars of [a-zA-Z0-9._-], not "." or "..".

@@ -11,7 +11,6 @@
 //! - naming another live topic's id, a version this broker does not know, or unreadable (an I/O
 //!   error): the broker refuses to start, with a message naming the file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -104,16 +103,8 @@ fn create_dir_blocking(dir: &Path) -> Result<()> {
 /// of the partition directory).
 fn write_blocking(dir: &Path, id: &uuid::Uuid) -> Result<()> {
     create_dir_blocking(dir)?;
-    let file = dir.join(PARTITION_METADATA);
-    let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(render(id).as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &file)
-    };
-    write().with_context(|| format!("writing {}", file.display()))?;
-    sync_dir_blocking(dir)
+    tern_storage::write_file_atomic_blocking(dir, PARTITION_METADATA, render(id).as_bytes())
+        .with_context(|| format!("writing {}", dir.join(PARTITION_METADATA).display()))
 }
 
 /// Where the directory of the deleted topic `old` is kept: `<dir>.<old id>-stray`.

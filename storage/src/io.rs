@@ -223,6 +223,19 @@ pub fn create_empty_file(path: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Replaces `dir/name` with `data` atomically and durably: a temp file written and fsynced,
+/// renamed over the old one, then `dir` fsynced so the rename survives power loss. Blocking:
+/// call it off the shard thread (the blocking pool, or before the shards start).
+pub fn write_file_atomic_blocking(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Creates `dir` and its missing parents durably: each new directory's parent is fsynced after
 /// the directory is created in it (POSIX: a new entry is durable only after its directory is
 /// synced). Blocking: call it off the shard thread (the blocking pool). Returns the

@@ -37,7 +37,7 @@ mod tail_cache;
 mod tests;
 
 pub use error::{AppendError, ReadError, StorageError};
-pub use io::{create_dir_all_durable, prepare_data_dir};
+pub use io::{create_dir_all_durable, prepare_data_dir, write_file_atomic_blocking};
 pub use log::{LOG_START_OFFSET_FILE, PartitionLog, RetentionOutcome};
 pub use tail_cache::TailCache;
 
