@@ -23,6 +23,38 @@ pub struct TopicMeta {
     /// is at epoch 0.
     #[serde(default)]
     pub leader_epochs: Vec<i32>,
+    /// Where each partition lives (index = partition id), from the metadata log in cluster
+    /// mode. Empty for a standalone node, which is the only replica and the leader of every
+    /// partition (its epochs are `leader_epochs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<PartitionMeta>,
+}
+
+/// One partition's replicas as the controller decided them (KRaft's PartitionRecord).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionMeta {
+    /// Replica broker ids, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas (a subset of `replicas`, the leader among them).
+    pub isr: Vec<i32>,
+    /// The leader's broker id, or `NO_LEADER` (-1).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// A partition without a leader (Kafka's -1).
+pub const NO_LEADER: i32 = -1;
+
+/// A registered broker as clients reach it (Metadata's brokers, KIP-951 NodeEndpoints).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrokerMeta {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+    /// A fenced broker leads nothing and is not listed to clients.
+    pub fenced: bool,
 }
 
 impl TopicMeta {
@@ -34,6 +66,25 @@ impl TopicMeta {
             partitions,
             configs,
             leader_epochs: vec![0; partitions as usize],
+            placement: Vec::new(),
+        }
+    }
+
+    /// The placement of `partition` in cluster mode (None on a standalone node, or when out of
+    /// range).
+    pub fn partition_meta(&self, partition: i32) -> Option<&PartitionMeta> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.placement.get(p))
+    }
+
+    /// The leader of `partition`: `standalone_node` when the topic has no placement (a
+    /// standalone node leads everything), `NO_LEADER` when the partition has none.
+    pub fn leader(&self, partition: i32, standalone_node: i32) -> i32 {
+        match self.partition_meta(partition) {
+            Some(p) => p.leader,
+            None if self.placement.is_empty() => standalone_node,
+            None => NO_LEADER,
         }
     }
 
@@ -44,6 +95,9 @@ impl TopicMeta {
     /// The leader epoch of `partition` (which must exist).
     pub fn leader_epoch(&self, partition: i32) -> i32 {
         debug_assert!(self.has_partition(partition), "partition {partition}");
+        if let Some(p) = self.partition_meta(partition) {
+            return p.leader_epoch;
+        }
         usize::try_from(partition)
             .ok()
             .and_then(|p| self.leader_epochs.get(p).copied())
@@ -83,7 +137,7 @@ pub fn check_leader_epoch(current: i32, requested: i32) -> i16 {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ClusterMetadata {
     pub cluster_id: String,
     /// Bumped by every change; shards apply snapshots in version order.
@@ -96,6 +150,35 @@ pub struct ClusterMetadata {
     /// over the static ones of the config file and flags.
     #[serde(default)]
     pub broker_configs: BTreeMap<String, String>,
+    /// Registered brokers by id (cluster mode). Empty on a standalone node: it is the only
+    /// broker.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub brokers: BTreeMap<i32, BrokerMeta>,
+    /// The active controller's node id, -1 when unknown (standalone: this node).
+    #[serde(default = "no_controller")]
+    pub controller_id: i32,
+    /// Offset of the last metadata-log entry this snapshot includes (0 standalone).
+    #[serde(default)]
+    pub metadata_offset: u64,
+}
+
+fn no_controller() -> i32 {
+    -1
+}
+
+impl Default for ClusterMetadata {
+    fn default() -> Self {
+        Self {
+            cluster_id: String::new(),
+            version: 0,
+            topics: BTreeMap::new(),
+            producer_id_block_end: 0,
+            broker_configs: BTreeMap::new(),
+            brokers: BTreeMap::new(),
+            controller_id: no_controller(),
+            metadata_offset: 0,
+        }
+    }
 }
 
 impl ClusterMetadata {
@@ -105,6 +188,18 @@ impl ClusterMetadata {
 
     pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<(&String, &TopicMeta)> {
         self.topics.iter().find(|(_, t)| &t.id == id)
+    }
+
+    /// True in cluster mode (brokers come from the metadata log).
+    #[allow(dead_code)] // cluster mode's handlers (issue 10) are next
+    pub fn is_cluster(&self) -> bool {
+        !self.brokers.is_empty()
+    }
+
+    /// The unfenced brokers, in id order (what Metadata lists).
+    #[allow(dead_code)] // cluster mode's handlers (issue 10) are next
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerMeta> {
+        self.brokers.values().filter(|b| !b.fenced)
     }
 }
 

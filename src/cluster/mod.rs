@@ -11,3 +11,4 @@ pub mod config;
 pub mod controller;
 pub mod metadata_log;
 pub mod quorum;
+pub mod view;

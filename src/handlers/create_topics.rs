@@ -172,6 +172,7 @@ fn topic_configs(cfg: &BrokerConfig, meta: &ClusterMetadata, t: &NewTopic) -> Ve
                 partitions: t.partitions,
                 configs: t.configs.iter().cloned().collect(),
                 leader_epochs: Vec::new(),
+                placement: Vec::new(),
             };
             &requested
         }

@@ -131,7 +131,7 @@ impl LocalBroker {
         }
         meta.topic(topic)
             .filter(|t| t.has_partition(partition))
-            .map(|t| (self.node_id, t.leader_epoch(partition)))
+            .map(|t| (t.leader(partition, self.node_id), t.leader_epoch(partition)))
     }
 }
 
