@@ -18,7 +18,7 @@ use tern_storage::{ReadChunk, ReadError};
 
 use crate::errors;
 use crate::messages::{FetchItem, FetchResult, Reply, ShardMessage};
-use crate::metadata::{ClusterMetadata, check_leader_epoch};
+use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
 
 /// Upper bound on how long a fetch may wait, whatever the client asks (Kafka has no such cap,
@@ -83,9 +83,14 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
             let early_error = match tm.filter(|tm| tm.has_partition(p.partition)) {
                 None if h.api_version >= 13 && tm.is_none() => Some(errors::UNKNOWN_TOPIC_ID),
                 None => Some(errors::UNKNOWN_TOPIC_OR_PARTITION),
-                Some(tm) => {
-                    let code =
-                        check_leader_epoch(tm.leader_epoch(p.partition), p.current_leader_epoch);
+                Some(_) => {
+                    let code = crate::routing::leader_refusal(
+                        &meta,
+                        state.config.node_id,
+                        &name,
+                        p.partition,
+                        p.current_leader_epoch,
+                    );
                     (code != errors::NONE).then_some(code)
                 }
             };
@@ -255,7 +260,7 @@ pub(crate) fn build_topics(
         partitions.len(),
         "one result per partition entry"
     );
-    let mut leader_named = false;
+    let mut leaders = std::collections::BTreeSet::new();
     let mut topics_out = Vec::with_capacity(layout.len());
     let mut it = partitions.into_iter();
     for t in layout {
@@ -264,7 +269,9 @@ pub(crate) fn build_topics(
             let current_leader = (version >= 16)
                 .then(|| broker.leader_hint(meta, &t.name, partition, r.error_code))
                 .flatten();
-            leader_named |= current_leader.is_some();
+            if let Some((leader, _)) = current_leader {
+                leaders.insert(leader);
+            }
             out.push(FetchPartitionOut {
                 partition_index: partition,
                 error_code: r.error_code,
@@ -282,16 +289,16 @@ pub(crate) fn build_topics(
             partitions: out,
         });
     }
-    let endpoints = if leader_named {
-        vec![FetchNodeEndpoint {
-            node_id: broker.node_id,
-            host: broker.host.clone(),
-            port: broker.port,
-            rack: None,
-        }]
-    } else {
-        Vec::new()
-    };
+    let endpoints = broker
+        .hinted_endpoints(meta, &leaders)
+        .into_iter()
+        .map(|e| FetchNodeEndpoint {
+            node_id: e.id,
+            host: e.host,
+            port: e.port,
+            rack: e.rack,
+        })
+        .collect();
     (topics_out, endpoints)
 }
 
@@ -354,10 +361,19 @@ async fn read_all(
 /// The owner shard's half of a read.
 pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<FetchResult> {
     let mut out = Vec::with_capacity(items.len());
+    let meta = state.metadata();
     for it in items {
-        let Some(log) = state.partitions.get(&it.topic, it.partition) else {
+        let log = state.partitions.get(&it.topic, it.partition);
+        let refusal = crate::routing::owner_refusal(
+            &meta,
+            state.config.node_id,
+            &it.topic,
+            it.partition,
+            log.is_some(),
+        );
+        let (None, Some(log)) = (refusal, log) else {
             out.push(FetchResult {
-                error_code: errors::UNKNOWN_TOPIC_OR_PARTITION,
+                error_code: refusal.unwrap_or(errors::UNKNOWN_TOPIC_OR_PARTITION),
                 high_watermark: -1,
                 log_start_offset: -1,
                 ..Default::default()

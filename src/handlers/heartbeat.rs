@@ -14,9 +14,8 @@ pub async fn handle(
     h: ParsedHeader,
     req: HeartbeatRequest,
 ) -> ResponseFrame {
-    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
-    let code = state
-        .call(owner, |reply| {
+    let group = req.group_id.0.to_string();
+    let code = crate::groups::call_coordinator(&state, &group, |reply| {
             ShardMessage::group(GroupMessage::Heartbeat { req, reply })
         })
         .await

@@ -135,8 +135,13 @@ pub async fn dispatch(
         let exists = meta
             .topic(&s.topic)
             .is_some_and(|t| t.has_partition(s.partition));
-        if !exists {
-            s.early = Some(error_result(errors::UNKNOWN_TOPIC_OR_PARTITION, None));
+        let refusal = if exists {
+            crate::routing::leader_refusal(&meta, state.config.node_id, &s.topic, s.partition, -1)
+        } else {
+            errors::UNKNOWN_TOPIC_OR_PARTITION
+        };
+        if refusal != errors::NONE {
+            s.early = Some(error_result(refusal, None));
         } else if s.range.is_none_or(|(_, len)| len == 0) {
             s.early = Some(error_result(
                 errors::CORRUPT_MESSAGE,
@@ -235,7 +240,7 @@ pub(crate) fn build_response(
         "one result per partition entry"
     );
     let mut resp = ProduceResponse::default();
-    let mut leader_named = false;
+    let mut leaders = std::collections::BTreeSet::new();
     let mut it = results.iter();
     for topic in topics {
         let mut tr = TopicProduceResponse::default();
@@ -258,17 +263,18 @@ pub(crate) fn build_response(
             {
                 pr.current_leader.leader_id = BrokerId(leader);
                 pr.current_leader.leader_epoch = epoch;
-                leader_named = true;
+                leaders.insert(leader);
             }
             tr.partition_responses.push(pr);
         }
         resp.responses.push(tr);
     }
-    if leader_named {
+    for e in broker.hinted_endpoints(meta, &leaders) {
         let mut ep = NodeEndpoint::default();
-        ep.node_id = BrokerId(broker.node_id);
-        ep.host = super::str_bytes(&broker.host);
-        ep.port = broker.port;
+        ep.node_id = BrokerId(e.id);
+        ep.host = super::str_bytes(&e.host);
+        ep.port = e.port;
+        ep.rack = e.rack.as_deref().map(super::str_bytes);
         resp.node_endpoints.push(ep);
     }
     resp
@@ -343,8 +349,17 @@ pub async fn handle_local(
     let mut results = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        let Some(log) = state.partitions.get(&item.topic, item.partition) else {
-            results.push(error_result(errors::UNKNOWN_TOPIC_OR_PARTITION, None));
+        let log = state.partitions.get(&item.topic, item.partition);
+        let refusal = crate::routing::owner_refusal(
+            &meta,
+            state.config.node_id,
+            &item.topic,
+            item.partition,
+            log.is_some(),
+        );
+        let (None, Some(log)) = (refusal, log) else {
+            let code = refusal.unwrap_or(errors::UNKNOWN_TOPIC_OR_PARTITION);
+            results.push(error_result(code, None));
             continue;
         };
         // Batches carry the leader epoch they were written in (partitionLeaderEpoch).
