@@ -181,7 +181,7 @@ mod tests {
             leader_refusal(&meta, 1, "orders", 2, 0),
             errors::NOT_LEADER_OR_FOLLOWER
         );
-        assert_eq!(leader_refusal(&meta, 2, "orders", 1, 5), errors::NONE);
+        assert_eq!(leader_refusal(&meta, 2, "orders", 1, 6), errors::NONE);
         assert_eq!(
             leader_refusal(&meta, 1, "nope", 0, -1),
             errors::UNKNOWN_TOPIC_OR_PARTITION

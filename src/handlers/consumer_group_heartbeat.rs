@@ -20,16 +20,16 @@ pub async fn handle(
     let version = h.api_version;
     let client_id = h.client_id.clone().unwrap_or_default();
     let resp = crate::groups::call_coordinator(&state, &group, |reply| {
-            ShardMessage::group(GroupMessage::ConsumerHeartbeat {
-                version,
-                client_id,
-                client_host,
-                req,
-                reply,
-            })
+        ShardMessage::group(GroupMessage::ConsumerHeartbeat {
+            version,
+            client_id,
+            client_host,
+            req,
+            reply,
         })
-        .await
-        .unwrap_or_else(not_coordinator);
+    })
+    .await
+    .unwrap_or_else(not_coordinator);
     super::encode(&h, &resp)
 }
 

@@ -61,13 +61,14 @@ fn response(
     if !meta.is_cluster() {
         // A standalone node is the only broker and the controller.
         resp.controller_id = BrokerId(broker.node_id);
-        resp.brokers
-            .push(broker_entry(broker.node_id, &broker.host, broker.port, None));
-    } else if req.endpoint_type == 1 {
-        resp.controller_id = BrokerId(crate::routing::reported_controller(
-            meta,
+        resp.brokers.push(broker_entry(
             broker.node_id,
+            &broker.host,
+            broker.port,
+            None,
         ));
+    } else if req.endpoint_type == 1 {
+        resp.controller_id = BrokerId(crate::routing::reported_controller(meta, broker.node_id));
         for b in meta.brokers.values() {
             if b.fenced && !req.include_fenced_brokers {
                 continue;
@@ -109,7 +110,11 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
     // endpoint_type exists from v1 on: v0 requests always mean brokers (1); fenced brokers
     // can be asked for from v2 on.
     let types: &[i8] = if version >= 1 { &[1, 2, 3] } else { &[1] };
-    let fenced: &[bool] = if version >= 2 { &[false, true] } else { &[false] };
+    let fenced: &[bool] = if version >= 2 {
+        &[false, true]
+    } else {
+        &[false]
+    };
     for meta in [test_fixtures::cluster(), test_fixtures::multi_broker()] {
         for &endpoint_type in types {
             for include_ops in [false, true] {
@@ -156,7 +161,12 @@ mod tests {
 
     #[test]
     fn standalone_is_this_broker() {
-        let r = response(&test_fixtures::cluster(), &test_fixtures::broker(), &[], &req(1, true));
+        let r = response(
+            &test_fixtures::cluster(),
+            &test_fixtures::broker(),
+            &[],
+            &req(1, true),
+        );
         assert_eq!(r.controller_id.0, 1);
         assert_eq!(brokers(&r), vec![(1, "127.0.0.1".into(), 9092, false)]);
     }

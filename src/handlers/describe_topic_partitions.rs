@@ -130,8 +130,7 @@ pub(crate) fn build_response(
                 Some(pm) => {
                     part.replica_nodes = ids(&pm.replicas);
                     part.isr_nodes = ids(&pm.isr);
-                    part.offline_replicas =
-                        ids(&crate::routing::offline_replicas(meta, tm, p));
+                    part.offline_replicas = ids(&crate::routing::offline_replicas(meta, tm, p));
                 }
                 None => {
                     part.replica_nodes = vec![BrokerId(broker.node_id)];

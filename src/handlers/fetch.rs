@@ -507,7 +507,8 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
         ..Default::default()
     };
     let mut out = Vec::new();
-    for read_committed in [false, true] {
+    let multi = crate::handlers::test_fixtures::multi_broker();
+    for (meta, read_committed) in [(&meta, false), (&meta, true), (&multi, false)] {
         let partitions = vec![
             (0, data(10)),
             (1, failed(errors::NOT_LEADER_OR_FOLLOWER)),
@@ -523,7 +524,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
             ),
         ];
         let (topics, endpoints) =
-            build_topics(version, &broker, &meta, &layout, partitions, read_committed);
+            build_topics(version, &broker, meta, &layout, partitions, read_committed);
         for (error, session_id) in [(errors::NONE, 0), (errors::FETCH_SESSION_ID_NOT_FOUND, 0)] {
             let frame = tern_net::encode_fetch_response(
                 version, 1, 5, error, session_id, &topics, &endpoints,
@@ -555,6 +556,39 @@ mod tests {
         crate::handlers::test_fixtures::assert_guard_encodes(
             kafka_protocol::messages::ApiKey::Fetch,
             guard_responses,
+        );
+    }
+
+    #[test]
+    fn cluster_mode_hints_name_the_real_leader() {
+        // Decoded from the wire (guard_responses decodes what it encodes); broker 1 answers.
+        let ResponseKind::Fetch(r) = guard_responses(16).remove(4) else {
+            unreachable!()
+        };
+        let p = &r.responses[0].partitions;
+        let hint = |i: usize| {
+            (
+                p[i].current_leader.leader_id.0,
+                p[i].current_leader.leader_epoch,
+            )
+        };
+        // p1 is led by broker 2 at epoch 6; p2 has no leader (epoch 7).
+        assert_eq!((hint(0), hint(1), hint(2)), ((-1, -1), (2, 6), (-1, 7)));
+        let eps: Vec<_> = r
+            .node_endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.node_id.0,
+                    e.host.to_string(),
+                    e.port,
+                    e.rack.as_ref().map(|r| r.to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            eps,
+            vec![(2, "broker2.example".into(), 9092, Some("az2".into()))]
         );
     }
 

@@ -16,10 +16,10 @@ pub async fn handle(
 ) -> ResponseFrame {
     let group = req.group_id.0.to_string();
     let code = crate::groups::call_coordinator(&state, &group, |reply| {
-            ShardMessage::group(GroupMessage::Heartbeat { req, reply })
-        })
-        .await
-        .unwrap_or(codes::NOT_COORDINATOR);
+        ShardMessage::group(GroupMessage::Heartbeat { req, reply })
+    })
+    .await
+    .unwrap_or(codes::NOT_COORDINATOR);
     super::encode(&h, &response(code))
 }
 

@@ -22,16 +22,16 @@ pub async fn handle(
     let client_id = h.client_id.clone().unwrap_or_default();
     let member_id = req.member_id.clone();
     let resp = crate::groups::call_coordinator(&state, &group, |reply| {
-            ShardMessage::group(GroupMessage::Join {
-                version,
-                client_id,
-                client_host,
-                req,
-                reply,
-            })
+        ShardMessage::group(GroupMessage::Join {
+            version,
+            client_id,
+            client_host,
+            req,
+            reply,
         })
-        .await
-        .unwrap_or_else(|| not_coordinator(version, member_id));
+    })
+    .await
+    .unwrap_or_else(|| not_coordinator(version, member_id));
     super::encode(&h, &resp)
 }
 

@@ -17,14 +17,14 @@ pub async fn handle(
     let group = req.group_id.0.to_string();
     let version = h.api_version;
     let resp = crate::groups::call_coordinator(&state, &group, |reply| {
-            ShardMessage::group(GroupMessage::Leave {
-                version,
-                req,
-                reply,
-            })
+        ShardMessage::group(GroupMessage::Leave {
+            version,
+            req,
+            reply,
         })
-        .await
-        .unwrap_or_else(not_coordinator);
+    })
+    .await
+    .unwrap_or_else(not_coordinator);
     super::encode(&h, &resp)
 }
 

@@ -159,8 +159,8 @@ pub(crate) fn build_response(
             }
             Some(tm) => {
                 t.topic_id = tm.id;
-                t.is_internal = meta.is_cluster()
-                    && super::describe_topic_partitions::is_internal_topic(name);
+                t.is_internal =
+                    meta.is_cluster() && super::describe_topic_partitions::is_internal_topic(name);
                 t.partitions = (0..tm.partitions)
                     .map(|p| {
                         let mut mp = MetadataResponsePartition::default();

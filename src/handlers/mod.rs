@@ -32,6 +32,7 @@ pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
 // encoding
 pub mod encode_fallback;
 #[cfg(test)]

@@ -32,14 +32,14 @@ pub async fn handle(
         })
         .collect();
     let resp = crate::groups::call_coordinator(&state, &group, |reply| {
-            ShardMessage::group(GroupMessage::Commit {
-                version,
-                req,
-                reply,
-            })
+        ShardMessage::group(GroupMessage::Commit {
+            version,
+            req,
+            reply,
         })
-        .await
-        .unwrap_or_else(|| not_coordinator(topics));
+    })
+    .await
+    .unwrap_or_else(|| not_coordinator(topics));
     super::encode(&h, &resp)
 }
 

@@ -16,10 +16,10 @@ pub async fn handle(
 ) -> ResponseFrame {
     let group = req.group_id.0.to_string();
     let resp = crate::groups::call_coordinator(&state, &group, |reply| {
-            ShardMessage::group(GroupMessage::OffsetDelete { req, reply })
-        })
-        .await
-        .unwrap_or_else(not_coordinator);
+        ShardMessage::group(GroupMessage::OffsetDelete { req, reply })
+    })
+    .await
+    .unwrap_or_else(not_coordinator);
     super::encode(&h, &resp)
 }
 

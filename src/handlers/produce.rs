@@ -446,8 +446,10 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
         ),
     ];
     let broker = test_fixtures::broker();
+    let multi = test_fixtures::multi_broker();
     vec![
         build_response(version, &broker, &meta, &topics, &results),
+        build_response(version, &broker, &multi, &topics, &results),
         // All appended: no leader hints, no endpoints.
         build_response(
             version,
@@ -473,6 +475,51 @@ mod tests {
             kafka_protocol::messages::ApiKey::Produce,
             guard_responses,
         );
+    }
+
+    #[test]
+    fn cluster_mode_hints_name_the_real_leader() {
+        use kafka_protocol::messages::{ApiKey, ResponseKind};
+        for version in 10..=13 {
+            let r = guard_responses(version).remove(1);
+            let mut buf = bytes::BytesMut::new();
+            r.encode(&mut buf, version).unwrap();
+            let ResponseKind::Produce(r) =
+                ResponseKind::decode(ApiKey::Produce, &mut buf.freeze(), version).unwrap()
+            else {
+                unreachable!()
+            };
+            let p = &r.responses[0].partition_responses;
+            let hint = |i: usize| {
+                (
+                    p[i].current_leader.leader_id.0,
+                    p[i].current_leader.leader_epoch,
+                )
+            };
+            // p1 is led by broker 2 at epoch 6; p2 has no leader (epoch 7).
+            assert_eq!(
+                (hint(0), hint(1), hint(2)),
+                ((-1, -1), (2, 6), (-1, 7)),
+                "v{version}"
+            );
+            let eps: Vec<_> = r
+                .node_endpoints
+                .iter()
+                .map(|e| {
+                    (
+                        e.node_id.0,
+                        e.host.to_string(),
+                        e.port,
+                        e.rack.as_ref().map(|r| r.to_string()),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                eps,
+                vec![(2, "broker2.example".into(), 9092, Some("az2".into()))],
+                "v{version}"
+            );
+        }
     }
 
     #[test]
