@@ -95,7 +95,7 @@ pub fn offline_replicas(meta: &ClusterMetadata, tm: &TopicMeta, partition: i32) 
         p.replicas
             .iter()
             .copied()
-            .filter(|r| !meta.brokers.get(r).is_some_and(|b| !b.fenced))
+            .filter(|r| meta.brokers.get(r).is_none_or(|b| b.fenced))
             .collect()
     })
 }
