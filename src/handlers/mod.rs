@@ -97,8 +97,9 @@ pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-/// This broker as clients reach it: the leader of every partition (Metadata brokers, KIP-951
-/// `NodeEndpoints` in Produce and Fetch).
+/// This broker as clients reach it (the only broker, and the leader of every partition, on a
+/// standalone node), and the way to any other broker's endpoint in cluster mode (Metadata
+/// brokers, KIP-951 `NodeEndpoints` in Produce and Fetch).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LocalBroker {
     pub node_id: i32,
