@@ -78,7 +78,20 @@ impl Controller {
                 let res = self.alter_configs(shard, resources, validate_only).await;
                 let _ = reply.send(res);
             }
+            ControllerRequest::DescribeQuorum { reply } => {
+                let _ = reply.send(self.quorum_status());
+            }
         }
+    }
+
+    /// A standalone node is a one-voter quorum that leads without elections (epoch 0); each
+    /// metadata change is one entry of its log, so the log ends at the metadata version.
+    fn quorum_status(&self) -> crate::cluster::status::QuorumStatus {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let end = i64::try_from(self.meta.borrow().version).unwrap_or(i64::MAX);
+        crate::cluster::status::QuorumStatus::single_voter(self.config.node_id, 0, end, now_ms)
     }
 
     async fn alter_configs(

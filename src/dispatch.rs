@@ -125,6 +125,9 @@ pub async fn dispatch_request(
         RequestKind::DeleteRecords(req) => {
             Dispatched::respond(handlers::delete_records::handle(state, header, req))
         }
+        RequestKind::DescribeQuorum(req) => {
+            Dispatched::respond(handlers::describe_quorum::handle(state, header, req))
+        }
         other => {
             // Unreachable in practice: the connection checks `api::is_supported` first.
             log::warn!(

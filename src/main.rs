@@ -20,6 +20,7 @@ mod metrics;
 mod partition_identity;
 mod partition_manager;
 mod retention;
+mod routing;
 mod shard_state;
 
 use std::sync::Arc;

@@ -91,6 +91,10 @@ pub enum ControllerRequest {
         validate_only: bool,
         reply: Reply<Vec<Result<(), (i16, String)>>>,
     },
+    /// DescribeQuorum: the metadata quorum as this node's controller side knows it.
+    DescribeQuorum {
+        reply: Reply<crate::cluster::status::QuorumStatus>,
+    },
 }
 
 /// A topic CreateTopics created (or, with validate_only, would create).

@@ -1,6 +1,11 @@
 //! The shard-local partition manager: the `PartitionLog`s this shard owns, keyed by topic name
 //! and partition. Only this shard's thread touches them. `reconcile` brings the set in line with
 //! a metadata snapshot (opens new partitions, removes deleted topics' logs from disk).
+//!
+//! In cluster mode a broker hosts only the partitions with a replica on it (`hosted_here`). A
+//! partition moved away from it is closed and its directory kept, as Kafka keeps a stray log
+//! until it knows better: data is deleted only with its topic (deleted or re-created under a new
+//! id), never while the partition still exists in the metadata.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -93,6 +98,29 @@ impl PartitionManager {
                 }
             }
         }
+        // Partitions that moved to other brokers: closed, data kept.
+        let moved: Vec<(String, i32)> = self
+            .all()
+            .into_iter()
+            .filter(|(name, p, _)| {
+                meta.topic(name)
+                    .is_some_and(|t| !hosted_here(meta, config.node_id, name, t, *p))
+            })
+            .map(|(name, p, _)| (name, p))
+            .collect();
+        for (name, p) in moved {
+            let log = self
+                .topics
+                .borrow_mut()
+                .get_mut(&name)
+                .and_then(|t| t.logs.remove(&p));
+            if let Some(log) = log {
+                log::info!("{name}-{p}: no replica on this broker any more; closing it");
+                if let Err(e) = log.close().await {
+                    log::error!("closing {name}-{p}: {e}");
+                }
+            }
+        }
         // Dynamic topic configs: changed settings apply to the open logs at once.
         for (name, p, log) in self.all() {
             if let Some(topic) = meta.topic(&name) {
@@ -108,6 +136,7 @@ impl PartitionManager {
         for (name, topic) in &meta.topics {
             for p in 0..topic.partitions {
                 if partition_shard(name, p, self.shard_count) != self.shard
+                    || !hosted_here(meta, config.node_id, name, topic, p)
                     || self.get(name, p).is_some()
                 {
                     continue;
@@ -142,5 +171,61 @@ impl PartitionManager {
                 log::error!("closing {name}-{p}: {e}");
             }
         }
+    }
+}
+
+/// True when broker `node` keeps the log of partition `p` of topic `name`: every partition on a
+/// standalone node; in cluster mode those with a replica on `node`, except `__consumer_offsets`,
+/// whose data the group coordinator keeps itself (`groups`, under `__tern_groups`).
+pub fn hosted_here(
+    meta: &ClusterMetadata,
+    node: i32,
+    name: &str,
+    topic: &TopicMeta,
+    p: i32,
+) -> bool {
+    if meta.is_cluster() && name == crate::groups::OFFSETS_TOPIC {
+        return false;
+    }
+    crate::routing::hosts_replica(meta, topic, p, node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_fixtures;
+
+    fn hosted(meta: &ClusterMetadata, node: i32) -> Vec<(String, i32)> {
+        meta.topics
+            .iter()
+            .flat_map(|(n, t)| {
+                (0..t.partitions)
+                    .filter(move |p| hosted_here(meta, node, n, t, *p))
+                    .map(move |p| (n.clone(), p))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn standalone_hosts_every_partition() {
+        let meta = test_fixtures::cluster();
+        assert_eq!(hosted(&meta, 1).len(), 3);
+    }
+
+    #[test]
+    fn cluster_mode_hosts_local_replicas_only() {
+        let mut meta = test_fixtures::multi_broker();
+        let offsets = meta.topic("orders").unwrap().clone();
+        meta.topics
+            .insert(crate::groups::OFFSETS_TOPIC.into(), offsets);
+        let o = |p: i32| ("orders".to_string(), p);
+        // Replicas: p0 on 1,2,3; p1 on 2,1; p2 on 3,4 (__consumer_offsets: never a log here).
+        assert_eq!(hosted(&meta, 1), vec![o(0), o(1)]);
+        assert_eq!(hosted(&meta, 2), vec![o(0), o(1)]);
+        assert_eq!(hosted(&meta, 3), vec![o(0), o(2)]);
+        assert_eq!(hosted(&meta, 5), vec![]);
+        // A reassignment moves p1 off broker 1: it is no longer hosted there.
+        meta.topics.get_mut("orders").unwrap().placement[1].replicas = vec![2, 3];
+        assert_eq!(hosted(&meta, 1), vec![o(0)]);
     }
 }

@@ -18,15 +18,15 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeLogDirsRequest, IncrementalAlterConfigsRequest,
-    ListOffsetsRequest, MetadataRequest, MetadataResponse, OffsetCommitRequest, TopicName,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeLogDirsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
+    MetadataResponse, OffsetCommitRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Client, DEFAULT_BOOTSTRAP, table};
 
-fn sb(s: &str) -> StrBytes {
+pub(super) fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
@@ -226,7 +226,7 @@ fn create(
     Ok(())
 }
 
-fn metadata(c: &mut Client, topics: Option<&[&str]>) -> Result<MetadataResponse> {
+pub(super) fn metadata(c: &mut Client, topics: Option<&[&str]>) -> Result<MetadataResponse> {
     let mut md = MetadataRequest::default();
     md.topics = topics.map(|ts| {
         ts.iter()
@@ -496,30 +496,8 @@ fn alter_config(
 
 fn cluster_info(addr: &str) -> Result<()> {
     let mut c = Client::connect(addr)?;
-    let resp = c.call(0, &DescribeClusterRequest::default())?;
-    if resp.error_code != 0 {
-        bail!("DescribeCluster: {}", err_name(resp.error_code));
-    }
-    println!("Cluster id: {}", resp.cluster_id);
-    println!("Controller: {}", resp.controller_id.0);
-    let mut rows = vec![vec![
-        "BROKER".to_string(),
-        "HOST".to_string(),
-        "PORT".to_string(),
-        "RACK".to_string(),
-    ]];
-    for b in &resp.brokers {
-        rows.push(vec![
-            b.broker_id.0.to_string(),
-            b.host.to_string(),
-            b.port.to_string(),
-            b.rack
-                .as_ref()
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    print!("{}", table(&rows));
+    let here = super::cluster_info::print(&mut c, addr)?;
+    println!();
     let mut ld = DescribeLogDirsRequest::default();
     ld.topics = None;
     if let Ok(dirs) = c.call(4, &ld) {
@@ -537,11 +515,7 @@ fn cluster_info(addr: &str) -> Result<()> {
             );
         }
     }
-    let broker = resp
-        .brokers
-        .first()
-        .map(|b| b.broker_id.0.to_string())
-        .unwrap_or_else(|| "0".into());
+    let broker = here.unwrap_or(0).to_string();
     let configs = describe_configs(&mut c, 4, &broker)?;
     let mut rows = vec![vec![
         "BROKER-CONFIG".to_string(),

@@ -23,6 +23,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use crate::groups::protocol::assignment_partitions;
 
 pub mod admin;
+mod cluster_info;
 pub mod data;
 
 pub use admin::{ClusterCommand, TopicCommand, run_cluster, run_topic};

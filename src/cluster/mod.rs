@@ -11,4 +11,5 @@ pub mod config;
 pub mod controller;
 pub mod metadata_log;
 pub mod quorum;
+pub mod status;
 pub mod view;

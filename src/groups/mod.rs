@@ -959,9 +959,50 @@ pub fn owner_shard(state: &ShardState, group: &str) -> ShardId {
     coordinator_shard(group, state.config.groups.offsets_partitions, state.count)
 }
 
+/// True when broker `node` coordinates `group` per `meta`: always on a standalone node; in
+/// cluster mode when it leads the group's `__consumer_offsets` partition (Kafka's rule: other
+/// brokers answer NOT_COORDINATOR, and FindCoordinator names the leader).
+pub fn coordinated_by(
+    meta: &crate::metadata::ClusterMetadata,
+    node: i32,
+    group: &str,
+    offsets_partitions: i32,
+) -> bool {
+    if !meta.is_cluster() {
+        return true;
+    }
+    let p = offsets_partition(group, offsets_partitions);
+    meta.topic(OFFSETS_TOPIC)
+        .is_some_and(|t| t.has_partition(p) && t.leader(p, crate::metadata::NO_LEADER) == node)
+}
+
+/// True when this broker coordinates `group` (see `coordinated_by`).
+pub fn coordinates(state: &ShardState, group: &str) -> bool {
+    coordinated_by(
+        &state.metadata(),
+        state.config.node_id,
+        group,
+        state.config.groups.offsets_partitions,
+    )
+}
+
+/// `state.call` to the coordinator shard of `group`; None (the handlers answer
+/// NOT_COORDINATOR) when this broker does not coordinate the group or the shard is gone.
+pub async fn call_coordinator<R>(
+    state: &Rc<ShardState>,
+    group: &str,
+    build: impl FnOnce(Reply<R>) -> crate::messages::ShardMessage,
+) -> Option<R> {
+    if !coordinates(state, group) {
+        return None;
+    }
+    state.call(owner_shard(state, group), build).await
+}
+
 /// Sends `keys` (group ids) to their coordinator shards in one message per shard
 /// (`build(keys_of_that_shard, reply)`) and returns the per-key replies in request order
-/// (`None` where a shard did not answer, e.g. during shutdown).
+/// (`None` where a shard did not answer, e.g. during shutdown, or where this broker does not
+/// coordinate the group).
 pub async fn per_owner<K: Clone, R: Send + 'static>(
     state: &Rc<ShardState>,
     keys: &[(String, K)],
@@ -969,7 +1010,10 @@ pub async fn per_owner<K: Clone, R: Send + 'static>(
 ) -> Vec<Option<R>> {
     let mut by_shard: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
     for (i, (g, _)) in keys.iter().enumerate() {
-        by_shard.entry(owner_shard(state, g)).or_default().push(i);
+        // A group another broker coordinates stays None (NOT_COORDINATOR).
+        if coordinates(state, g) {
+            by_shard.entry(owner_shard(state, g)).or_default().push(i);
+        }
     }
     let calls = by_shard.iter().map(|(shard, idxs)| {
         let batch: Vec<K> = idxs.iter().map(|i| keys[*i].1.clone()).collect();
@@ -1005,6 +1049,33 @@ mod tests {
         };
         let config = Arc::new(BrokerConfig::load(&args).expect("config"));
         GroupCoordinator::new(0, 1, config)
+    }
+
+    #[test]
+    fn coordinator_is_the_offsets_partition_leader() {
+        let mut meta = crate::handlers::test_fixtures::multi_broker();
+        let group = |p: i32| {
+            (0..)
+                .map(|i| format!("g{i}"))
+                .find(|g| offsets_partition(g, 3) == p)
+                .unwrap()
+        };
+        // Standalone coordinates everything.
+        assert!(coordinated_by(
+            &crate::handlers::test_fixtures::cluster(),
+            1,
+            "g",
+            3
+        ));
+        // Cluster mode without __consumer_offsets: nobody yet.
+        assert!(!coordinated_by(&meta, 1, &group(0), 3));
+        let t = meta.topic("orders").unwrap().clone();
+        meta.topics.insert(OFFSETS_TOPIC.into(), t);
+        assert!(coordinated_by(&meta, 1, &group(0), 3));
+        assert!(!coordinated_by(&meta, 1, &group(1), 3));
+        assert!(coordinated_by(&meta, 2, &group(1), 3));
+        assert!(!coordinated_by(&meta, 1, &group(2), 3));
+        assert!(!coordinated_by(&meta, 3, &group(2), 3));
     }
 
     #[test]

@@ -115,9 +115,13 @@ pub async fn handle_local(
     items: Vec<(Arc<str>, i32, i64)>,
 ) -> Vec<(i16, i64)> {
     let mut out = Vec::with_capacity(items.len());
+    let meta = state.metadata();
     for (topic, p, offset) in items {
-        let Some(log) = state.partitions.get(&topic, p) else {
-            out.push((errors::UNKNOWN_TOPIC_OR_PARTITION, -1));
+        let log = state.partitions.get(&topic, p);
+        let refusal =
+            crate::routing::owner_refusal(&meta, state.config.node_id, &topic, p, log.is_some());
+        let (None, Some(log)) = (refusal, log) else {
+            out.push((refusal.unwrap_or(errors::UNKNOWN_TOPIC_OR_PARTITION), -1));
             continue;
         };
         out.push(match log.delete_records(offset).await {

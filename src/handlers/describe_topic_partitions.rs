@@ -119,10 +119,24 @@ pub(crate) fn build_response(
         for p in start..upper {
             let mut part = DescribeTopicPartitionsResponsePartition::default();
             part.partition_index = p;
-            part.leader_id = BrokerId(broker.node_id);
+            let leader = crate::routing::live_leader(meta, tm, p, broker.node_id);
+            if leader == crate::metadata::NO_LEADER {
+                part.error_code = errors::LEADER_NOT_AVAILABLE;
+            }
+            part.leader_id = BrokerId(leader);
             part.leader_epoch = tm.leader_epoch(p);
-            part.replica_nodes = vec![BrokerId(broker.node_id)];
-            part.isr_nodes = vec![BrokerId(broker.node_id)];
+            let ids = |v: &[i32]| v.iter().map(|id| BrokerId(*id)).collect();
+            match tm.partition_meta(p) {
+                Some(pm) => {
+                    part.replica_nodes = ids(&pm.replicas);
+                    part.isr_nodes = ids(&pm.isr);
+                    part.offline_replicas = ids(&crate::routing::offline_replicas(meta, tm, p));
+                }
+                None => {
+                    part.replica_nodes = vec![BrokerId(broker.node_id)];
+                    part.isr_nodes = vec![BrokerId(broker.node_id)];
+                }
+            }
             // No ELR (KIP-966) on a single broker: empty, not unknown.
             part.eligible_leader_replicas = Some(Vec::new());
             part.last_known_elr = Some(Vec::new());
@@ -188,10 +202,12 @@ pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::Re
         request(&["orders"], 10, Some(("zzz", 0))),
     ]
     .iter()
-    .map(|r| {
-        kafka_protocol::messages::ResponseKind::DescribeTopicPartitions(build_response(
-            &broker, &meta, r, 2000,
-        ))
+    .flat_map(|r| {
+        [&meta, &crate::handlers::test_fixtures::multi_broker()].map(|m| {
+            kafka_protocol::messages::ResponseKind::DescribeTopicPartitions(build_response(
+                &broker, m, r, 2000,
+            ))
+        })
     })
     .collect()
 }
@@ -312,5 +328,42 @@ mod tests {
             2000,
         );
         assert_eq!(r.topics[0].error_code, errors::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn cluster_mode_partitions_from_the_placement() {
+        let meta = crate::handlers::test_fixtures::multi_broker();
+        let broker = crate::handlers::test_fixtures::broker();
+        let r = build_response(&broker, &meta, &request(&["orders"], 2000, None), 2000);
+        let got: Vec<_> = r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| {
+                let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+                (
+                    p.error_code,
+                    p.leader_id.0,
+                    p.leader_epoch,
+                    ids(&p.replica_nodes),
+                    ids(&p.isr_nodes),
+                    ids(&p.offline_replicas),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 1, 4, vec![1, 2, 3], vec![1, 2], vec![3]),
+                (0, 2, 6, vec![2, 1], vec![2, 1], vec![]),
+                (
+                    errors::LEADER_NOT_AVAILABLE,
+                    -1,
+                    7,
+                    vec![3, 4],
+                    vec![3],
+                    vec![3, 4]
+                ),
+            ]
+        );
     }
 }

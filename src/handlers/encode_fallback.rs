@@ -392,6 +392,15 @@ error_answers! {
         }
         Some(r)
     };
+    // The top-level error code (every version); the partition list stays empty.
+    DescribeQuorum: DescribeQuorumResponse => |v, _| {
+        let mut r = DescribeQuorumResponse::default();
+        if v >= 2 {
+            r.error_message = None;
+        }
+        r.error_code = FAILED;
+        Some(r)
+    };
 }
 
 #[cfg(test)]
@@ -472,6 +481,10 @@ mod tests {
             (
                 ApiKey::OffsetFetch,
                 Box::new(OffsetFetchResponse::default()),
+            ),
+            (
+                ApiKey::DescribeQuorum,
+                Box::new(DescribeQuorumResponse::default()),
             ),
         ];
         for (key, failed) in cases {

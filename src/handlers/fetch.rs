@@ -18,7 +18,7 @@ use tern_storage::{ReadChunk, ReadError};
 
 use crate::errors;
 use crate::messages::{FetchItem, FetchResult, Reply, ShardMessage};
-use crate::metadata::{ClusterMetadata, check_leader_epoch};
+use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
 
 /// Upper bound on how long a fetch may wait, whatever the client asks (Kafka has no such cap,
@@ -83,9 +83,14 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
             let early_error = match tm.filter(|tm| tm.has_partition(p.partition)) {
                 None if h.api_version >= 13 && tm.is_none() => Some(errors::UNKNOWN_TOPIC_ID),
                 None => Some(errors::UNKNOWN_TOPIC_OR_PARTITION),
-                Some(tm) => {
-                    let code =
-                        check_leader_epoch(tm.leader_epoch(p.partition), p.current_leader_epoch);
+                Some(_) => {
+                    let code = crate::routing::leader_refusal(
+                        &meta,
+                        state.config.node_id,
+                        &name,
+                        p.partition,
+                        p.current_leader_epoch,
+                    );
                     (code != errors::NONE).then_some(code)
                 }
             };
@@ -255,7 +260,7 @@ pub(crate) fn build_topics(
         partitions.len(),
         "one result per partition entry"
     );
-    let mut leader_named = false;
+    let mut leaders = std::collections::BTreeSet::new();
     let mut topics_out = Vec::with_capacity(layout.len());
     let mut it = partitions.into_iter();
     for t in layout {
@@ -264,7 +269,9 @@ pub(crate) fn build_topics(
             let current_leader = (version >= 16)
                 .then(|| broker.leader_hint(meta, &t.name, partition, r.error_code))
                 .flatten();
-            leader_named |= current_leader.is_some();
+            if let Some((leader, _)) = current_leader {
+                leaders.insert(leader);
+            }
             out.push(FetchPartitionOut {
                 partition_index: partition,
                 error_code: r.error_code,
@@ -282,16 +289,16 @@ pub(crate) fn build_topics(
             partitions: out,
         });
     }
-    let endpoints = if leader_named {
-        vec![FetchNodeEndpoint {
-            node_id: broker.node_id,
-            host: broker.host.clone(),
-            port: broker.port,
-            rack: None,
-        }]
-    } else {
-        Vec::new()
-    };
+    let endpoints = broker
+        .hinted_endpoints(meta, &leaders)
+        .into_iter()
+        .map(|e| FetchNodeEndpoint {
+            node_id: e.id,
+            host: e.host,
+            port: e.port,
+            rack: e.rack,
+        })
+        .collect();
     (topics_out, endpoints)
 }
 
@@ -354,10 +361,19 @@ async fn read_all(
 /// The owner shard's half of a read.
 pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<FetchResult> {
     let mut out = Vec::with_capacity(items.len());
+    let meta = state.metadata();
     for it in items {
-        let Some(log) = state.partitions.get(&it.topic, it.partition) else {
+        let log = state.partitions.get(&it.topic, it.partition);
+        let refusal = crate::routing::owner_refusal(
+            &meta,
+            state.config.node_id,
+            &it.topic,
+            it.partition,
+            log.is_some(),
+        );
+        let (None, Some(log)) = (refusal, log) else {
             out.push(FetchResult {
-                error_code: errors::UNKNOWN_TOPIC_OR_PARTITION,
+                error_code: refusal.unwrap_or(errors::UNKNOWN_TOPIC_OR_PARTITION),
                 high_watermark: -1,
                 log_start_offset: -1,
                 ..Default::default()
@@ -491,7 +507,8 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
         ..Default::default()
     };
     let mut out = Vec::new();
-    for read_committed in [false, true] {
+    let multi = crate::handlers::test_fixtures::multi_broker();
+    for (meta, read_committed) in [(&meta, false), (&meta, true), (&multi, false)] {
         let partitions = vec![
             (0, data(10)),
             (1, failed(errors::NOT_LEADER_OR_FOLLOWER)),
@@ -507,7 +524,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
             ),
         ];
         let (topics, endpoints) =
-            build_topics(version, &broker, &meta, &layout, partitions, read_committed);
+            build_topics(version, &broker, meta, &layout, partitions, read_committed);
         for (error, session_id) in [(errors::NONE, 0), (errors::FETCH_SESSION_ID_NOT_FOUND, 0)] {
             let frame = tern_net::encode_fetch_response(
                 version, 1, 5, error, session_id, &topics, &endpoints,
@@ -539,6 +556,39 @@ mod tests {
         crate::handlers::test_fixtures::assert_guard_encodes(
             kafka_protocol::messages::ApiKey::Fetch,
             guard_responses,
+        );
+    }
+
+    #[test]
+    fn cluster_mode_hints_name_the_real_leader() {
+        // Decoded from the wire (guard_responses decodes what it encodes); broker 1 answers.
+        let ResponseKind::Fetch(r) = guard_responses(16).remove(4) else {
+            unreachable!()
+        };
+        let p = &r.responses[0].partitions;
+        let hint = |i: usize| {
+            (
+                p[i].current_leader.leader_id.0,
+                p[i].current_leader.leader_epoch,
+            )
+        };
+        // p1 is led by broker 2 at epoch 6; p2 has no leader (epoch 7).
+        assert_eq!((hint(0), hint(1), hint(2)), ((-1, -1), (2, 6), (-1, 7)));
+        let eps: Vec<_> = r
+            .node_endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.node_id.0,
+                    e.host.to_string(),
+                    e.port,
+                    e.rack.as_ref().map(|r| r.to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            eps,
+            vec![(2, "broker2.example".into(), 9092, Some("az2".into()))]
         );
     }
 

@@ -14,13 +14,12 @@ pub async fn handle(
     h: ParsedHeader,
     req: HeartbeatRequest,
 ) -> ResponseFrame {
-    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
-    let code = state
-        .call(owner, |reply| {
-            ShardMessage::group(GroupMessage::Heartbeat { req, reply })
-        })
-        .await
-        .unwrap_or(codes::NOT_COORDINATOR);
+    let group = req.group_id.0.to_string();
+    let code = crate::groups::call_coordinator(&state, &group, |reply| {
+        ShardMessage::group(GroupMessage::Heartbeat { req, reply })
+    })
+    .await
+    .unwrap_or(codes::NOT_COORDINATOR);
     super::encode(&h, &response(code))
 }
 

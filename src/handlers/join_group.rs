@@ -17,22 +17,21 @@ pub async fn handle(
     client_host: String,
     req: JoinGroupRequest,
 ) -> ResponseFrame {
-    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let group = req.group_id.0.to_string();
     let version = h.api_version;
     let client_id = h.client_id.clone().unwrap_or_default();
     let member_id = req.member_id.clone();
-    let resp = state
-        .call(owner, |reply| {
-            ShardMessage::group(GroupMessage::Join {
-                version,
-                client_id,
-                client_host,
-                req,
-                reply,
-            })
+    let resp = crate::groups::call_coordinator(&state, &group, |reply| {
+        ShardMessage::group(GroupMessage::Join {
+            version,
+            client_id,
+            client_host,
+            req,
+            reply,
         })
-        .await
-        .unwrap_or_else(|| not_coordinator(version, member_id));
+    })
+    .await
+    .unwrap_or_else(|| not_coordinator(version, member_id));
     super::encode(&h, &resp)
 }
 

@@ -14,18 +14,17 @@ pub async fn handle(
     h: ParsedHeader,
     req: LeaveGroupRequest,
 ) -> ResponseFrame {
-    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let group = req.group_id.0.to_string();
     let version = h.api_version;
-    let resp = state
-        .call(owner, |reply| {
-            ShardMessage::group(GroupMessage::Leave {
-                version,
-                req,
-                reply,
-            })
+    let resp = crate::groups::call_coordinator(&state, &group, |reply| {
+        ShardMessage::group(GroupMessage::Leave {
+            version,
+            req,
+            reply,
         })
-        .await
-        .unwrap_or_else(not_coordinator);
+    })
+    .await
+    .unwrap_or_else(not_coordinator);
     super::encode(&h, &resp)
 }
 

@@ -1,5 +1,5 @@
 //! ListGroups (v0–5, state filter v4+, type filter v5+): every shard lists the groups it
-//! coordinates.
+//! coordinates (in cluster mode only those whose offsets partition this broker leads).
 
 use std::rc::Rc;
 
@@ -42,7 +42,11 @@ pub async fn handle(
                 .await
         }
     });
-    let replies = futures::future::join_all(calls).await;
+    let mut replies = futures::future::join_all(calls).await;
+    // In cluster mode a group whose offsets partition moved to another broker is not listed.
+    for groups in replies.iter_mut().flatten() {
+        groups.retain(|g| crate::groups::coordinates(&state, &g.group_id));
+    }
     super::encode(&h, &response(v, replies))
 }
 

@@ -16,7 +16,6 @@ use tern_net::{ParsedHeader, ResponseFrame};
 
 use crate::errors;
 use crate::messages::{ListOffsetsItem, ListOffsetsResult, ShardMessage};
-use crate::metadata::check_leader_epoch;
 use crate::shard_state::ShardState;
 
 const LATEST: i64 = -1;
@@ -48,15 +47,15 @@ pub async fn handle(
     let mut results: Vec<ListOffsetsResult> = Vec::new();
     for t in &req.topics {
         let topic: Arc<str> = Arc::from(t.name.0.as_str());
-        let tm = meta.topic(&topic);
         for p in &t.partitions {
             let owner = state.owner(&topic, p.partition_index);
-            let early = match tm.filter(|tm| tm.has_partition(p.partition_index)) {
-                None => errors::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(tm) => {
-                    check_leader_epoch(tm.leader_epoch(p.partition_index), p.current_leader_epoch)
-                }
-            };
+            let early = crate::routing::leader_refusal(
+                &meta,
+                state.config.node_id,
+                &topic,
+                p.partition_index,
+                p.current_leader_epoch,
+            );
             results.push(failed(if early == errors::NONE {
                 errors::REQUEST_TIMED_OUT
             } else {
@@ -156,12 +155,23 @@ pub async fn handle_local(
     let meta = state.metadata();
     let mut out = Vec::with_capacity(items.len());
     for it in items {
-        let (Some(log), Some(tm)) = (
-            state.partitions.get(&it.topic, it.partition),
+        let log = state.partitions.get(&it.topic, it.partition);
+        let refusal = crate::routing::owner_refusal(
+            &meta,
+            state.config.node_id,
+            &it.topic,
+            it.partition,
+            log.is_some(),
+        );
+        let (None, Some(log), Some(tm)) = (
+            refusal,
+            log,
             meta.topic(&it.topic)
                 .filter(|t| t.has_partition(it.partition)),
         ) else {
-            out.push(failed(errors::UNKNOWN_TOPIC_OR_PARTITION));
+            out.push(failed(
+                refusal.unwrap_or(errors::UNKNOWN_TOPIC_OR_PARTITION),
+            ));
             continue;
         };
         // Every batch of a partition is written at its current epoch (leadership never moves

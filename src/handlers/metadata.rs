@@ -1,5 +1,7 @@
-//! Metadata: brokers (just this one), the controller, and topics with their partitions; creates
-//! unknown topics on request when `auto.create.topics.enable` is on.
+//! Metadata: the live brokers (this one on a standalone node), the controller as brokers report
+//! it (`routing::reported_controller`), and topics with their partitions (leader or
+//! LEADER_NOT_AVAILABLE, epoch, replicas, ISR, offline replicas); creates unknown topics on
+//! request when `auto.create.topics.enable` is on.
 
 use std::rc::Rc;
 
@@ -12,7 +14,8 @@ use tern_net::{ParsedHeader, ResponseFrame};
 use super::acl_operation;
 use crate::errors;
 use crate::messages::{ControllerRequest, NewTopic, ShardMessage};
-use crate::metadata::{ClusterMetadata, validate_topic_name};
+use crate::metadata::{ClusterMetadata, NO_LEADER, validate_topic_name};
+use crate::routing;
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
 /// Creates `names` with broker defaults (auto-creation). Errors are left for the caller to see
@@ -109,13 +112,28 @@ pub(crate) fn build_response(
 ) -> MetadataResponse {
     let node = broker.node_id;
     let mut resp = MetadataResponse::default();
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = BrokerId(node);
-    b.host = super::str_bytes(&broker.host);
-    b.port = broker.port;
-    resp.brokers = vec![b];
+    if meta.is_cluster() {
+        // The live brokers only: a fenced one leads nothing and may be unreachable.
+        resp.brokers = meta
+            .live_brokers()
+            .map(|lb| {
+                let mut b = MetadataResponseBroker::default();
+                b.node_id = BrokerId(lb.id);
+                b.host = super::str_bytes(&lb.host);
+                b.port = i32::from(lb.port);
+                b.rack = lb.rack.as_deref().map(super::str_bytes);
+                b
+            })
+            .collect();
+    } else {
+        let mut b = MetadataResponseBroker::default();
+        b.node_id = BrokerId(node);
+        b.host = super::str_bytes(&broker.host);
+        b.port = broker.port;
+        resp.brokers = vec![b];
+    }
     resp.cluster_id = Some(super::str_bytes(&meta.cluster_id));
-    resp.controller_id = BrokerId(node);
+    resp.controller_id = BrokerId(routing::reported_controller(meta, node));
     // v13's top-level error code: nothing makes the whole request fail here.
     resp.error_code = errors::NONE;
     resp.cluster_authorized_operations = if query.include_cluster_ops && (8..=10).contains(&version)
@@ -141,14 +159,30 @@ pub(crate) fn build_response(
             }
             Some(tm) => {
                 t.topic_id = tm.id;
+                t.is_internal =
+                    meta.is_cluster() && super::describe_topic_partitions::is_internal_topic(name);
                 t.partitions = (0..tm.partitions)
                     .map(|p| {
                         let mut mp = MetadataResponsePartition::default();
                         mp.partition_index = p;
-                        mp.leader_id = BrokerId(node);
+                        let leader = routing::live_leader(meta, tm, p, node);
+                        if leader == NO_LEADER {
+                            mp.error_code = errors::LEADER_NOT_AVAILABLE;
+                        }
+                        mp.leader_id = BrokerId(leader);
                         mp.leader_epoch = tm.leader_epoch(p);
-                        mp.replica_nodes = vec![BrokerId(node)];
-                        mp.isr_nodes = vec![BrokerId(node)];
+                        let ids = |v: &[i32]| v.iter().map(|id| BrokerId(*id)).collect();
+                        match tm.partition_meta(p) {
+                            Some(pm) => {
+                                mp.replica_nodes = ids(&pm.replicas);
+                                mp.isr_nodes = ids(&pm.isr);
+                                mp.offline_replicas = ids(&routing::offline_replicas(meta, tm, p));
+                            }
+                            None => {
+                                mp.replica_nodes = vec![BrokerId(node)];
+                                mp.isr_nodes = vec![BrokerId(node)];
+                            }
+                        }
                         mp
                     })
                     .collect();
@@ -246,6 +280,8 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
             std::slice::from_ref(&known),
         ));
         out.push(build_response(version, &broker, &meta, &some, &[]));
+        let multi = crate::handlers::test_fixtures::multi_broker();
+        out.push(build_response(version, &broker, &multi, &all, &[]));
     }
     out.into_iter().map(ResponseKind::Metadata).collect()
 }
@@ -296,5 +332,92 @@ mod tests {
         let r = build_response(10, &test_fixtures::broker(), &meta, &q, &[]);
         assert_eq!(r.cluster_authorized_operations, i32::MIN);
         assert_eq!(r.topics[0].topic_authorized_operations, i32::MIN);
+    }
+
+    #[test]
+    fn cluster_mode_lists_live_brokers_and_placement_at_every_version() {
+        use kafka_protocol::messages::ResponseKind;
+        let meta = test_fixtures::multi_broker();
+        let q = MetadataQuery {
+            topics: None,
+            include_topic_ops: false,
+            include_cluster_ops: false,
+        };
+        for version in 1..=13 {
+            // Decode what goes on the wire, as a client reads it.
+            let r = build_response(version, &test_fixtures::broker(), &meta, &q, &[]);
+            let mut buf = bytes::BytesMut::new();
+            ResponseKind::Metadata(r).encode(&mut buf, version).unwrap();
+            let r = match ResponseKind::decode(
+                kafka_protocol::messages::ApiKey::Metadata,
+                &mut buf.freeze(),
+                version,
+            )
+            .unwrap()
+            {
+                ResponseKind::Metadata(r) => r,
+                _ => unreachable!(),
+            };
+            let brokers: Vec<_> = r
+                .brokers
+                .iter()
+                .map(|b| {
+                    (
+                        b.node_id.0,
+                        b.host.to_string(),
+                        b.port,
+                        b.rack.as_ref().map(|r| r.to_string()),
+                    )
+                })
+                .collect();
+            // Broker 3 is fenced: not listed.
+            assert_eq!(
+                brokers,
+                vec![
+                    (1, "broker1.example".into(), 9091, None),
+                    (2, "broker2.example".into(), 9092, Some("az2".into())),
+                ],
+                "v{version}"
+            );
+            assert_eq!(r.controller_id.0, 2, "v{version}");
+            let ps = &r.topics[0].partitions;
+            let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+            assert_eq!((ps[0].leader_id.0, ps[0].error_code), (1, errors::NONE));
+            assert_eq!(ids(&ps[0].replica_nodes), vec![1, 2, 3]);
+            assert_eq!(ids(&ps[0].isr_nodes), vec![1, 2]);
+            assert_eq!(ps[1].leader_id.0, 2);
+            assert_eq!(
+                (ps[2].leader_id.0, ps[2].error_code),
+                (-1, errors::LEADER_NOT_AVAILABLE)
+            );
+            if version >= 5 {
+                assert_eq!(ids(&ps[0].offline_replicas), vec![3]);
+                assert_eq!(ids(&ps[2].offline_replicas), vec![3, 4]);
+            }
+            if version >= 7 {
+                assert_eq!(
+                    ps.iter().map(|p| p.leader_epoch).collect::<Vec<_>>(),
+                    vec![4, 6, 7]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn standalone_answer_is_this_broker() {
+        let meta = test_fixtures::cluster();
+        let q = MetadataQuery {
+            topics: None,
+            include_topic_ops: false,
+            include_cluster_ops: false,
+        };
+        let r = build_response(13, &test_fixtures::broker(), &meta, &q, &[]);
+        assert_eq!(r.brokers.len(), 1);
+        assert_eq!((r.brokers[0].node_id.0, r.controller_id.0), (1, 1));
+        for p in &r.topics[0].partitions {
+            assert_eq!(p.leader_id.0, 1);
+            assert_eq!(p.replica_nodes, vec![BrokerId(1)]);
+            assert!(p.offline_replicas.is_empty() && p.error_code == errors::NONE);
+        }
     }
 }

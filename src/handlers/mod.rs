@@ -32,6 +32,7 @@ pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
 // encoding
 pub mod encode_fallback;
 #[cfg(test)]
@@ -96,8 +97,9 @@ pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-/// This broker as clients reach it: the leader of every partition (Metadata brokers, KIP-951
-/// `NodeEndpoints` in Produce and Fetch).
+/// This broker as clients reach it (the only broker, and the leader of every partition, on a
+/// standalone node), and the way to any other broker's endpoint in cluster mode (Metadata
+/// brokers, KIP-951 `NodeEndpoints` in Produce and Fetch).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LocalBroker {
     pub node_id: i32,
@@ -115,8 +117,8 @@ impl LocalBroker {
     }
 
     /// KIP-951's leader hint for a partition answered with `error_code`: NOT_LEADER_OR_FOLLOWER
-    /// and FENCED_LEADER_EPOCH carry the current leader and its epoch (this broker, while Tern
-    /// runs as one node), when the partition exists. One rule for Produce (v10+) and Fetch (v16+).
+    /// and FENCED_LEADER_EPOCH carry the current leader (-1 when it has none) and its epoch, when
+    /// the partition exists. One rule for Produce (v10+) and Fetch (v16+).
     pub fn leader_hint(
         &self,
         meta: &crate::metadata::ClusterMetadata,
@@ -131,7 +133,48 @@ impl LocalBroker {
         }
         meta.topic(topic)
             .filter(|t| t.has_partition(partition))
-            .map(|t| (t.leader(partition, self.node_id), t.leader_epoch(partition)))
+            .map(|t| {
+                (
+                    crate::routing::live_leader(meta, t, partition, self.node_id),
+                    t.leader_epoch(partition),
+                )
+            })
+    }
+
+    /// How clients reach broker `id`: its registration in cluster mode (the listener clients
+    /// use), this broker on a standalone node; None for an unknown broker or -1.
+    pub fn endpoint(
+        &self,
+        meta: &crate::metadata::ClusterMetadata,
+        id: i32,
+    ) -> Option<crate::routing::Endpoint> {
+        if meta.is_cluster() {
+            meta.brokers.get(&id).map(|b| crate::routing::Endpoint {
+                id,
+                host: b.host.clone(),
+                port: i32::from(b.port),
+                rack: b.rack.clone(),
+            })
+        } else {
+            (id == self.node_id).then(|| crate::routing::Endpoint {
+                id,
+                host: self.host.clone(),
+                port: self.port,
+                rack: None,
+            })
+        }
+    }
+
+    /// The endpoints of the leaders named in hints (KIP-951 `NodeEndpoints`), in id order.
+    pub fn hinted_endpoints(
+        &self,
+        meta: &crate::metadata::ClusterMetadata,
+        leaders: &std::collections::BTreeSet<i32>,
+    ) -> Vec<crate::routing::Endpoint> {
+        leaders
+            .iter()
+            .filter_map(|id| self.endpoint(meta, *id))
+            .collect()
     }
 }
 

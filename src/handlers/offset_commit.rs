@@ -19,7 +19,7 @@ pub async fn handle(
     h: ParsedHeader,
     req: OffsetCommitRequest,
 ) -> ResponseFrame {
-    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
+    let group = req.group_id.0.to_string();
     let version = h.api_version;
     let topics: Vec<(TopicName, Vec<i32>)> = req
         .topics
@@ -31,16 +31,15 @@ pub async fn handle(
             )
         })
         .collect();
-    let resp = state
-        .call(owner, |reply| {
-            ShardMessage::group(GroupMessage::Commit {
-                version,
-                req,
-                reply,
-            })
+    let resp = crate::groups::call_coordinator(&state, &group, |reply| {
+        ShardMessage::group(GroupMessage::Commit {
+            version,
+            req,
+            reply,
         })
-        .await
-        .unwrap_or_else(|| not_coordinator(topics));
+    })
+    .await
+    .unwrap_or_else(|| not_coordinator(topics));
     super::encode(&h, &resp)
 }
 

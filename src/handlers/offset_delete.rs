@@ -14,13 +14,12 @@ pub async fn handle(
     h: ParsedHeader,
     req: OffsetDeleteRequest,
 ) -> ResponseFrame {
-    let owner = crate::groups::owner_shard(&state, &req.group_id.0);
-    let resp = state
-        .call(owner, |reply| {
-            ShardMessage::group(GroupMessage::OffsetDelete { req, reply })
-        })
-        .await
-        .unwrap_or_else(not_coordinator);
+    let group = req.group_id.0.to_string();
+    let resp = crate::groups::call_coordinator(&state, &group, |reply| {
+        ShardMessage::group(GroupMessage::OffsetDelete { req, reply })
+    })
+    .await
+    .unwrap_or_else(not_coordinator);
     super::encode(&h, &resp)
 }
 

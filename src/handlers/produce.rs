@@ -135,8 +135,13 @@ pub async fn dispatch(
         let exists = meta
             .topic(&s.topic)
             .is_some_and(|t| t.has_partition(s.partition));
-        if !exists {
-            s.early = Some(error_result(errors::UNKNOWN_TOPIC_OR_PARTITION, None));
+        let refusal = if exists {
+            crate::routing::leader_refusal(&meta, state.config.node_id, &s.topic, s.partition, -1)
+        } else {
+            errors::UNKNOWN_TOPIC_OR_PARTITION
+        };
+        if refusal != errors::NONE {
+            s.early = Some(error_result(refusal, None));
         } else if s.range.is_none_or(|(_, len)| len == 0) {
             s.early = Some(error_result(
                 errors::CORRUPT_MESSAGE,
@@ -235,7 +240,7 @@ pub(crate) fn build_response(
         "one result per partition entry"
     );
     let mut resp = ProduceResponse::default();
-    let mut leader_named = false;
+    let mut leaders = std::collections::BTreeSet::new();
     let mut it = results.iter();
     for topic in topics {
         let mut tr = TopicProduceResponse::default();
@@ -258,17 +263,18 @@ pub(crate) fn build_response(
             {
                 pr.current_leader.leader_id = BrokerId(leader);
                 pr.current_leader.leader_epoch = epoch;
-                leader_named = true;
+                leaders.insert(leader);
             }
             tr.partition_responses.push(pr);
         }
         resp.responses.push(tr);
     }
-    if leader_named {
+    for e in broker.hinted_endpoints(meta, &leaders) {
         let mut ep = NodeEndpoint::default();
-        ep.node_id = BrokerId(broker.node_id);
-        ep.host = super::str_bytes(&broker.host);
-        ep.port = broker.port;
+        ep.node_id = BrokerId(e.id);
+        ep.host = super::str_bytes(&e.host);
+        ep.port = e.port;
+        ep.rack = e.rack.as_deref().map(super::str_bytes);
         resp.node_endpoints.push(ep);
     }
     resp
@@ -343,8 +349,17 @@ pub async fn handle_local(
     let mut results = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        let Some(log) = state.partitions.get(&item.topic, item.partition) else {
-            results.push(error_result(errors::UNKNOWN_TOPIC_OR_PARTITION, None));
+        let log = state.partitions.get(&item.topic, item.partition);
+        let refusal = crate::routing::owner_refusal(
+            &meta,
+            state.config.node_id,
+            &item.topic,
+            item.partition,
+            log.is_some(),
+        );
+        let (None, Some(log)) = (refusal, log) else {
+            let code = refusal.unwrap_or(errors::UNKNOWN_TOPIC_OR_PARTITION);
+            results.push(error_result(code, None));
             continue;
         };
         // Batches carry the leader epoch they were written in (partitionLeaderEpoch).
@@ -431,8 +446,10 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
         ),
     ];
     let broker = test_fixtures::broker();
+    let multi = test_fixtures::multi_broker();
     vec![
         build_response(version, &broker, &meta, &topics, &results),
+        build_response(version, &broker, &multi, &topics, &results),
         // All appended: no leader hints, no endpoints.
         build_response(
             version,
@@ -458,6 +475,51 @@ mod tests {
             kafka_protocol::messages::ApiKey::Produce,
             guard_responses,
         );
+    }
+
+    #[test]
+    fn cluster_mode_hints_name_the_real_leader() {
+        use kafka_protocol::messages::{ApiKey, ResponseKind};
+        for version in 10..=13 {
+            let r = guard_responses(version).remove(1);
+            let mut buf = bytes::BytesMut::new();
+            r.encode(&mut buf, version).unwrap();
+            let ResponseKind::Produce(r) =
+                ResponseKind::decode(ApiKey::Produce, &mut buf.freeze(), version).unwrap()
+            else {
+                unreachable!()
+            };
+            let p = &r.responses[0].partition_responses;
+            let hint = |i: usize| {
+                (
+                    p[i].current_leader.leader_id.0,
+                    p[i].current_leader.leader_epoch,
+                )
+            };
+            // p1 is led by broker 2 at epoch 6; p2 has no leader (epoch 7).
+            assert_eq!(
+                (hint(0), hint(1), hint(2)),
+                ((-1, -1), (2, 6), (-1, 7)),
+                "v{version}"
+            );
+            let eps: Vec<_> = r
+                .node_endpoints
+                .iter()
+                .map(|e| {
+                    (
+                        e.node_id.0,
+                        e.host.to_string(),
+                        e.port,
+                        e.rack.as_ref().map(|r| r.to_string()),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                eps,
+                vec![(2, "broker2.example".into(), 9092, Some("az2".into()))],
+                "v{version}"
+            );
+        }
     }
 
     #[test]

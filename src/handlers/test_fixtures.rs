@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 
 use super::LocalBroker;
-use crate::metadata::{ClusterMetadata, TopicMeta};
+use crate::metadata::{BrokerMeta, ClusterMetadata, NO_LEADER, PartitionMeta, TopicMeta};
 
 pub fn broker() -> LocalBroker {
     LocalBroker {
@@ -32,6 +32,43 @@ pub fn cluster() -> ClusterMetadata {
     );
     t.leader_epochs[2] = 3;
     meta.topics.insert("orders".into(), t);
+    meta
+}
+
+/// A cluster-mode snapshot as broker 1 sees it: brokers 1 and 2 live (2 in rack "az2"), broker 3
+/// registered but fenced, broker 4 never registered; controller 2. Topic "orders" (the id of
+/// `cluster()`'s) has p0 led by 1 (replicas 1,2,3, ISR 1,2, epoch 4), p1 led by 2 (replicas
+/// 2,1, ISR 2,1, epoch 6) and p2 without a leader (replicas 3,4, ISR 3, epoch 7).
+pub fn multi_broker() -> ClusterMetadata {
+    let mut meta = cluster();
+    meta.controller_id = 2;
+    meta.metadata_offset = 42;
+    for (id, rack, fenced) in [(1, None, false), (2, Some("az2"), false), (3, None, true)] {
+        meta.brokers.insert(
+            id,
+            BrokerMeta {
+                id,
+                host: format!("broker{id}.example"),
+                port: 9090 + id as u16,
+                rack: rack.map(str::to_string),
+                fenced,
+            },
+        );
+    }
+    let part = |replicas: &[i32], isr: &[i32], leader: i32, epoch: i32| PartitionMeta {
+        replicas: replicas.to_vec(),
+        isr: isr.to_vec(),
+        leader,
+        leader_epoch: epoch,
+        partition_epoch: epoch + 10,
+    };
+    let t = meta.topics.get_mut("orders").expect("fixture topic");
+    t.placement = vec![
+        part(&[1, 2, 3], &[1, 2], 1, 4),
+        part(&[2, 1], &[2, 1], 2, 6),
+        part(&[3, 4], &[3], NO_LEADER, 7),
+    ];
+    t.leader_epochs = t.placement.iter().map(|p| p.leader_epoch).collect();
     meta
 }
 

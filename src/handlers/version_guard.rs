@@ -125,6 +125,10 @@ const GUARDS: &[(ApiKey, Guard)] = &[
         ApiKey::DeleteRecords,
         handlers::delete_records::guard_responses as Guard,
     ),
+    (
+        ApiKey::DescribeQuorum,
+        handlers::describe_quorum::guard_responses as Guard,
+    ),
 ];
 
 /// The response's API, read off the variant name (`ResponseKind` has no accessor).

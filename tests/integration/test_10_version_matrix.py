@@ -791,6 +791,25 @@ def describe_cluster_factory(w, v):
     return spec, check
 
 
+@factory(55, "DescribeQuorum")
+def describe_quorum_factory(w, v):
+    spec = {"topics": [{"topic_name": "__cluster_metadata",
+                        "partitions": [{"partition_index": 0}]}]}
+
+    def check(r):
+        ok(r.error_code, "quorum")
+        (t,) = r.topics
+        (p,) = t.partitions
+        ok(p.error_code, "partition")
+        assert (t.topic_name, p.partition_index, p.leader_id) == (
+            "__cluster_metadata", 0, w.node_id)
+        # A standalone node is a one-voter quorum: the leader, caught up with itself.
+        (voter,) = p.current_voters
+        assert voter.replica_id == w.node_id and voter.log_end_offset == p.high_watermark > 0
+        assert list(p.observers) == []
+    return spec, check
+
+
 @factory(68, "ConsumerGroupHeartbeat")
 def consumer_group_heartbeat_factory(w, v):
     spec = {"group_id": CGROUP, "member_id": w.cmember_id, "member_epoch": w.cepoch,

@@ -374,3 +374,34 @@ def test_cli_subcommands(broker_factory):
                 ["cluster", "info"]):
         p = _tern(b, *sub, "--help")
         assert "Usage:" in p.stdout
+
+
+def test_cluster_info_of_a_standalone_node(broker_factory):
+    """`tern cluster info` against one node: one alive broker, a one-voter quorum whose log end
+    moves with each metadata change, and no leaderless partitions."""
+    b = broker_factory()
+    bs = ("-b", b.bootstrap)
+
+    def section(text, title):
+        lines = text.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith(title))
+        end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+        return [line.split() for line in lines[start:end]]
+
+    info = _tern(b, "cluster", "info", *bs).stdout
+    brokers = section(info, "BROKER ")
+    assert brokers[0] == ["BROKER", "LISTENERS", "RACK", "STATE"], info
+    ((node, listeners, rack, state),) = brokers[1:]
+    assert (listeners, rack, state) == (b.bootstrap, "-", "alive"), info
+    assert f"Controller: {node}" in info
+    quorum = section(info, "Quorum:")
+    assert quorum[0][:3] == ["Quorum:", "leader", node], info
+    ((voter, role, end, lag),) = quorum[2:]
+    assert (voter, role, lag) == (node, "leader", "0"), info
+    assert "Partitions without a leader: none" in info
+
+    _tern(b, "topic", "create", "info-a", "-p", "3", *bs)
+    info = _tern(b, "cluster", "info", *bs).stdout
+    ((_, _, end_after, lag),) = section(info, "Quorum:")[2:]
+    assert int(end_after) > int(end) and lag == "0", info
+    assert "Partitions without a leader: none" in info
