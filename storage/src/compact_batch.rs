@@ -16,9 +16,8 @@ pub struct RecordView<'a> {
     pub offset: i64,
     pub timestamp: i64,
     pub key: Option<&'a [u8]>,
+    /// None: a tombstone.
     pub value: Option<&'a [u8]>,
-    /// A tombstone: the value is null.
-    pub tombstone: bool,
 }
 
 fn varlong(buf: &[u8], pos: &mut usize) -> Result<i64, String> {
@@ -96,12 +95,16 @@ impl Records {
             timestamp,
             key,
             value,
-            tombstone: value.is_none(),
         })
     }
 
     /// The batch rebuilt with only the records whose index is in `keep` (increasing).
-    pub fn rebuild(&self, whole: &[u8], h: &BatchHeader, keep: &[usize]) -> Result<Vec<u8>, String> {
+    pub fn rebuild(
+        &self,
+        whole: &[u8],
+        h: &BatchHeader,
+        keep: &[usize],
+    ) -> Result<Vec<u8>, String> {
         let mut raw = Vec::new();
         for &i in keep {
             let (s, e) = self.spans[i];

@@ -136,7 +136,11 @@ async fn fill(log: &PartitionLog, keys: usize, versions: usize) {
     for v in 0..versions {
         for k in 0..keys {
             let val = format!("v{v}");
-            append(log, kbatch(&[(&format!("k{k:03}"), Some(&val))], now_ms(), -1, -1)).await;
+            append(
+                log,
+                kbatch(&[(&format!("k{k:03}"), Some(&val))], now_ms(), -1, -1),
+            )
+            .await;
         }
     }
     roll_past(log).await;
@@ -147,7 +151,11 @@ async fn roll_past(log: &PartitionLog) {
     let end = log.log_end_offset();
     let mut i = 0;
     while log.segment_infos().last().unwrap().0 < end {
-        append(log, kbatch(&[(&format!("zfill{i}"), Some("f"))], now_ms(), -1, -1)).await;
+        append(
+            log,
+            kbatch(&[(&format!("zfill{i}"), Some("f"))], now_ms(), -1, -1),
+        )
+        .await;
         i += 1;
     }
     log.wait_idle().await;
@@ -165,7 +173,11 @@ fn compaction() -> CompactionConfig {
 async fn clean_fully(log: &PartitionLog, map: &mut OffsetMap) -> usize {
     let mut passes = 0;
     let mut throttle = IoThrottle::new(0.0);
-    while let Some(out) = log.clean(map, &compaction(), &mut throttle, now_ms()).await.unwrap() {
+    while let Some(out) = log
+        .clean(map, &compaction(), &mut throttle, now_ms())
+        .await
+        .unwrap()
+    {
         passes += 1;
         assert!(passes < 100, "cleaning does not converge");
         if out.complete {
@@ -198,10 +210,18 @@ fn cleaning_keeps_the_latest_value_per_key() {
         assert!(got.iter().all(|(_, _, v)| v.as_deref() == Some("v4")));
         assert_eq!(latest(&after), latest(&before));
         assert!(log.segment_count() <= segs && log.size_bytes() < size);
-        assert_eq!(log.first_dirty_offset(), log.segment_infos().last().unwrap().0);
+        assert_eq!(
+            log.first_dirty_offset(),
+            log.segment_infos().last().unwrap().0
+        );
         // Nothing dirty left: no second pass.
         let mut throttle = IoThrottle::new(0.0);
-        assert!(log.clean(&mut map, &compaction(), &mut throttle, now_ms()).await.unwrap().is_none());
+        assert!(
+            log.clean(&mut map, &compaction(), &mut throttle, now_ms())
+                .await
+                .unwrap()
+                .is_none()
+        );
         // Appends still work and land after the cleaned part; reopen (clean and unclean) reads
         // the same.
         append(&log, kbatch(&[("k000", Some("v5"))], now_ms(), -1, -1)).await;
@@ -231,7 +251,10 @@ fn a_partition_larger_than_the_map_is_cleaned_in_several_passes() {
         let mut map = OffsetMap::with_budget(12 * offset_map::SLOT_BYTES);
         assert_eq!(map.max_entries(), 10);
         let passes = clean_fully(&log, &mut map).await;
-        assert!(passes >= 4, "{passes} passes for 40+ keys with a 10-key map");
+        assert!(
+            passes >= 4,
+            "{passes} passes for 40+ keys with a 10-key map"
+        );
         let (after, _) = records(&log).await;
         assert_increasing(&after);
         let got = real(&after);
@@ -247,8 +270,16 @@ fn tombstones_go_after_delete_retention_and_the_producers_last_batch_stays() {
         let log = crate::tests::open(&dir, cfg(), 1 << 20).await;
         let old = now_ms() - 10_000;
         // Idempotent producer 7 writes a and b; later plain writes make both obsolete.
-        append(&log, kbatch(&[("a", Some("1")), ("b", Some("1"))], old, 7, 0)).await;
-        append(&log, kbatch(&[("a", Some("2")), ("b", Some("2"))], old, -1, -1)).await;
+        append(
+            &log,
+            kbatch(&[("a", Some("1")), ("b", Some("1"))], old, 7, 0),
+        )
+        .await;
+        append(
+            &log,
+            kbatch(&[("a", Some("2")), ("b", Some("2"))], old, -1, -1),
+        )
+        .await;
         // An old tombstone (expires) and a fresh one (stays).
         append(&log, kbatch(&[("c", Some("1"))], old, -1, -1)).await;
         append(&log, kbatch(&[("c", None)], old, -1, -1)).await;
@@ -261,12 +292,18 @@ fn tombstones_go_after_delete_retention_and_the_producers_last_batch_stays() {
         };
         let mut map = OffsetMap::with_budget(1 << 16);
         let mut throttle = IoThrottle::new(0.0);
-        let out = log.clean(&mut map, &cfg_c, &mut throttle, now_ms()).await.unwrap().unwrap();
+        let out = log
+            .clean(&mut map, &cfg_c, &mut throttle, now_ms())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(out.complete && out.records_removed == 5, "{out:?}");
         let (after, empty) = records(&log).await;
         let got = real(&after);
-        let keys: Vec<(&str, Option<&str>)> =
-            got.iter().map(|(_, k, v)| (k.as_str(), v.as_deref())).collect();
+        let keys: Vec<(&str, Option<&str>)> = got
+            .iter()
+            .map(|(_, k, v)| (k.as_str(), v.as_deref()))
+            .collect();
         assert_eq!(keys, vec![("a", Some("2")), ("b", Some("2")), ("d", None)]);
         assert_eq!(empty, 1, "producer 7's last batch is kept, empty");
         // After a restart the producer's sequence is still known: a retry of its batch is a
@@ -274,12 +311,20 @@ fn tombstones_go_after_delete_retention_and_the_producers_last_batch_stays() {
         drop(log);
         let log = crate::tests::open(&dir, cfg(), 1 << 20).await;
         let retry = log
-            .append(kbatch(&[("a", Some("1")), ("b", Some("1"))], old, 7, 0), 0, Durability::Written)
+            .append(
+                kbatch(&[("a", Some("1")), ("b", Some("1"))], old, 7, 0),
+                0,
+                Durability::Written,
+            )
             .unwrap();
         assert!(retry.duplicate);
         assert_eq!(retry.base_offset, 0);
         let next = log
-            .append(kbatch(&[("a", Some("3"))], now_ms(), 7, 2), 0, Durability::Written)
+            .append(
+                kbatch(&[("a", Some("3"))], now_ms(), 7, 2),
+                0,
+                Durability::Written,
+            )
             .unwrap();
         assert!(!next.duplicate);
         next.done.await.unwrap();
@@ -291,7 +336,10 @@ fn null_keys_are_refused_on_compacted_logs() {
     run(|dir| async move {
         let log = crate::tests::open(&dir, cfg(), 1 << 20).await;
         match log.append(crate::tests::recs(3), 0, Durability::Written) {
-            Err(AppendError::NullKeys { record_indexes, message }) => {
+            Err(AppendError::NullKeys {
+                record_indexes,
+                message,
+            }) => {
                 assert_eq!(record_indexes, vec![0, 1, 2]);
                 assert!(message.contains("without key"), "{message}");
             }
@@ -307,7 +355,11 @@ async fn dirty_log(dir: &Path) -> Rc<PartitionLog> {
     fill(&log, 8, 4).await;
     // Synced, so that a power cut keeps everything written before the clean.
     let a = log
-        .append(kbatch(&[("zfill-synced", Some("f"))], now_ms(), -1, -1), 0, Durability::Synced)
+        .append(
+            kbatch(&[("zfill-synced", Some("f"))], now_ms(), -1, -1),
+            0,
+            Durability::Synced,
+        )
         .unwrap();
     a.done.await.unwrap();
     log
@@ -327,7 +379,9 @@ fn a_crash_at_any_step_of_a_clean_leaves_the_log_as_before_or_after() {
                 let mut map = OffsetMap::with_budget(1 << 16);
                 let mut throttle = IoThrottle::new(0.0);
                 fault::crash_at(k);
-                let r = log.clean(&mut map, &compaction(), &mut throttle, now_ms()).await;
+                let r = log
+                    .clean(&mut map, &compaction(), &mut throttle, now_ms())
+                    .await;
                 if r.is_ok() && fault::crash_points_passed() < k {
                     fin.set(true); // every step has been crashed at
                     return;
@@ -344,7 +398,10 @@ fn a_crash_at_any_step_of_a_clean_leaves_the_log_as_before_or_after() {
                 assert_eq!(latest(&got), latest(&before), "crash point {k}");
                 // Every record is one of before, and every latest one is there.
                 for r in &got {
-                    assert!(before.contains(r), "crash point {k}: {r:?} was never written");
+                    assert!(
+                        before.contains(r),
+                        "crash point {k}: {r:?} was never written"
+                    );
                 }
                 // Cleaning again completes and leaves the fully cleaned log.
                 clean_fully(&log, &mut map).await;

@@ -116,7 +116,9 @@ pub(crate) fn crash_point(what: &str) -> std::io::Result<()> {
         s.crash_points += 1;
         if s.crash_at == Some(s.crash_points) {
             s.crash_at = None;
-            return Err(std::io::Error::other(format!("injected crash after: {what}")));
+            return Err(std::io::Error::other(format!(
+                "injected crash after: {what}"
+            )));
         }
         Ok(())
     })

@@ -21,12 +21,12 @@
 
 pub mod batch;
 mod compact_batch;
+#[cfg(test)]
+mod compaction_tests;
 mod epoch;
 mod error;
 #[cfg(test)]
 mod fault;
-#[cfg(test)]
-mod compaction_tests;
 #[cfg(test)]
 mod fault_tests;
 mod index;

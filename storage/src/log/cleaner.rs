@@ -179,7 +179,7 @@ impl Rule<'_> {
         if self.map.get(key).is_some_and(|latest| latest > r.offset) {
             return false;
         }
-        !(r.tombstone && r.timestamp < self.tombstone_horizon)
+        !(r.value.is_none() && r.timestamp < self.tombstone_horizon)
     }
 }
 
@@ -230,8 +230,7 @@ impl PartitionLog {
         let mut out = Vec::new();
         for s in self.segments.borrow().values() {
             let young = cfg.min_compaction_lag_ms > 0 && s.max_ts.get().0 > lag_horizon;
-            if Rc::ptr_eq(s, &active) || !s.finalized.get() || s.next_offset.get() > hw || young
-            {
+            if Rc::ptr_eq(s, &active) || !s.finalized.get() || s.next_offset.get() > hw || young {
                 return (out, s.base_offset);
             }
             out.push(s.clone());
@@ -255,7 +254,8 @@ impl PartitionLog {
             } else {
                 c.dirty_bytes += s.size.get();
                 let ts = s.max_ts.get().0;
-                c.overdue |= cfg.max_compaction_lag_ms != i64::MAX && ts >= 0 && ts < overdue_horizon;
+                c.overdue |=
+                    cfg.max_compaction_lag_ms != i64::MAX && ts >= 0 && ts < overdue_horizon;
             }
         }
         c
@@ -278,7 +278,10 @@ impl PartitionLog {
         let t0 = Instant::now();
         let (segs, first_uncleanable) = self.cleanable_segments(cfg, now_ms);
         let first_dirty = self.first_dirty_offset();
-        if !segs.iter().any(|s| s.next_offset.get() > first_dirty && s.size.get() > 0) {
+        if !segs
+            .iter()
+            .any(|s| s.next_offset.get() > first_dirty && s.size.get() > 0)
+        {
             return Ok(None);
         }
         let mut out = CleanOutcome {
@@ -290,7 +293,8 @@ impl PartitionLog {
         map.clear();
         let mut map_end = first_uncleanable;
         'build: for seg in segs.iter().filter(|s| s.next_offset.get() > first_dirty) {
-            let mut reader = ChunkReader::new(seg.dma().await?, seg.written.get(), CLEAN_READ_CHUNK);
+            let mut reader =
+                ChunkReader::new(seg.dma().await?, seg.written.get(), CLEAN_READ_CHUNK);
             let mut pos = 0u64;
             while let Some((h, whole)) = next_batch(&mut reader, seg, pos).await? {
                 pos += h.size as u64;
@@ -394,12 +398,14 @@ impl PartitionLog {
             .filter_group(group, rule, throttle, &mut w, &mut removed, out)
             .await;
         let r = match r {
-            Ok(()) => async {
-                w.flush(throttle).await?;
-                w.dma.truncate(w.written).await?;
-                io::fdatasync(&w.dma).await
+            Ok(()) => {
+                async {
+                    w.flush(throttle).await?;
+                    w.dma.truncate(w.written).await?;
+                    io::fdatasync(&w.dma).await
+                }
+                .await
             }
-            .await,
             Err(e) => Err(e),
         };
         if r.is_err() || (removed == 0 && group.len() == 1) {
@@ -435,7 +441,8 @@ impl PartitionLog {
     ) -> Result<(), StorageError> {
         let mut keep = Vec::new();
         for seg in group {
-            let mut reader = ChunkReader::new(seg.dma().await?, seg.written.get(), CLEAN_READ_CHUNK);
+            let mut reader =
+                ChunkReader::new(seg.dma().await?, seg.written.get(), CLEAN_READ_CHUNK);
             let mut pos = 0u64;
             while let Some((h, whole)) = next_batch(&mut reader, seg, pos).await? {
                 let at = pos;
@@ -543,10 +550,7 @@ impl PartitionLog {
 }
 
 fn corrupt(seg: &Segment, pos: u64, e: &str) -> StorageError {
-    StorageError::Corrupt(format!(
-        "segment {} position {pos}: {e}",
-        seg.base_offset
-    ))
+    StorageError::Corrupt(format!("segment {} position {pos}: {e}", seg.base_offset))
 }
 
 /// The complete batch at `pos` (validated: CRC), or None at the segment's end.
@@ -582,7 +586,10 @@ pub(crate) async fn recover_swaps(dir: &Path) -> Result<(), StorageError> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(".cleaned") {
-            log::info!("{}: removing interrupted clean output {name}", dir.display());
+            log::info!(
+                "{}: removing interrupted clean output {name}",
+                dir.display()
+            );
             io::remove_if_exists(&entry.path())?;
             touched = true;
         } else if let Some(stem) = name.strip_suffix(".log.swap")
@@ -603,7 +610,15 @@ pub(crate) async fn recover_swaps(dir: &Path) -> Result<(), StorageError> {
         let swap = dir.join(format!("{base:020}.log.swap"));
         let len = std::fs::metadata(&swap)?.len();
         let dma = Rc::new(io::open_dma(&swap).await?);
-        let end = recovery::scan_segment(dma.clone(), 0, len.min(MAX_SEGMENT_BYTES), base, base, |_, _| {}).await;
+        let end = recovery::scan_segment(
+            dma.clone(),
+            0,
+            len.min(MAX_SEGMENT_BYTES),
+            base,
+            base,
+            |_, _| {},
+        )
+        .await;
         if let Ok(f) = Rc::try_unwrap(dma) {
             let _ = f.close().await;
         }
