@@ -85,13 +85,13 @@ def _write_versions(bootstrap, topic, keys, versions, tombstones=(), ts=None):
     return latest
 
 
-def _fill(bootstrap, topic, n=60, tag="fill"):
+def _fill(bootstrap, topic, n=60, tag="fill", ts=None):
     """Unique-key records: enough bytes to roll the segments holding the real records."""
     d = kc.Deliveries()
     p = kc.producer(bootstrap, acks="all", linger_ms=0)
     for i in range(n):
         kc.produce(p, topic, b"f" * 100, d, key=f"{tag}-{time.monotonic_ns()}-{i}".encode(),
-                   partition=0)
+                   partition=0, timestamp=ts)
     kc.flush(p)
     d.assert_no_errors()
 
@@ -170,9 +170,9 @@ def test_compact_delete_honours_retention(broker_factory, tmp_path):
             **{"retention.ms": 60_000})
     old = int(time.time() * 1000) - 3_600_000
     _write_versions(b.bootstrap, topic, keys=10, versions=4, ts=old)
-    _fill(b.bootstrap, topic)
-    # Retention deletes the old segments (their newest record is an hour old): the low
-    # watermark moves past every real record.
+    _fill(b.bootstrap, topic, ts=old)
+    # Retention deletes the old segments (their newest record is an hour old; cleaning merges
+    # them but keeps their timestamps): the low watermark moves past every real record.
     def retained():
         low, high = kc.watermarks(b.bootstrap, topic, 0)
         recs, _ = _read(b.bootstrap, topic)
@@ -230,3 +230,31 @@ def test_kill_during_a_clean_then_restart(broker_factory, tmp_path):
     # The restarted cleaner finishes the job.
     _exactly_latest(b.bootstrap, topic, latest, tombstones_present=True)
     assert not any(pdir.glob("*.cleaned")) and not any(pdir.glob("*.swap"))
+
+
+def test_null_key_record_errors_on_the_wire(broker_factory, tmp_path):
+    """Produce v8 (KIP-467): the partition's error_message and one record_errors entry per
+    record without a key, with its index in the batch."""
+    b = _broker(broker_factory, tmp_path)
+    topic = "compacted-kip467"
+    _create(b.bootstrap, topic, **COMPACT)
+    batch = kwire.record_batch([(b"a", b"1"), (None, b"2"), (b"c", b"3"), (None, b"4")])
+    body = (kwire.string(None) + kwire.i16(-1) + kwire.i32(10_000)
+            + kwire.array([topic], lambda t: kwire.string(t) + kwire.array(
+                [0], lambda p: kwire.i32(p) + kwire.nbytes(batch))))
+    with kwire.Conn(b.port) as conn:
+        r = conn.call(kwire.API_PRODUCE, 8, body)
+
+        def part(r):
+            idx, err, base, _t, _lso = r.i32(), r.i16(), r.i64(), r.i64(), r.i64()
+            rec_errs = r.array(lambda r: (r.i32(), r.string()))
+            return idx, err, base, rec_errs, r.string()
+
+        ((name, parts),) = r.array(lambda r: (r.string(), r.array(part)))
+    ((idx, err, base, rec_errs, msg),) = parts
+    assert (name, idx, err, base) == (topic, 0, 87, -1)
+    assert [i for i, _ in rec_errs] == [1, 3]
+    assert all("without key" in m for _, m in rec_errs), rec_errs
+    assert "without key" in msg, msg
+    low, high = kc.watermarks(b.bootstrap, topic, 0)
+    assert high == low, "nothing of the refused batch was written"
