@@ -45,7 +45,9 @@ impl CleanerTask {
         if v("log.cleaner.enable") != "true" {
             return None;
         }
-        let total: usize = v("log.cleaner.dedupe.buffer.size").parse().unwrap_or(128 << 20);
+        let total: usize = v("log.cleaner.dedupe.buffer.size")
+            .parse()
+            .unwrap_or(128 << 20);
         let rate: f64 = v("log.cleaner.io.max.bytes.per.second")
             .parse()
             .unwrap_or(f64::MAX);
@@ -83,8 +85,13 @@ impl CleanerTask {
     pub async fn pass(&mut self) -> bool {
         let meta = self.state.metadata();
         let now = now_ms();
-        let mut best: Option<(f64, String, i32, Rc<tern_storage::PartitionLog>, tern_storage::CompactionConfig)> =
-            None;
+        let mut best: Option<(
+            f64,
+            String,
+            i32,
+            Rc<tern_storage::PartitionLog>,
+            tern_storage::CompactionConfig,
+        )> = None;
         let mut seen = Vec::new();
         for (topic, p, log) in self.state.partitions.all() {
             let Some(tm) = meta.topic(&topic) else {

@@ -711,8 +711,18 @@ pub struct CleanupPolicy {
     pub compact: bool,
 }
 
-pub fn cleanup_policy(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta) -> CleanupPolicy {
-    let v = topic_value(cfg, meta, topic, topic_def("cleanup.policy").expect("known")).0;
+pub fn cleanup_policy(
+    cfg: &BrokerConfig,
+    meta: &ClusterMetadata,
+    topic: &TopicMeta,
+) -> CleanupPolicy {
+    let v = topic_value(
+        cfg,
+        meta,
+        topic,
+        topic_def("cleanup.policy").expect("known"),
+    )
+    .0;
     let has = |p: &str| v.split(',').any(|x| x.trim() == p);
     CleanupPolicy {
         delete: has("delete"),

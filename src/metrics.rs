@@ -327,7 +327,9 @@ fn fmt_f64(v: f64) -> String {
 fn render_cleaner(o: &mut Out, stats: &[ShardStats]) {
     type Counter = fn(&CleanerStats) -> u64;
     let counters: [(&str, &str, Counter); 5] = [
-        ("tern_cleaner_passes_total", "Log cleaner passes.", |c| c.passes),
+        ("tern_cleaner_passes_total", "Log cleaner passes.", |c| {
+            c.passes
+        }),
         (
             "tern_cleaner_failures_total",
             "Log cleaner passes that failed.",
@@ -352,7 +354,11 @@ fn render_cleaner(o: &mut Out, stats: &[ShardStats]) {
     for (name, help, pick) in counters {
         o.family(name, "counter", help);
         for s in stats {
-            o.sample(name, &[("shard", &s.shard.to_string())], pick(&s.cleaner) as f64);
+            o.sample(
+                name,
+                &[("shard", &s.shard.to_string())],
+                pick(&s.cleaner) as f64,
+            );
         }
     }
     o.family(

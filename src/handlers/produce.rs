@@ -254,7 +254,9 @@ pub(crate) fn build_response(
             pr.log_start_offset = r.log_start_offset;
             pr.error_message = r.error_message.as_deref().map(super::str_bytes);
             for (index, message) in &r.record_errors {
-                let mut e = kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default();
+                let mut e =
+                    kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default(
+                    );
                 e.batch_index = *index;
                 e.batch_index_error_message = message.as_deref().map(super::str_bytes);
                 pr.record_errors.push(e);

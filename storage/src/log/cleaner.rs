@@ -25,7 +25,7 @@
 //! the swapped range.
 //!
 //! All I/O is asynchronous (DMA reads and writes through glommio, renames through io_uring);
-//! the CPU work yields to the shard between batches (`yield_if_needed`), and reads and writes
+//! the CPU work yields the cleaner's task queue every 500 us ([`CPU_SLICE`]), and reads and writes
 //! can be throttled ([`IoThrottle`]).
 
 use std::path::Path;
@@ -46,6 +46,23 @@ pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 const CLEAN_READ_CHUNK: usize = 1 << 20;
 /// Bytes of cleaned output gathered before one DMA write.
 const CLEAN_WRITE_CHUNK: usize = 1 << 20;
+/// Longest stretch of CPU work between two yields of the cleaner's task queue. glommio's
+/// `yield_if_needed` only yields at the end of the queue's time slice (or for latency-sensitive
+/// queues), which lets one pass hold the shard for many milliseconds while produce requests
+/// wait on the same core; the cleaner yields its queue explicitly instead.
+const CPU_SLICE: Duration = Duration::from_micros(500);
+
+/// Yields the cleaner's task queue every [`CPU_SLICE`] of work.
+struct Slicer(Instant);
+
+impl Slicer {
+    async fn tick(&mut self) {
+        if self.0.elapsed() >= CPU_SLICE {
+            glommio::executor().yield_task_queue_now().await;
+            self.0 = Instant::now();
+        }
+    }
+}
 
 /// The compaction settings of a topic (Kafka topic configs).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -289,6 +306,7 @@ impl PartitionLog {
             ..CleanOutcome::default()
         };
 
+        let mut slicer = Slicer(Instant::now());
         // 1. The offset map over the dirty part.
         map.clear();
         let mut map_end = first_uncleanable;
@@ -323,7 +341,7 @@ impl PartitionLog {
                         map.put(k, r.offset);
                     }
                 }
-                glommio::yield_if_needed().await;
+                slicer.tick().await;
             }
         }
         out.complete = map_end == first_uncleanable;
@@ -440,6 +458,7 @@ impl PartitionLog {
         out: &mut CleanOutcome,
     ) -> Result<(), StorageError> {
         let mut keep = Vec::new();
+        let mut slicer = Slicer(Instant::now());
         for seg in group {
             let mut reader =
                 ChunkReader::new(seg.dma().await?, seg.written.get(), CLEAN_READ_CHUNK);
@@ -480,7 +499,7 @@ impl PartitionLog {
                         w.flush(throttle).await?;
                     }
                 }
-                glommio::yield_if_needed().await;
+                slicer.tick().await;
             }
         }
         Ok(())
