@@ -106,6 +106,11 @@ pub async fn run_shard(
     tern_shard::task::spawn(
         crate::retention::RetentionTask::new(state.clone(), life.clone()).run(),
     );
+    // The log cleaner: a named low-priority task queue per shard, cleaning this shard's
+    // compacted partitions.
+    if let Some(cleaner) = crate::cleaner::CleanerTask::new(state.clone(), life.clone()) {
+        tern_shard::task::spawn_background("log-cleaner", 100, cleaner.run());
+    }
     // The Prometheus endpoint: its socket on a std thread, the gathering on shard 0.
     let mut metrics_addr = None;
     if id == crate::shard_state::CONTROLLER_SHARD

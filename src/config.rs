@@ -269,11 +269,15 @@ impl BrokerConfig {
             }
             None => BTreeMap::new(),
         };
-        for key in props.keys() {
+        for (key, value) in &props {
             if !KNOWN_KEYS.contains(&key.as_str())
                 && !crate::cluster::config::CLUSTER_KEYS.contains(&key.as_str())
+                && crate::configs::cleaner_def(key).is_none()
             {
                 log::warn!("config: unknown key {key:?} is ignored");
+            }
+            if let Some(def) = crate::configs::cleaner_def(key) {
+                crate::configs::validate(def, value).map_err(|m| anyhow!("{m}"))?;
             }
         }
         let flags: [(&str, &Option<String>); 17] = [

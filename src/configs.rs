@@ -39,6 +39,10 @@ pub enum Kind {
     Long {
         min: i64,
     },
+    Double {
+        min: f64,
+        max: f64,
+    },
 }
 
 impl Kind {
@@ -49,6 +53,7 @@ impl Kind {
             Kind::Str(_) => 2,
             Kind::Int { .. } => 3,
             Kind::Long { .. } => 5,
+            Kind::Double { .. } => 6,
             Kind::List(_) => 7,
         }
     }
@@ -95,7 +100,7 @@ pub const TOPIC_CONFIGS: &[Def] = &[
         Kind::List(&["delete", "compact"]),
         "delete",
         true,
-        "delete: old segments are deleted by retention (compact is accepted and stored, not enforced)",
+        "delete: old segments are deleted by retention; compact: the cleaner keeps the latest record per key; both: compact,delete",
     ),
     d(
         "compression.type",
@@ -111,7 +116,7 @@ pub const TOPIC_CONFIGS: &[Def] = &[
         LONG0,
         "86400000",
         true,
-        "stored and reported",
+        "compacted topics: tombstones older than this (record timestamp) are removed by the cleaner",
     ),
     d(
         "file.delete.delay.ms",
@@ -154,12 +159,36 @@ pub const TOPIC_CONFIGS: &[Def] = &[
         "largest record batch accepted",
     ),
     d(
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        Kind::Long { min: 1 },
+        MAXLONG,
+        true,
+        "compacted topics: dirty segments older than this are cleaned whatever the dirty ratio",
+    ),
+    d(
         "message.timestamp.type",
         "log.message.timestamp.type",
         Kind::Str(&["CreateTime", "LogAppendTime"]),
         "CreateTime",
         true,
         "stored and reported",
+    ),
+    d(
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        Kind::Double { min: 0.0, max: 1.0 },
+        "0.5",
+        true,
+        "compacted topics: clean when dirty bytes / all cleanable bytes reaches this",
+    ),
+    d(
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        LONG0,
+        "0",
+        true,
+        "compacted topics: segments whose newest record is younger than this are not cleaned",
     ),
     d(
         "min.insync.replicas",
@@ -243,6 +272,30 @@ pub const BROKER_CONFIGS: &[Def] = &[
         "",
         LONG0,
         "86400000",
+        true,
+        "",
+    ),
+    d(
+        "log.cleaner.min.compaction.lag.ms",
+        "",
+        LONG0,
+        "0",
+        true,
+        "",
+    ),
+    d(
+        "log.cleaner.max.compaction.lag.ms",
+        "",
+        Kind::Long { min: 1 },
+        MAXLONG,
+        true,
+        "",
+    ),
+    d(
+        "log.cleaner.min.cleanable.ratio",
+        "",
+        Kind::Double { min: 0.0, max: 1.0 },
+        "0.5",
         true,
         "",
     ),
@@ -413,6 +466,56 @@ pub const BROKER_CONFIGS: &[Def] = &[
     ),
 ];
 
+/// The cleaner's own broker settings (static: read at start-up).
+pub const CLEANER_CONFIGS: &[Def] = &[
+    d(
+        "log.cleaner.enable",
+        "",
+        Kind::Bool,
+        "true",
+        false,
+        "run the log cleaner on compacted topics",
+    ),
+    d(
+        "log.cleaner.dedupe.buffer.size",
+        "",
+        Kind::Long { min: 1024 },
+        "134217728",
+        false,
+        "memory of the key -> offset maps, split evenly between shards",
+    ),
+    d(
+        "log.cleaner.io.max.bytes.per.second",
+        "",
+        Kind::Double {
+            min: 1.0,
+            max: f64::MAX,
+        },
+        "1.7976931348623157E308",
+        false,
+        "cleaner reads and writes of one shard stay under this rate",
+    ),
+    d(
+        "log.cleaner.backoff.ms",
+        "",
+        Kind::Long { min: 1 },
+        "15000",
+        false,
+        "how long a shard's cleaner sleeps when no partition needs cleaning",
+    ),
+];
+
+/// A cleaner broker setting by name.
+pub fn cleaner_def(name: &str) -> Option<&'static Def> {
+    CLEANER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// The effective value of a cleaner broker setting (static config, else its default).
+pub fn cleaner_value(cfg: &BrokerConfig, name: &str) -> String {
+    let def = cleaner_def(name).expect("known cleaner config");
+    static_value(cfg, name).unwrap_or_else(|| def.default.to_string())
+}
+
 pub fn topic_def(name: &str) -> Option<&'static Def> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
@@ -465,6 +568,11 @@ pub fn validate(def: &Def, value: &str) -> Result<String, String> {
             Ok(n) if n >= min => Ok(n.to_string()),
             Ok(_) => bad(&format!("Value must be at least {min}")),
             Err(_) => bad("Not a number of type LONG"),
+        },
+        Kind::Double { min, max } => match v.parse::<f64>() {
+            Ok(n) if n >= min && n <= max => Ok(v.to_string()),
+            Ok(_) => bad(&format!("Value must be in [{min}, {max}]")),
+            Err(_) => bad("Not a number of type DOUBLE"),
         },
     }
 }
@@ -592,6 +700,51 @@ pub fn log_config(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta)
         index_interval_bytes: n("index.interval.bytes").clamp(1, u32::MAX as i64) as u32,
         max_batch_bytes: n("max.message.bytes").max(0) as usize,
         max_decompressed_batch_bytes: cfg.max_decompressed_batch_bytes,
+        keys_required: cleanup_policy(cfg, meta, topic).compact,
+    }
+}
+
+/// A topic's `cleanup.policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+pub fn cleanup_policy(
+    cfg: &BrokerConfig,
+    meta: &ClusterMetadata,
+    topic: &TopicMeta,
+) -> CleanupPolicy {
+    let v = topic_value(
+        cfg,
+        meta,
+        topic,
+        topic_def("cleanup.policy").expect("known"),
+    )
+    .0;
+    let has = |p: &str| v.split(',').any(|x| x.trim() == p);
+    CleanupPolicy {
+        delete: has("delete"),
+        compact: has("compact"),
+    }
+}
+
+/// The compaction settings of a topic.
+pub fn compaction_config(
+    cfg: &BrokerConfig,
+    meta: &ClusterMetadata,
+    topic: &TopicMeta,
+) -> tern_storage::CompactionConfig {
+    let ratio_def = topic_def("min.cleanable.dirty.ratio").expect("known");
+    tern_storage::CompactionConfig {
+        delete_retention_ms: topic_num(cfg, meta, topic, "delete.retention.ms"),
+        min_compaction_lag_ms: topic_num(cfg, meta, topic, "min.compaction.lag.ms"),
+        max_compaction_lag_ms: topic_num(cfg, meta, topic, "max.compaction.lag.ms"),
+        min_cleanable_ratio: topic_value(cfg, meta, topic, ratio_def)
+            .0
+            .parse()
+            .unwrap_or(0.5),
     }
 }
 
@@ -605,14 +758,7 @@ pub fn default_replication_factor(cfg: &BrokerConfig, meta: &ClusterMetadata) ->
 
 /// (retention.ms, retention.bytes) of a topic; (-1, -1) when its cleanup policy has no `delete`.
 pub fn retention(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta) -> (i64, i64) {
-    let policy = topic_value(
-        cfg,
-        meta,
-        topic,
-        topic_def("cleanup.policy").expect("known"),
-    )
-    .0;
-    if !policy.split(',').any(|p| p.trim() == "delete") {
+    if !cleanup_policy(cfg, meta, topic).delete {
         return (-1, -1);
     }
     (

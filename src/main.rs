@@ -4,6 +4,7 @@
 
 mod api;
 mod broker;
+mod cleaner;
 mod cli;
 mod cluster;
 mod config;

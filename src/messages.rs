@@ -26,6 +26,8 @@ pub struct ProduceResult {
     pub error_message: Option<String>,
     pub base_offset: i64,
     pub log_start_offset: i64,
+    /// KIP-467 record errors: (batch index, message) of each refused record.
+    pub record_errors: Vec<(i32, Option<String>)>,
 }
 
 /// One partition of a Fetch request.

@@ -71,9 +71,46 @@ pub struct ShardMetrics {
     connections_accepted: Cell<u64>,
     retention_segments: Cell<u64>,
     retention_bytes: Cell<u64>,
+    cleaner: RefCell<CleanerStats>,
 }
 
+/// The log cleaner's counters of one shard.
+#[derive(Clone, Debug, Default)]
+pub struct CleanerStats {
+    pub passes: u64,
+    pub failures: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_removed: u64,
+    /// Seconds per pass.
+    pub pass_time: Hist,
+    /// (topic, partition, dirty ratio, cleanable bytes) of each compacted partition, as last
+    /// evaluated.
+    pub dirtiness: Vec<(String, i32, f64, u64)>,
+}
+
+/// Upper bounds (seconds) of the cleaner pass-time histogram.
+pub const CLEANER_PASS_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0];
+
 impl ShardMetrics {
+    pub fn cleaner_pass(&self, out: &tern_storage::CleanOutcome) {
+        let mut c = self.cleaner.borrow_mut();
+        c.passes += 1;
+        c.bytes_read += out.bytes_read;
+        c.bytes_written += out.bytes_written;
+        c.records_removed += out.records_removed;
+        c.pass_time
+            .observe(CLEANER_PASS_BUCKETS, out.elapsed.as_secs_f64());
+    }
+
+    pub fn cleaner_failure(&self) {
+        self.cleaner.borrow_mut().failures += 1;
+    }
+
+    pub fn cleaner_dirtiness(&self, d: Vec<(String, i32, f64, u64)>) {
+        self.cleaner.borrow_mut().dirtiness = d;
+    }
+
     pub fn request_done(&self, api: i16, latency: Duration) {
         let mut apis = self.apis.borrow_mut();
         let s = apis.entry(api).or_default();
@@ -156,6 +193,7 @@ pub struct ShardStats {
     pub in_flight: usize,
     pub retention_segments: u64,
     pub retention_bytes: u64,
+    pub cleaner: CleanerStats,
     pub partitions: Vec<PartitionStat>,
     /// (group, topic, partition, committed offset) of the groups this shard coordinates.
     pub group_offsets: Vec<(String, String, i32, i64)>,
@@ -202,6 +240,7 @@ pub fn collect_local(state: &ShardState) -> ShardStats {
         in_flight: state.in_flight.get(),
         retention_segments: m.retention_segments.get(),
         retention_bytes: m.retention_bytes.get(),
+        cleaner: m.cleaner.borrow().clone(),
         partitions,
         group_offsets,
     }
@@ -282,6 +321,78 @@ fn fmt_f64(v: f64) -> String {
         format!("{}", v as i64)
     } else {
         format!("{v}")
+    }
+}
+
+fn render_cleaner(o: &mut Out, stats: &[ShardStats]) {
+    type Counter = fn(&CleanerStats) -> u64;
+    let counters: [(&str, &str, Counter); 5] = [
+        ("tern_cleaner_passes_total", "Log cleaner passes.", |c| {
+            c.passes
+        }),
+        (
+            "tern_cleaner_failures_total",
+            "Log cleaner passes that failed.",
+            |c| c.failures,
+        ),
+        (
+            "tern_cleaner_read_bytes_total",
+            "Bytes the log cleaner read.",
+            |c| c.bytes_read,
+        ),
+        (
+            "tern_cleaner_written_bytes_total",
+            "Bytes the log cleaner wrote (cleaned segments).",
+            |c| c.bytes_written,
+        ),
+        (
+            "tern_cleaner_removed_records_total",
+            "Records removed by the log cleaner.",
+            |c| c.records_removed,
+        ),
+    ];
+    for (name, help, pick) in counters {
+        o.family(name, "counter", help);
+        for s in stats {
+            o.sample(
+                name,
+                &[("shard", &s.shard.to_string())],
+                pick(&s.cleaner) as f64,
+            );
+        }
+    }
+    o.family(
+        "tern_cleaner_pass_seconds",
+        "histogram",
+        "Duration of one log cleaner pass.",
+    );
+    for s in stats {
+        o.hist(
+            "tern_cleaner_pass_seconds",
+            &[("shard", &s.shard.to_string())],
+            CLEANER_PASS_BUCKETS,
+            &s.cleaner.pass_time,
+        );
+    }
+    for (name, help, bytes) in [
+        (
+            "tern_partition_dirty_ratio",
+            "Compacted partitions: dirty bytes / cleanable bytes.",
+            false,
+        ),
+        (
+            "tern_partition_cleanable_bytes",
+            "Compacted partitions: bytes not yet cleaned that the cleaner may clean.",
+            true,
+        ),
+    ] {
+        o.family(name, "gauge", help);
+        for s in stats {
+            for (t, p, ratio, b) in &s.cleaner.dirtiness {
+                let v = if bytes { *b as f64 } else { *ratio };
+                o.sample(name, &[("topic", t), ("partition", &p.to_string())], v);
+            }
+        }
     }
 }
 
@@ -489,6 +600,8 @@ pub fn render(stats: &[ShardStats]) -> String {
         "Bytes deleted by retention.",
         &|s| s.retention_bytes as f64,
     );
+
+    render_cleaner(&mut o, stats);
 
     let mut hw: BTreeMap<(String, i32), i64> = BTreeMap::new();
     type Field = fn(&PartitionStat) -> f64;

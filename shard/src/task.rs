@@ -41,3 +41,25 @@ where
 pub async fn yield_if_needed() {
     glommio::yield_if_needed().await
 }
+
+/// Runs `fut` on the current shard in its own named task queue with a small CPU share
+/// (`shares` against the default queue's 1000) and latency not important: background work such
+/// as the log cleaner, which glommio then preempts in favour of the serving tasks whenever both
+/// are runnable. Logs (and does not run `fut`) if the queue cannot be created.
+pub fn spawn_background<F>(name: &str, shares: usize, fut: F)
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let tq = glommio::executor().create_task_queue(
+        glommio::Shares::Static(shares),
+        glommio::Latency::NotImportant,
+        name,
+    );
+    match glommio::spawn_local_into(fut, tq) {
+        Ok(t) => drop(t.detach()),
+        Err(e) => {
+            log::error!("task queue {name}: {e}; the task does not run");
+        }
+    }
+}

@@ -407,6 +407,7 @@ impl GroupCoordinator {
             index_interval_bytes: 4096,
             max_batch_bytes: 64 << 20,
             max_decompressed_batch_bytes: tern_storage::DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
+            keys_required: false,
         }
     }
 

@@ -40,6 +40,7 @@ fn error_result(code: i16, msg: Option<String>) -> ProduceResult {
         error_message: msg,
         base_offset: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
     }
 }
 
@@ -257,6 +258,14 @@ pub(crate) fn build_response(
             pr.log_append_time_ms = -1;
             pr.log_start_offset = r.log_start_offset;
             pr.error_message = r.error_message.as_deref().map(super::str_bytes);
+            for (index, message) in &r.record_errors {
+                let mut e =
+                    kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default(
+                    );
+                e.batch_index = *index;
+                e.batch_index_error_message = message.as_deref().map(super::str_bytes);
+                pr.record_errors.push(e);
+            }
             if version >= 10
                 && let Some((leader, epoch)) =
                     broker.leader_hint(meta, &topic.name, *partition, r.error_code)
@@ -325,6 +334,7 @@ fn append_error_code(e: &AppendError) -> (i16, Option<String>) {
     match e {
         AppendError::CorruptMessage(m) => (errors::CORRUPT_MESSAGE, Some(m.clone())),
         AppendError::InvalidRecord(m) => (errors::INVALID_RECORD, Some(m.clone())),
+        AppendError::NullKeys { message, .. } => (errors::INVALID_RECORD, Some(message.clone())),
         AppendError::MessageTooLarge => (errors::MESSAGE_TOO_LARGE, None),
         AppendError::OutOfOrderSequence => (errors::OUT_OF_ORDER_SEQUENCE_NUMBER, None),
         AppendError::InvalidProducerEpoch => (errors::INVALID_PRODUCER_EPOCH, None),
@@ -375,6 +385,7 @@ pub async fn handle_local(
                     error_message: None,
                     base_offset: appended.base_offset,
                     log_start_offset: log.log_start_offset(),
+                    record_errors: Vec::new(),
                 });
                 pending.push((i, appended.done));
             }
@@ -384,7 +395,18 @@ pub async fn handle_local(
                 if code == errors::KAFKA_STORAGE_ERROR || code == errors::CORRUPT_MESSAGE {
                     log::warn!("produce to {}-{} rejected: {e}", item.topic, item.partition);
                 }
-                results.push(error_result(code, msg));
+                let mut r = error_result(code, msg);
+                if let AppendError::NullKeys {
+                    message,
+                    record_indexes,
+                } = &e
+                {
+                    r.record_errors = record_indexes
+                        .iter()
+                        .map(|&i| (i, Some(message.clone())))
+                        .collect();
+                }
+                results.push(r);
             }
         }
     }
@@ -406,6 +428,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
     let meta = test_fixtures::cluster();
     let (name, tm) = meta.topics.iter().next().expect("fixture has a topic");
     let ok = ProduceResult {
+        record_errors: Vec::new(),
         error_code: errors::NONE,
         error_message: None,
         base_offset: 42,

@@ -110,7 +110,9 @@ impl BatchHeader {
         if h.last_offset_delta < 0 {
             return Err(format!("negative lastOffsetDelta {}", h.last_offset_delta));
         }
-        if h.record_count <= 0 {
+        // Zero is legal on disk: the cleaner keeps a producer's last batch as an empty one
+        // (appends still need recordCount == lastOffsetDelta + 1, see `records`).
+        if h.record_count < 0 {
             return Err(format!("invalid record count {}", h.record_count));
         }
         Ok(h)
@@ -224,7 +226,7 @@ fn check_snappy_size(data: &[u8]) -> Result<(), String> {
 }
 
 /// The record data of a batch (after the header), decompressed.
-fn records_data(batch: &[u8], h: &BatchHeader) -> Result<Bytes, String> {
+pub(crate) fn records_data(batch: &[u8], h: &BatchHeader) -> Result<Bytes, String> {
     use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
     let body = batch
         .get(HEADER_LEN..h.size)

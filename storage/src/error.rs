@@ -50,6 +50,13 @@ pub enum AppendError {
     /// or decompress beyond `LogConfig::max_decompressed_batch_bytes` (Kafka: INVALID_RECORD).
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// Records without a key appended to a compacted log: the batch-relative indexes of the
+    /// first batch that has them (Kafka: INVALID_RECORD with KIP-467 record errors).
+    #[error("{message}")]
+    NullKeys {
+        message: String,
+        record_indexes: Vec<i32>,
+    },
     #[error("batch larger than max_batch_bytes")]
     MessageTooLarge,
     #[error("out of order sequence number")]

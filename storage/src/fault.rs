@@ -37,6 +37,10 @@ struct Sim {
     fail_sync: bool,
     /// Writes and syncs waiting at a gate now.
     held: usize,
+    /// Crash points (steps of a multi-step operation such as a clean) passed so far.
+    crash_points: usize,
+    /// The crash point at which the operation stops with an error (a simulated kill).
+    crash_at: Option<usize>,
 }
 
 thread_local! {
@@ -87,6 +91,37 @@ pub fn fail_next_write() {
 /// The next fdatasync fails with an I/O error (after passing any gate).
 pub fn fail_next_sync() {
     with(|s| s.fail_sync = true);
+}
+
+/// The `n`-th crash point from now on (1-based) fails: the operation stops there as if the
+/// process had been killed (the test then abandons the log and reopens it).
+pub fn crash_at(n: usize) {
+    with(|s| {
+        s.crash_points = 0;
+        s.crash_at = Some(n);
+    });
+}
+
+/// Crash points passed since the last [`crash_at`] (or [`enable`]).
+pub fn crash_points_passed() -> usize {
+    with(|s| s.crash_points)
+}
+
+/// A step boundary of a multi-step operation: fails if it is the armed one.
+pub(crate) fn crash_point(what: &str) -> std::io::Result<()> {
+    with(|s| {
+        if !s.enabled {
+            return Ok(());
+        }
+        s.crash_points += 1;
+        if s.crash_at == Some(s.crash_points) {
+            s.crash_at = None;
+            return Err(std::io::Error::other(format!(
+                "injected crash after: {what}"
+            )));
+        }
+        Ok(())
+    })
 }
 
 /// Entries created and not yet covered by a directory fsync.

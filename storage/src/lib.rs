@@ -14,9 +14,15 @@
 //! - `records`: validation of the records inside a batch (streaming, bounded decompression).
 //! - `recovery`: scanning and validating segment files.
 //! - `io`: the only glommio-specific layer (DMA file open / read / atomic file writes).
-//! - `log`: [`PartitionLog`] itself (append, flusher, read, truncate, close).
+//! - `log`: [`PartitionLog`] itself (append, flusher, read, truncate, close); `log::cleaner`:
+//!   log compaction (one pass, the `.cleaned`/`.swap` swap and its recovery).
+//! - `offset_map`: the cleaner's fixed-budget key -> offset map.
+//! - `compact_batch`: record-level filtering and rebuilding of a batch for the cleaner.
 
 pub mod batch;
+mod compact_batch;
+#[cfg(test)]
+mod compaction_tests;
 mod epoch;
 mod error;
 #[cfg(test)]
@@ -26,6 +32,7 @@ mod fault_tests;
 mod index;
 mod io;
 mod log;
+pub mod offset_map;
 mod producer_state;
 mod records;
 mod recovery;
@@ -38,7 +45,11 @@ mod tests;
 
 pub use error::{AppendError, ReadError, StorageError};
 pub use io::{create_dir_all_durable, prepare_data_dir, write_file_atomic_blocking};
-pub use log::{LOG_START_OFFSET_FILE, PartitionLog, RetentionOutcome};
+pub use log::{
+    CLEANER_CHECKPOINT_FILE, CleanOutcome, Cleanable, CompactionConfig, IoThrottle,
+    LOG_START_OFFSET_FILE, PartitionLog, RetentionOutcome,
+};
+pub use offset_map::OffsetMap;
 pub use tail_cache::TailCache;
 
 use std::sync::Arc;
@@ -62,6 +73,9 @@ pub struct LogConfig {
     /// validating it on append (decompression streams, nothing that size is allocated): a
     /// batch over it -> [`AppendError::InvalidRecord`].
     pub max_decompressed_batch_bytes: usize,
+    /// `cleanup.policy` includes `compact`: every record needs a key (appends of records without
+    /// one fail with [`AppendError::NullKeys`]).
+    pub keys_required: bool,
 }
 
 impl Default for LogConfig {
@@ -72,6 +86,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_batch_bytes: 1_048_588,
             max_decompressed_batch_bytes: DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
+            keys_required: false,
         }
     }
 }

@@ -10,6 +10,10 @@
 //! segment is finalised (truncated to its logical size, synced, indexes + producer snapshot
 //! written) in order.
 
+mod cleaner;
+
+pub use cleaner::{CLEANER_CHECKPOINT_FILE, CleanOutcome, Cleanable, CompactionConfig, IoThrottle};
+
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -177,8 +181,12 @@ pub struct PartitionLog {
     sync_count: Cell<u64>,
     /// Data writes issued (one per coalesced group of queued batches).
     write_count: Cell<u64>,
-    /// Serialises segment deletions (retention, DeleteRecords); never taken by append/read.
+    /// Serialises segment deletions and replacements (retention, DeleteRecords, the cleaner,
+    /// truncation); never taken by append/read.
     delete_lock: futures::lock::Mutex<()>,
+    /// Offsets below this have been through the cleaner (persisted in
+    /// [`CLEANER_CHECKPOINT_FILE`]).
+    first_dirty: Cell<i64>,
 }
 
 /// What [`PartitionLog::enforce_retention`] did.
@@ -228,6 +236,7 @@ impl PartitionLog {
             ));
         }
         io::create_dir_all(dir).await?;
+        cleaner::recover_swaps(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
         let (mut bases, _) = list_dir(dir)?;
@@ -247,11 +256,12 @@ impl PartitionLog {
             let file_len = read_file.metadata()?.len();
             let dma = Rc::new(io::open_dma(&path).await?);
             let seg = Rc::new(Segment::new(dir, base, Some(dma.clone()), read_file));
+            // A segment may end before the next one starts (the cleaner leaves gaps).
             if let Some(prev) = segs.last()
-                && prev.next_offset.get() != base
+                && prev.next_offset.get() > base
             {
                 return Err(StorageError::Corrupt(format!(
-                    "segment {base} does not follow segment {} (ends at offset {})",
+                    "segment {base} overlaps segment {} (ends at offset {})",
                     prev.base_offset,
                     prev.next_offset.get()
                 )));
@@ -382,6 +392,9 @@ impl PartitionLog {
             }
         }
 
+        let first_dirty = cleaner::read_checkpoint(dir)?
+            .unwrap_or(start)
+            .clamp(start, leo);
         let log = Rc::new_cyclic(|me| PartitionLog {
             dir: dir.to_path_buf(),
             config: RefCell::new(config),
@@ -408,6 +421,7 @@ impl PartitionLog {
             sync_count: Cell::new(0),
             write_count: Cell::new(0),
             delete_lock: futures::lock::Mutex::new(()),
+            first_dirty: Cell::new(first_dirty),
         });
         log.rebuild_producers(leo).await?;
         if epochs_dirty {
@@ -521,13 +535,25 @@ impl PartitionLog {
             }
             h.validate(&rest[..h.size])
                 .map_err(AppendError::CorruptMessage)?;
-            let max_decompressed = self.config.borrow().max_decompressed_batch_bytes;
-            records::validate_records(&rest[..h.size], &h, max_decompressed).map_err(
-                |e| match e {
+            let (max_decompressed, keys_required) = {
+                let c = self.config.borrow();
+                (c.max_decompressed_batch_bytes, c.keys_required)
+            };
+            records::validate_records(&rest[..h.size], &h, max_decompressed, keys_required)
+                .map_err(|e| match e {
                     records::RecordsError::Corrupt(m) => AppendError::CorruptMessage(m),
                     records::RecordsError::Invalid(m) => AppendError::InvalidRecord(m),
-                },
-            )?;
+                    records::RecordsError::NullKeys(record_indexes) => AppendError::NullKeys {
+                        message: format!(
+                            "Compacted topic cannot accept message without key in topic partition {}.",
+                            self.dir
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default()
+                        ),
+                        record_indexes,
+                    },
+                })?;
             headers.push(h);
             at += h.size;
         }
@@ -1078,19 +1104,35 @@ impl PartitionLog {
         if let Some(chunks) = self.read_cached(offset, max_bytes, hw) {
             return Ok(chunks);
         }
-        let seg = self
+        let mut seg = self
             .segment_for(offset)
             .expect("offset >= log start has a segment");
-        let limit = seg.written.get();
-        let (_, ipos) = seg.offset_index.borrow().lookup(seg.rel(offset));
-        let dma = seg.dma().await?;
-        let mut reader = ChunkReader::new(dma, limit, READ_CHUNK);
-        let Some((pos, h)) = recovery::find_batch(&mut reader, ipos as u64, offset).await? else {
-            return Err(ReadError::Io(StorageError::Corrupt(format!(
-                "offset {offset} (below high watermark {hw}) not found in segment {}",
-                seg.base_offset
-            ))));
+        // A cleaned segment may end (or be empty) before the next begins: the first batch at
+        // or after `offset` may be in a later segment.
+        let (seg, reader, pos, h) = loop {
+            let limit = seg.written.get();
+            let ipos = if offset >= seg.base_offset {
+                seg.offset_index.borrow().lookup(seg.rel(offset)).1
+            } else {
+                0
+            };
+            let dma = seg.dma().await?;
+            let mut reader = ChunkReader::new(dma, limit, READ_CHUNK);
+            if let Some((pos, h)) = recovery::find_batch(&mut reader, ipos as u64, offset).await? {
+                break (seg, reader, pos, h);
+            }
+            let next = self
+                .segments
+                .borrow()
+                .range(seg.base_offset + 1..)
+                .next()
+                .map(|(_, s)| s.clone());
+            match next {
+                Some(n) if n.base_offset < hw => seg = n,
+                _ => return Ok(Vec::new()),
+            }
         };
+        let limit = reader.limit();
         let avail = limit - pos;
         let len = (h.size as u64)
             .max((max_bytes as u64).min(avail))
@@ -1414,6 +1456,17 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Drops cached batches whose base offset is in `[from, to)` (replaced by the cleaner).
+    fn release_cache_range(&self, from: i64, to: i64) {
+        let mut cached = self.cached.borrow_mut();
+        let mut mid = cached.split_off(&from);
+        let mut rest = mid.split_off(&to);
+        for e in mid.values() {
+            self.cache.release(&e.slot);
+        }
+        cached.append(&mut rest);
+    }
+
     fn release_cache_below(&self, offset: i64) {
         let mut cached = self.cached.borrow_mut();
         let keep = cached.split_off(&offset);
@@ -1443,6 +1496,7 @@ impl PartitionLog {
         if self.closed.get() {
             return Err(StorageError::Closed);
         }
+        let _guard = self.delete_lock.lock().await;
         if self.busy.replace(true) {
             return Err(StorageError::Busy);
         }
@@ -1484,6 +1538,7 @@ impl PartitionLog {
             }
         };
         // From here on, readers must not look past `offset`.
+        self.first_dirty.set(self.first_dirty.get().min(offset));
         self.hw.set(self.hw.get().min(offset));
         self.synced_end.set(self.synced_end.get().min(offset));
         self.leo.set(offset);

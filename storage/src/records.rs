@@ -19,6 +19,9 @@ pub enum RecordsError {
     /// The records contradict the batch header or their own lengths, or decompress to more
     /// than the limit (Kafka: INVALID_RECORD).
     Invalid(String),
+    /// Records without a key (their indexes in the batch) where keys are required: a
+    /// compacted topic (Kafka: INVALID_RECORD with per-record errors, KIP-467).
+    NullKeys(Vec<i32>),
 }
 
 const STREAM_BUF: usize = 32 << 10;
@@ -255,18 +258,19 @@ impl<S: Source> Source for Counting<'_, S> {
     }
 }
 
-/// Skips a length-prefixed field (key, value, header key or value); -1 = null.
+/// Skips a length-prefixed field (key, value, header key or value); -1 = null. Returns
+/// whether it was null.
 fn bytes_field<S: Source>(
     s: &mut S,
     used: &mut u64,
     len_limit: u64,
     what: &str,
     nullable: bool,
-) -> Result<(), RecordsError> {
+) -> Result<bool, RecordsError> {
     let len = field(s, used, what)?;
     if len < 0 {
         if nullable && len == -1 {
-            return Ok(());
+            return Ok(true);
         }
         return Err(RecordsError::Invalid(format!(
             "invalid {what} length {len}"
@@ -279,10 +283,11 @@ fn bytes_field<S: Source>(
         )));
     }
     *used += len;
-    Ok(())
+    Ok(false)
 }
 
-fn walk<S: Source>(s: &mut S, h: &BatchHeader) -> Result<(), RecordsError> {
+fn walk<S: Source>(s: &mut S, h: &BatchHeader, keys_required: bool) -> Result<(), RecordsError> {
+    let mut null_keys = Vec::new();
     let invalid = |m: String| Err(RecordsError::Invalid(m));
     for i in 0..h.record_count as i64 {
         let Some(len) = read_uvarint(s)?.map(zigzag) else {
@@ -308,7 +313,9 @@ fn walk<S: Source>(s: &mut S, h: &BatchHeader) -> Result<(), RecordsError> {
                 h.record_count
             ));
         }
-        bytes_field(s, &mut used, len, "key", true)?;
+        if bytes_field(s, &mut used, len, "key", true)? && keys_required {
+            null_keys.push(i as i32);
+        }
         bytes_field(s, &mut used, len, "value", true)?;
         let headers = field(s, &mut used, "header count")?;
         if headers < 0 {
@@ -333,15 +340,20 @@ fn walk<S: Source>(s: &mut S, h: &BatchHeader) -> Result<(), RecordsError> {
             h.record_count
         ));
     }
+    if !null_keys.is_empty() {
+        return Err(RecordsError::NullKeys(null_keys));
+    }
     Ok(())
 }
 
 /// Validates the records of one complete batch (`batch` is exactly the batch, header checked,
-/// CRC verified), decompressing at most `max_decompressed` bytes.
+/// CRC verified), decompressing at most `max_decompressed` bytes. With `keys_required`
+/// (compacted topics) records without a key are refused ([`RecordsError::NullKeys`]).
 pub fn validate_records(
     batch: &[u8],
     h: &BatchHeader,
     max_decompressed: usize,
+    keys_required: bool,
 ) -> Result<(), RecordsError> {
     if h.record_count as i64 != h.last_offset_delta as i64 + 1 {
         return Err(RecordsError::Invalid(format!(
@@ -352,25 +364,28 @@ pub fn validate_records(
     let body = &batch[HEADER_LEN..];
     let corrupt = |e: std::io::Error| RecordsError::Corrupt(format!("decompression failed: {e}"));
     match h.compression() {
-        0 => walk(&mut Slice { data: body, pos: 0 }, h),
+        0 => walk(&mut Slice { data: body, pos: 0 }, h, keys_required),
         1 => walk(
             &mut Stream::new(flate2::bufread::GzDecoder::new(body), max_decompressed),
             h,
+            keys_required,
         ),
         2 => walk(
             &mut Stream::new(SnappyReader::new(body, max_decompressed), max_decompressed),
             h,
+            keys_required,
         ),
         3 => walk(
             &mut Stream::new(lz4::Decoder::new(body).map_err(corrupt)?, max_decompressed),
             h,
+            keys_required,
         ),
         4 => {
             let mut d = zstd::stream::read::Decoder::with_buffer(body).map_err(corrupt)?;
             // zstd's default limit (128 MiB windows), explicit: the window is allocated, but
             // only the decompressed bytes (bounded above) are ever touched.
             d.window_log_max(27).map_err(corrupt)?;
-            walk(&mut Stream::new(d, max_decompressed), h)
+            walk(&mut Stream::new(d, max_decompressed), h, keys_required)
         }
         c => Err(RecordsError::Corrupt(format!(
             "unknown compression codec {c}"

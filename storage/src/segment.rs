@@ -109,6 +109,12 @@ impl Segment {
         Ok(slot.get_or_insert(f).clone())
     }
 
+    /// Installs the DMA handle (a segment built by the cleaner, whose file was written through
+    /// it).
+    pub fn set_dma(&self, dma: Rc<DmaFile>) {
+        *self.dma.borrow_mut() = Some(dma);
+    }
+
     pub fn take_dma(&self) -> Option<Rc<DmaFile>> {
         self.dma.borrow_mut().take()
     }
@@ -135,13 +141,15 @@ impl Segment {
     }
 
     /// Accounts for a batch appended at the current end (position = size): maintains the
-    /// indexes and sizes. Used by the append path and by index rebuilds.
+    /// indexes and sizes. Used by the append path and by index rebuilds. Offsets increase;
+    /// a cleaned segment has gaps between batches (appends never do).
     pub fn track_batch(&self, h: &BatchHeader, interval: u32) {
         let pos = self.size.get();
-        assert_eq!(
+        assert!(
+            h.base_offset >= self.next_offset.get(),
+            "batch at offset {} below the segment's next offset {}",
             h.base_offset,
-            self.next_offset.get(),
-            "non-contiguous batch in segment"
+            self.next_offset.get()
         );
         if pos > 0 && self.bytes_since_index.get() >= interval as u64 {
             let rel = self.rel(h.base_offset);

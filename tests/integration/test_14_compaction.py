@@ -1,0 +1,260 @@
+"""Log compaction (cleanup.policy=compact) with real clients: confluent-kafka and kafka-python
+write many versions per key plus tombstones; after the cleaner ran, a consumer from the
+beginning sees exactly the latest value per key with increasing offsets; tombstones go after
+delete.retention.ms; compact,delete also honours retention; a kill -9 during a clean, then a
+restart, reads as before or after the clean; DescribeLogDirs sizes shrink; a null key on a
+compacted topic is refused with INVALID_RECORD.  Small segments keep it to seconds; every wait
+is a bounded poll for a condition, never a timing assertion."""
+
+import time
+import urllib.request
+
+from confluent_kafka import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+from kafka.protocol.admin import DescribeLogDirsRequest, DescribeLogDirsResponse
+
+import kclients as kc
+import kwire
+from harness import free_port
+
+CLEANER_PROPS = "log.cleaner.backoff.ms=100\n"
+
+
+def _broker(broker_factory, tmp_path, extra_props=""):
+    cfg = tmp_path / f"cleaner-{time.monotonic_ns()}.properties"
+    cfg.write_text(CLEANER_PROPS + extra_props)
+    port = free_port()
+    b = broker_factory("--log-retention-check-interval-ms", "200",
+                       "--metrics-listener", f"127.0.0.1:{port}", config=cfg)
+    b.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    return b
+
+
+def _metric(b, name):
+    text = urllib.request.urlopen(b.metrics_url, timeout=10).read().decode()
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name)
+
+
+def _create(bootstrap, topic, **configs):
+    a = kc.admin(bootstrap)
+    fs = a.create_topics([kc.NewTopic(topic, num_partitions=1, replication_factor=1,
+                                      config={k: str(v) for k, v in configs.items()})],
+                         request_timeout=30)
+    for f in fs.values():
+        f.result(timeout=30)
+    kc.wait_for_topic(bootstrap, topic, 1)
+
+
+COMPACT = {
+    "cleanup.policy": "compact",
+    "segment.bytes": 4096,
+    "min.cleanable.dirty.ratio": "0.01",
+}
+
+
+def _write_versions(bootstrap, topic, keys, versions, tombstones=(), ts=None):
+    """confluent-kafka writes the even versions, kafka-python the odd ones (in order, each
+    flushed before the other writes), then tombstones for `tombstones` (kafka-python).
+    Returns the expected latest value per key (None = tombstone)."""
+    latest = {}
+    d = kc.Deliveries()
+    cp = kc.producer(bootstrap, acks="all", linger_ms=2)
+    kp = kc.kp_producer(bootstrap, acks="all", linger_ms=2)
+    try:
+        for v in range(versions):
+            for k in range(keys):
+                key, val = f"key-{k}".encode(), f"v{v}-{'c' if v % 2 == 0 else 'k'}".encode()
+                if v % 2 == 0:
+                    kc.produce(cp, topic, val, d, key=key, partition=0, timestamp=ts)
+                else:
+                    kp.send(topic, key=key, value=val, partition=0, timestamp_ms=ts)
+                latest[key] = val
+            if v % 2 == 0:
+                kc.flush(cp)
+            else:
+                kp.flush(timeout=30)
+        for k in tombstones:
+            key = f"key-{k}".encode()
+            kp.send(topic, key=key, value=None, partition=0, timestamp_ms=ts)
+            latest[key] = None
+        kp.flush(timeout=30)
+    finally:
+        kp.close(timeout=10)
+    d.assert_no_errors()
+    return latest
+
+
+def _fill(bootstrap, topic, n=60, tag="fill", ts=None):
+    """Unique-key records: enough bytes to roll the segments holding the real records."""
+    d = kc.Deliveries()
+    p = kc.producer(bootstrap, acks="all", linger_ms=0)
+    for i in range(n):
+        kc.produce(p, topic, b"f" * 100, d, key=f"{tag}-{time.monotonic_ns()}-{i}".encode(),
+                   partition=0, timestamp=ts)
+    kc.flush(p)
+    d.assert_no_errors()
+
+
+def _read(bootstrap, topic, client="confluent"):
+    """Every record from the low watermark on (fillers left out), by one client."""
+    marks = kc.watermarks(bootstrap, topic, 0)
+    if client == "confluent":
+        recs = kc.consume_range(bootstrap, topic, {0: marks})[0]
+    else:
+        recs = kc.kp_consume_range(bootstrap, topic, {0: marks})[0]
+    offsets = [r.offset for r in recs]
+    assert offsets == sorted(set(offsets)), "offsets increase"
+    return [r for r in recs if not r.key.startswith(b"fill-")], marks
+
+
+def _wait(pred, what, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        ok, last = pred()
+        if ok:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}")
+
+
+def _log_dir_size(port, topic):
+    T = DescribeLogDirsRequest.DescribableLogDirTopic
+    with kwire.Conn(port) as conn:
+        resp = kwire.kp_call(conn, DescribeLogDirsRequest(topics=[T(topic=topic, partitions=[0])]),
+                             DescribeLogDirsResponse, 1)
+    ((t,),) = [r.topics for r in resp.results]
+    return t.partitions[0].partition_size
+
+
+def _exactly_latest(bootstrap, topic, latest, tombstones_present):
+    """Both clients, from the beginning, see exactly one record per key: its latest value."""
+    want = sorted((k, v or b"") for k, v in latest.items() if v is not None or tombstones_present)
+
+    def check():
+        got = {c: sorted((r.key, r.value or b"") for r in _read(bootstrap, topic, c)[0])
+               for c in ("confluent", "kafka-python")}
+        return all(g == want for g in got.values()), got
+    return _wait(check, "exactly the latest value per key")
+
+
+def test_latest_value_per_key_and_tombstones_expire(broker_factory, tmp_path):
+    b = _broker(broker_factory, tmp_path)
+    topic = "compacted"
+    _create(b.bootstrap, topic, **COMPACT, **{"delete.retention.ms": 3000})
+    latest = _write_versions(b.bootstrap, topic, keys=20, versions=10, tombstones=range(5))
+    _fill(b.bootstrap, topic)
+    size_before = _log_dir_size(b.port, topic)
+    # First the cleaner keeps one record per key, tombstones included (they are fresh).
+    _exactly_latest(b.bootstrap, topic, latest, tombstones_present=True)
+    # The versions took ~8 KB, the latest values a few hundred bytes (fillers stay).
+    assert _log_dir_size(b.port, topic) < size_before - 3000
+    # After delete.retention.ms a later clean (new dirty data makes one due) drops them.
+    def gone():
+        _fill(b.bootstrap, topic, n=40)
+        recs, _ = _read(b.bootstrap, topic)
+        return not any(r.value is None for r in recs), len(recs)
+    _wait(gone, "tombstones removed after delete.retention.ms")
+    _exactly_latest(b.bootstrap, topic, latest, tombstones_present=False)
+    # The cleaner's metrics moved.
+    assert _metric(b, "tern_cleaner_passes_total") >= 2
+    assert _metric(b, "tern_cleaner_read_bytes_total") > _metric(b, "tern_cleaner_written_bytes_total") > 0
+    assert _metric(b, "tern_cleaner_removed_records_total") >= 20 * 9
+
+
+def test_compact_delete_honours_retention(broker_factory, tmp_path):
+    b = _broker(broker_factory, tmp_path)
+    topic = "compact-delete"
+    _create(b.bootstrap, topic, **{**COMPACT, "cleanup.policy": "compact,delete"},
+            **{"retention.ms": 60_000})
+    old = int(time.time() * 1000) - 3_600_000
+    _write_versions(b.bootstrap, topic, keys=10, versions=4, ts=old)
+    _fill(b.bootstrap, topic, ts=old)
+    # Retention deletes the old segments (their newest record is an hour old; cleaning merges
+    # them but keeps their timestamps): the low watermark moves past every real record.
+    def retained():
+        low, high = kc.watermarks(b.bootstrap, topic, 0)
+        recs, _ = _read(b.bootstrap, topic)
+        return low > 0 and not recs, (low, high, len(recs))
+    _wait(retained, "retention on a compact,delete topic")
+
+
+def test_null_key_is_refused_on_a_compacted_topic(broker_factory, tmp_path):
+    b = _broker(broker_factory, tmp_path)
+    topic = "compacted-nokey"
+    _create(b.bootstrap, topic, **COMPACT)
+    d = kc.Deliveries()
+    p = kc.producer(b.bootstrap, acks="all", linger_ms=0, retries=0)
+    kc.produce(p, topic, b"no key", d, partition=0)
+    kc.flush(p)
+    kc.produce(p, topic, b"keyed", d, key=b"k", partition=0)
+    kc.flush(p)
+    # The whole batch is refused (as Kafka does); the keyed record in its own batch goes in.
+    assert [e.code() for e, _, _ in d.errors] == [KafkaError.INVALID_RECORD], d.errors
+    low, high = kc.watermarks(b.bootstrap, topic, 0)
+    assert high - low == 1
+
+
+def test_kill_during_a_clean_then_restart(broker_factory, tmp_path):
+    # A throttled cleaner (200 KB/s) makes a clean of this partition take seconds.
+    b = _broker(broker_factory, tmp_path, "log.cleaner.io.max.bytes.per.second=200000\n")
+    topic = "compacted-kill"
+    _create(b.bootstrap, topic, **{**COMPACT, "segment.bytes": 65536})
+    d = kc.Deliveries()
+    p = kc.producer(b.bootstrap, acks="all", linger_ms=5)
+    latest = {}
+    written = set()
+    for v in range(20):
+        for k in range(200):
+            key, val = f"key-{k}".encode(), f"v{v}".encode() + b"x" * 200
+            kc.produce(p, topic, val, d, key=key, partition=0)
+            latest[key] = val
+            written.add((key, val))
+    kc.flush(p)
+    d.assert_no_errors()
+    _fill(b.bootstrap, topic, n=700)
+    pdir = b.partition_dir(topic, 0)
+    _wait(lambda: (any(pdir.glob("*.cleaned")) or any(pdir.glob("*.swap")), None),
+          "a clean in progress", timeout=60)
+    b.kill9()
+    b.start()
+    recs, _ = _read(b.bootstrap, topic)
+    # As before or after (or part way): every record is one that was written, the latest
+    # value of every key is there and comes last.
+    assert all((r.key, r.value) in written for r in recs)
+    seen = {}
+    for r in recs:
+        seen[r.key] = r.value
+    assert seen == latest
+    # The restarted cleaner finishes the job.
+    _exactly_latest(b.bootstrap, topic, latest, tombstones_present=True)
+    assert not any(pdir.glob("*.cleaned")) and not any(pdir.glob("*.swap"))
+
+
+def test_null_key_record_errors_on_the_wire(broker_factory, tmp_path):
+    """Produce v8 (KIP-467): the partition's error_message and one record_errors entry per
+    record without a key, with its index in the batch."""
+    b = _broker(broker_factory, tmp_path)
+    topic = "compacted-kip467"
+    _create(b.bootstrap, topic, **COMPACT)
+    batch = kwire.record_batch([(b"a", b"1"), (None, b"2"), (b"c", b"3"), (None, b"4")])
+    body = (kwire.string(None) + kwire.i16(-1) + kwire.i32(10_000)
+            + kwire.array([topic], lambda t: kwire.string(t) + kwire.array(
+                [0], lambda p: kwire.i32(p) + kwire.nbytes(batch))))
+    with kwire.Conn(b.port) as conn:
+        r = conn.call(kwire.API_PRODUCE, 8, body)
+
+        def part(r):
+            idx, err, base, _t, _lso = r.i32(), r.i16(), r.i64(), r.i64(), r.i64()
+            rec_errs = r.array(lambda r: (r.i32(), r.string()))
+            return idx, err, base, rec_errs, r.string()
+
+        ((name, parts),) = r.array(lambda r: (r.string(), r.array(part)))
+    ((idx, err, base, rec_errs, msg),) = parts
+    assert (name, idx, err, base) == (topic, 0, 87, -1)
+    assert [i for i, _ in rec_errs] == [1, 3]
+    assert all("without key" in m for _, m in rec_errs), rec_errs
+    assert "without key" in msg, msg
+    low, high = kc.watermarks(b.bootstrap, topic, 0)
+    assert high == low, "nothing of the refused batch was written"
