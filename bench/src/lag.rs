@@ -72,7 +72,13 @@ mod tests {
     fn lag_without_blocking_is_all_own() {
         let mut s = LagSplit::default();
         assert_eq!(s.split(100, 100), Lag { broker: 0, own: 0 });
-        assert_eq!(s.split(100, 350), Lag { broker: 0, own: 250 });
+        assert_eq!(
+            s.split(100, 350),
+            Lag {
+                broker: 0,
+                own: 250
+            }
+        );
     }
 
     #[test]
@@ -80,7 +86,13 @@ mod tests {
         let mut s = LagSplit::default();
         s.blocked(200, 700);
         // Intended at 100, generated at 1000: 500 of the 900 were spent blocked.
-        assert_eq!(s.split(100, 1000), Lag { broker: 500, own: 400 });
+        assert_eq!(
+            s.split(100, 1000),
+            Lag {
+                broker: 500,
+                own: 400
+            }
+        );
     }
 
     #[test]
@@ -90,9 +102,21 @@ mod tests {
         s.blocked(400, 600);
         s.blocked(900, 2000);
         // Lag window [250, 1000): 50 + 200 + 100 blocked.
-        assert_eq!(s.split(250, 1000), Lag { broker: 350, own: 400 });
+        assert_eq!(
+            s.split(250, 1000),
+            Lag {
+                broker: 350,
+                own: 400
+            }
+        );
         // The first interval ended before the next record's intended time: dropped.
-        assert_eq!(s.split(350, 1000), Lag { broker: 300, own: 350 });
+        assert_eq!(
+            s.split(350, 1000),
+            Lag {
+                broker: 300,
+                own: 350
+            }
+        );
         assert_eq!(s.blocked.len(), 2);
     }
 
@@ -100,7 +124,13 @@ mod tests {
     fn a_record_due_after_the_blocking_is_not_charged() {
         let mut s = LagSplit::default();
         s.blocked(100, 200);
-        assert_eq!(s.split(500, 800), Lag { broker: 0, own: 300 });
+        assert_eq!(
+            s.split(500, 800),
+            Lag {
+                broker: 0,
+                own: 300
+            }
+        );
         assert!(s.blocked.is_empty());
     }
 
@@ -108,7 +138,13 @@ mod tests {
     fn broker_share_never_exceeds_the_lag() {
         let mut s = LagSplit::default();
         s.blocked(0, 10_000);
-        assert_eq!(s.split(5_000, 6_000), Lag { broker: 1_000, own: 0 });
+        assert_eq!(
+            s.split(5_000, 6_000),
+            Lag {
+                broker: 1_000,
+                own: 0
+            }
+        );
         // Generated before its intended time (max rate passes now as t): no lag at all.
         assert_eq!(s.split(7_000, 7_000), Lag { broker: 0, own: 0 });
     }
@@ -119,7 +155,13 @@ mod tests {
         s.blocked(100, 300);
         s.blocked(250, 400); // clamped to [300, 400)
         s.blocked(350, 380); // entirely inside the last one: dropped
-        assert_eq!(s.split(0, 500), Lag { broker: 300, own: 200 });
+        assert_eq!(
+            s.split(0, 500),
+            Lag {
+                broker: 300,
+                own: 200
+            }
+        );
     }
 
     #[test]

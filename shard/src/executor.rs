@@ -67,7 +67,10 @@ impl ShardSet {
         let mut handles = Vec::new();
         let fence = match &config.cpus {
             Some(list) => {
-                assert!(!list.is_empty(), "an empty CPU list is rejected when parsed");
+                assert!(
+                    !list.is_empty(),
+                    "an empty CPU list is rejected when parsed"
+                );
                 let set = glommio::CpuSet::online()
                     .map_err(|e| format!("listing CPUs: {e}"))?
                     .filter(|l| list.contains(&l.cpu));
