@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Spin this many microseconds before parking an idle shard (lower cross-core latency, more CPU).
     #[arg(long)]
     pub spin_before_park_us: Option<u64>,
+    /// Run the shards (and the broker's other threads) on these CPUs only, e.g. `0` or `0-1`;
+    /// shard i goes to the i-th CPU of the list (round robin). Default: shard i on CPU i.
+    #[arg(long, value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
     /// group.initial.rebalance.delay.ms: how long a new (empty) classic group waits for more members.
     #[arg(long)]
     pub group_initial_rebalance_delay_ms: Option<String>,
@@ -136,6 +140,8 @@ pub struct BrokerConfig {
     /// response (Kafka's default 2000).
     pub max_request_partition_size_limit: i32,
     pub spin_before_park_us: Option<u64>,
+    /// `--cpus`: CPUs the broker runs on (None: shard i on CPU i).
+    pub cpus: Option<Vec<usize>>,
     /// Consumer-group coordinator settings (`group.*`, `offsets.*`).
     pub groups: crate::groups::GroupConfig,
     /// log.retention.ms (from .ms, .minutes or .hours; -1 = forever).
@@ -542,6 +548,7 @@ impl BrokerConfig {
             max_decompressed_batch_bytes,
             max_request_partition_size_limit,
             spin_before_park_us: args.spin_before_park_us,
+            cpus: args.cpus.as_ref().map(|c| c.0.clone()),
             groups,
             retention_ms,
             retention_bytes,
@@ -625,4 +632,12 @@ mod tests {
         assert!(parse_listener("l", "SSL://x:1").is_err());
         assert!(parse_listener("l", "PLAINTEXT://x").is_err());
     }
+}
+
+/// `--cpus` as parsed (a newtype so clap takes the whole list as one value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpus(s: &str) -> std::result::Result<CpuList, String> {
+    tern_shard::executor::parse_cpu_list(s).map(CpuList)
 }

@@ -10,10 +10,21 @@
 //! follows it) goes by `sendfile`/`writev` on the shard's blocking pool (the socket fd is blocking
 //! underneath glommio). Record bytes are never copied in user space and a slow client never
 //! stalls the shard thread.
+//!
+//! Socket queueing: the socket has `SO_TIMESTAMPNS` on, and before the first read of each
+//! request the reader peeks (`recvmsg(MSG_PEEK)`, one byte) at the receive queue's head for the
+//! kernel's receive time of the data holding the request's first byte. Dispatch time minus that
+//! is `tern_request_queue_seconds`: the time the request sat in the socket (behind earlier
+//! requests of the connection, or while the shard was busy) before the broker began handling
+//! it. When TCP merged later segments into the one holding the request's start, the kernel keeps
+//! the newest arrival time, so the figure is then a lower bound.
 
 use std::io;
 use std::os::fd::RawFd;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::channel::mpsc;
@@ -69,6 +80,7 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
     state.connections.borrow_mut().insert(conn_id, fd);
     log::debug!("shard {}: connection {conn_id} from {peer}", state.id);
 
+    enable_rx_timestamps(fd);
     let (mut reader, mut writer) = stream.split();
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_PER_CONNECTION);
 
@@ -96,7 +108,12 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
     let limits = FrameLimits {
         max_request_bytes: state.config.socket_request_max_bytes,
     };
-    let close_reason = read_loop(&state, &mut reader, &limits, &client_host, tx).await;
+    let mut stamped = StampedReader {
+        inner: &mut reader,
+        fd,
+        first_byte: None,
+    };
+    let close_reason = read_loop(&state, &mut stamped, &limits, &client_host, tx).await;
     if let Some(reason) = close_reason {
         log::warn!("closing connection from {peer}: {reason}");
     }
@@ -115,7 +132,7 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
 /// Reads and dispatches requests until EOF or a protocol violation (returned as the reason).
 async fn read_loop(
     state: &Rc<ShardState>,
-    reader: &mut futures::io::ReadHalf<TcpStream>,
+    reader: &mut StampedReader<'_>,
     limits: &FrameLimits,
     client_host: &str,
     mut tx: mpsc::Sender<PendingResponse>,
@@ -131,6 +148,12 @@ async fn read_loop(
             Err(e) => return Some(format!("bad frame: {e}")),
         };
         let started = std::time::Instant::now();
+        let queued = reader.first_byte.take().map(|t| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .saturating_sub(t)
+        });
         state.metrics.bytes_in(frame.len() + 4);
         let mut body = frame.freeze();
         let header = match tern_net::parse_request_header(&mut body) {
@@ -147,6 +170,9 @@ async fn read_loop(
         };
         let api_versions = kafka_protocol::messages::ApiKey::ApiVersions as i16;
         let api_key = header.api_key;
+        if let Some(q) = queued {
+            state.metrics.request_queued(api_key, q);
+        }
         let pending: Option<LocalBoxFuture<'static, ResponseFrame>> =
             if !api::is_supported(header.api_key, header.api_version) {
                 if header.api_key == api_versions {
@@ -192,6 +218,87 @@ async fn read_loop(
         {
             return None; // the writer stopped (socket error)
         }
+    }
+}
+
+/// Turns on kernel receive timestamps (`SO_TIMESTAMPNS`, wall clock) for the connection. A
+/// failure only loses the queueing metric.
+fn enable_rx_timestamps(fd: RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: plain setsockopt on the connection's open fd with a valid int option value.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        log::debug!("SO_TIMESTAMPNS: {}", io::Error::last_os_error());
+    }
+}
+
+/// The kernel's receive time (since the Unix epoch) of the data at the head of the socket's
+/// receive queue, by a non-blocking one-byte `MSG_PEEK`; `None` when nothing is queued or the
+/// data carries no timestamp.
+fn peek_rx_timestamp(fd: RawFd) -> Option<Duration> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // u64s keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: a zeroed msghdr is valid; iov and control point into live stack buffers of the
+    // stated sizes; CMSG_* walk only inside `control` as bounded by msg_controllen.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        if n <= 0 {
+            return None;
+        }
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                if ts.tv_sec <= 0 {
+                    return None;
+                }
+                return Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    None
+}
+
+/// The connection's read half, noting for each request when the kernel received its first
+/// byte (`first_byte`, taken by the reader loop once the request is read).
+struct StampedReader<'a> {
+    inner: &'a mut futures::io::ReadHalf<TcpStream>,
+    fd: RawFd,
+    first_byte: Option<Duration>,
+}
+
+impl futures::io::AsyncRead for StampedReader<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.first_byte.is_none() {
+            // Before the request's first read; nothing queued yet means it arrives later and
+            // the peek is repeated when the read is polled again.
+            this.first_byte = peek_rx_timestamp(this.fd);
+        }
+        Pin::new(&mut *this.inner).poll_read(cx, buf)
     }
 }
 

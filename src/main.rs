@@ -128,8 +128,18 @@ fn serve(args: ServeArgs) -> i32 {
             return 1;
         }
     }
+    if let Some(cpus) = &config.cpus {
+        // The metrics and blocking threads started from here inherit it; shards are pinned
+        // one by one below.
+        if let Err(e) = tern_shard::executor::restrict_process_threads(cpus) {
+            log::error!("--cpus {cpus:?}: {e}");
+            return 1;
+        }
+        log::info!("running on CPUs {cpus:?}");
+    }
     let shard_config = tern_shard::ShardSetConfig {
         shards: config.shards,
+        cpus: config.cpus.clone(),
         spin_before_park: config
             .spin_before_park_us
             .map(std::time::Duration::from_micros),

@@ -56,6 +56,8 @@ impl Hist {
 pub struct ApiStats {
     pub requests: u64,
     pub latency: Hist,
+    /// Socket queueing before dispatch (see `connection.rs`).
+    pub queue: Hist,
 }
 
 /// The live counters of one shard.
@@ -116,6 +118,15 @@ impl ShardMetrics {
         let s = apis.entry(api).or_default();
         s.requests += 1;
         s.latency.observe(LATENCY_BUCKETS, latency.as_secs_f64());
+    }
+
+    /// A request of `api` waited `queued` in its socket before dispatch.
+    pub fn request_queued(&self, api: i16, queued: Duration) {
+        let mut apis = self.apis.borrow_mut();
+        apis.entry(api)
+            .or_default()
+            .queue
+            .observe(LATENCY_BUCKETS, queued.as_secs_f64());
     }
 
     /// An error code returned by `api` (whole request or one partition), or -100 for a request
@@ -461,6 +472,25 @@ pub fn render(stats: &[ShardStats]) -> String {
                 &[("shard", &shard), ("api", &name)],
                 LATENCY_BUCKETS,
                 &a.latency,
+            );
+        }
+    }
+    o.family(
+        "tern_request_queue_seconds",
+        "histogram",
+        "Time a request waited in its socket before the broker began handling it: from the kernel's receive timestamp of the data holding its first byte (SO_TIMESTAMPNS; a lower bound when TCP merged later segments into it) to dispatch.",
+    );
+    for s in stats {
+        let shard = s.shard.to_string();
+        for (api, a) in &s.apis {
+            if a.queue.count == 0 {
+                continue;
+            }
+            o.hist(
+                "tern_request_queue_seconds",
+                &[("shard", &shard), ("api", &api_name(*api))],
+                LATENCY_BUCKETS,
+                &a.queue,
             );
         }
     }

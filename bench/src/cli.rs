@@ -49,6 +49,50 @@ pub struct RunArgs {
     /// Write the full result as JSON to this file.
     #[arg(long)]
     pub json: Option<String>,
+    /// Mark the run "generator saturated" when the producers' own lateness p99 (fixed rate)
+    /// exceeds this many milliseconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub saturation_ms: f64,
+    /// Pin the bench's threads to these CPUs (e.g. `1` or `0,2-3`); default: unpinned.
+    #[arg(long, value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
+}
+
+/// CPUs by number, sorted, no duplicates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuList(pub Vec<usize>);
+
+/// A CPU list as `taskset -c` takes it: `N`, `N-M`, comma-separated.
+pub fn parse_cpus(s: &str) -> Result<CpuList> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.trim().parse()?, b.trim().parse()?);
+        if a > b || b >= 4096 {
+            bail!("bad CPU range {part:?}");
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        bail!("empty CPU list {s:?}");
+    }
+    Ok(CpuList(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_like_taskset() {
+        assert_eq!(parse_cpus("1").unwrap().0, vec![1]);
+        assert_eq!(parse_cpus("0,2-4,3").unwrap().0, vec![0, 2, 3, 4]);
+        assert!(parse_cpus("").is_err());
+        assert!(parse_cpus("3-1").is_err());
+        assert!(parse_cpus("x").is_err());
+    }
 }
 
 #[derive(Args, Debug)]

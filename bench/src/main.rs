@@ -10,6 +10,7 @@ mod clock;
 mod consumer;
 mod disk;
 mod keys;
+mod lag;
 mod link;
 mod parse;
 mod presets;

@@ -8,7 +8,8 @@ use crate::batch::BatchBuilder;
 use crate::cli::{Keys, Workload};
 use crate::clock::{Pacer, now_ns, sleep_until};
 use crate::keys::{Chooser, Rng};
-use crate::stats::Shared;
+use crate::lag::LagSplit;
+use crate::stats::{LagHists, Shared};
 use crate::wire::{Conn, encode_frame};
 use anyhow::Result;
 use bytes::BytesMut;
@@ -18,7 +19,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 pub struct ProducerCfg {
@@ -123,13 +124,19 @@ fn run(cfg: &ProducerCfg, shared: &Arc<Shared>) -> Result<()> {
     let linger_ns = (w.linger_ms * 1e6) as u64;
     let per_producer = w.rate.map(|r| r / (w.producers * w.topics) as f64);
     let mut pacer = Pacer::new(per_producer, now_ns());
-    let mut lag = crate::stats::new_hist();
+    let mut split = LagSplit::default();
+    let mut lag = LagHists::new();
+    let mut last_publish = now_ns();
     while !shared.stop.load(Relaxed) {
-        let now = now_ns();
+        let mut now = now_ns();
+        if now.saturating_sub(last_publish) >= 50_000_000 {
+            shared.record_lag(&mut lag);
+            last_publish = now;
+        }
         // Linger expiry on any connection.
         for l in links.iter_mut() {
             if l.deadline.is_some_and(|d| d <= now) {
-                flush(cfg, l, &mut batches, shared)?;
+                flush(cfg, l, &mut batches, shared, &mut split)?;
                 chooser.next_sticky();
             }
         }
@@ -146,7 +153,7 @@ fn run(cfg: &ProducerCfg, shared: &Arc<Shared>) -> Result<()> {
         // Generate everything that is due (one record at max rate), at most 1024 at once.
         for _ in 0..1024 {
             let t = pacer.next(now);
-            lag.saturating_record((now.saturating_sub(t) / 1000).max(1));
+            lag.record(split.split(t, now));
             let (key, p) = chooser.pick();
             let b = &mut batches[p];
             b.append(t, key, &payload);
@@ -158,14 +165,16 @@ fn run(cfg: &ProducerCfg, shared: &Arc<Shared>) -> Result<()> {
                 if w.keys == Keys::None {
                     chooser.next_sticky();
                 }
-                flush(cfg, l, &mut batches, shared)?;
+                flush(cfg, l, &mut batches, shared, &mut split)?;
+                // A flush may have blocked: later records' lag is measured from now.
+                now = now_ns();
             }
             if pacer.peek(now) > now {
                 break;
             }
         }
     }
-    shared.record_lag(&lag);
+    shared.record_lag(&mut lag);
     // Let the ack readers drain what is in flight.
     for l in links {
         if let Sink::Tcp { tx, reader, .. } = l.sink {
@@ -185,6 +194,7 @@ fn flush(
     l: &mut Link,
     batches: &mut [BatchBuilder],
     shared: &Shared,
+    split: &mut LagSplit,
 ) -> Result<()> {
     let w = &cfg.w;
     let mut data = Vec::new();
@@ -244,13 +254,26 @@ fn flush(
                     times,
                     bytes: l.out.len(),
                 };
-                if tx.send(inflight).is_err() {
-                    anyhow::bail!("ack reader stopped");
+                // A full channel means max-in-flight requests are unacknowledged: the wait
+                // for a slot is backpressure from the broker.
+                match tx.try_send(inflight) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(inflight)) => {
+                        let t0 = now_ns();
+                        if tx.send(inflight).is_err() {
+                            anyhow::bail!("ack reader stopped");
+                        }
+                        split.blocked(t0, now_ns());
+                    }
+                    Err(TrySendError::Disconnected(_)) => anyhow::bail!("ack reader stopped"),
                 }
             }
+            // The write (blocking when the socket is full) is time spent on the broker's side.
+            let t0 = now_ns();
             stream.write_all(&l.out).map_err(|e| {
                 anyhow::anyhow!("writing Produce v{} corr {}: {e}", l.version, l.corr)
             })?;
+            split.blocked(t0, now_ns());
         }
     }
     Ok(())

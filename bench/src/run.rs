@@ -5,8 +5,9 @@ use crate::admin::{self, Cluster, TopicInfo};
 use crate::cli::{RunArgs, Workload};
 use crate::clock::process_cpu;
 use crate::consumer::{self, ConsumerCfg};
+use crate::lag::saturated;
 use crate::producer::{self, ProducerCfg};
-use crate::stats::{Percentiles, Rate, Shared, new_hist};
+use crate::stats::{LagHists, Percentiles, Rate, Shared, new_hist};
 use crate::wire::{Conn, Versions};
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -30,8 +31,21 @@ pub struct RunResult {
     pub produce_error_codes: HashMap<i16, u64>,
     pub produce_latency_ms: Percentiles,
     pub e2e_latency_ms: Percentiles,
-    /// Producer lateness against the schedule (fixed rate; whole run): the bench's own stalls.
+    /// Producer lateness against the schedule (fixed rate; measured window), whole lag.
     pub bench_send_lag_ms: Percentiles,
+    /// The part of the send lag spent blocked on the broker (no free in-flight slot, socket
+    /// writes): backpressure, which the produce latency figures include.
+    pub bench_send_wait_broker_ms: Percentiles,
+    /// The rest: the generator's own thread being late (pacing sleep overshoot, preemption,
+    /// encoding). A measurement fault.
+    pub bench_send_lag_own_ms: Percentiles,
+    /// Own-lateness p99 above which the run is marked saturated.
+    pub generator_saturation_threshold_ms: f64,
+    /// The generator could not keep its schedule (fixed rate, own-lateness p99 > threshold):
+    /// latency figures include the bench's own delays.
+    pub generator_saturated: bool,
+    /// CPUs the bench was pinned to (`--cpus`), if any.
+    pub bench_cpus: Option<Vec<usize>>,
     /// CPU used by this bench process during the measured window.
     pub bench_cpu_secs: f64,
     pub bench_cpu_percent_of_core: f64,
@@ -54,6 +68,10 @@ fn dry_cluster(w: &Workload, names: &[String]) -> Cluster {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let w = args.workload.resolve()?;
+    if let Some(cpus) = &args.cpus {
+        // Before any thread is spawned: producers, ack readers and consumers inherit it.
+        crate::clock::pin_to(&cpus.0).map_err(|e| anyhow::anyhow!("--cpus {:?}: {e}", cpus.0))?;
+    }
     let names: Vec<String> = (0..w.topics).map(|i| w.topic_name(i)).collect();
     let (cluster, versions) = if args.dry_run {
         (dry_cluster(&w, &names), None)
@@ -120,6 +138,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let mut total_p = new_hist();
     let mut total_e = new_hist();
+    let mut total_lag = LagHists::new();
     let start = Instant::now();
     let warm_end = start + w.warmup();
     let end = warm_end + w.duration();
@@ -135,6 +154,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             std::thread::sleep(tick - now);
         }
         let (ip, ie) = shared.take_interval();
+        let il = shared.take_lag();
         let (acked, cons) = (shared.acked.load(Relaxed), shared.consumed.load(Relaxed));
         let sent = shared.sent.load(Relaxed);
         let done_p = if w.acks == 0 { sent } else { acked };
@@ -143,8 +163,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         let pe = Percentiles::of(&ie);
         let rps = (done_p - last.0) as f64 / dt;
         let crps = (cons - last.1) as f64 / dt;
+        let own_p99 = Percentiles::of(&il.own).p99;
         println!(
-            "[{:>4.0}s] prod {:>9.0} rec/s {:>7.1} MB/s p50 {:>7.3} p99 {:>7.3} ms | cons {:>9.0} rec/s e2e p50 {:>7.3} p99 {:>7.3} ms | err {}{}",
+            "[{:>4.0}s] prod {:>9.0} rec/s {:>7.1} MB/s p50 {:>7.3} p99 {:>7.3} ms | cons {:>9.0} rec/s e2e p50 {:>7.3} p99 {:>7.3} ms | lag own p99 {:>6.3} ms | err {}{}",
             start.elapsed().as_secs_f64(),
             rps,
             rps * w.record_size as f64 / 1e6,
@@ -153,6 +174,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             crps,
             pe.p50,
             pe.p99,
+            own_p99,
             shared.errors.load(Relaxed),
             if measuring { "" } else { "  (warm-up)" }
         );
@@ -160,6 +182,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         if measuring {
             total_p.add(&ip)?;
             total_e.add(&ie)?;
+            total_lag.add(&il);
         }
         let now = Instant::now();
         if !measuring && now >= warm_end {
@@ -188,9 +211,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         let _ = c.join();
     }
     let (ip, ie) = shared.take_interval();
+    let il = shared.take_lag();
     if measuring {
         total_p.add(&ip)?;
         total_e.add(&ie)?;
+        total_lag.add(&il);
     }
     if args.delete_topics && !args.dry_run {
         let mut c = Conn::connect(&args.bootstrap)?;
@@ -199,6 +224,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let secs = (t1 - t0).as_secs_f64();
     let cpu = (cpu1.saturating_sub(cpu0)).as_secs_f64();
     let produced = a1 - a0;
+    let own = Percentiles::of(&total_lag.own);
     let res = RunResult {
         label: args.label.clone(),
         bootstrap: args.bootstrap.clone(),
@@ -217,7 +243,12 @@ pub fn run(args: RunArgs) -> Result<()> {
             .collect(),
         produce_latency_ms: Percentiles::of(&total_p),
         e2e_latency_ms: Percentiles::of(&total_e),
-        bench_send_lag_ms: Percentiles::of(shared.lag.lock().unwrap().as_ref().unwrap()),
+        bench_send_lag_ms: Percentiles::of(&total_lag.total),
+        bench_send_wait_broker_ms: Percentiles::of(&total_lag.broker),
+        bench_send_lag_own_ms: own.clone(),
+        generator_saturation_threshold_ms: args.saturation_ms,
+        generator_saturated: saturated(w.rate.is_some(), own.p99, args.saturation_ms),
+        bench_cpus: args.cpus.as_ref().map(|c| c.0.clone()),
         bench_cpu_secs: cpu,
         bench_cpu_percent_of_core: cpu / secs.max(1e-9) * 100.0,
         bench_cpu_ns_per_record: cpu * 1e9 / produced.max(1) as f64,
@@ -256,10 +287,32 @@ fn summary(r: &RunResult) {
     );
     println!("  e2e     {}", r.e2e_latency_ms.line());
     println!(
-        "bench cpu: {:.1}% of one core, {:.0} ns per record; send lag p99 {:.3} max {:.3} ms",
+        "bench cpu: {:.1}% of one core, {:.0} ns per record{}",
         r.bench_cpu_percent_of_core,
         r.bench_cpu_ns_per_record,
-        r.bench_send_lag_ms.p99,
-        r.bench_send_lag_ms.max
+        r.bench_cpus
+            .as_ref()
+            .map(|c| format!(", pinned to CPUs {c:?}"))
+            .unwrap_or_default()
     );
+    println!(
+        "send lag: p99 {:.3} max {:.3} ms = waiting on the broker p99 {:.3} max {:.3} ms + own lateness p99 {:.3} max {:.3} ms",
+        r.bench_send_lag_ms.p99,
+        r.bench_send_lag_ms.max,
+        r.bench_send_wait_broker_ms.p99,
+        r.bench_send_wait_broker_ms.max,
+        r.bench_send_lag_own_ms.p99,
+        r.bench_send_lag_own_ms.max
+    );
+    if r.generator_saturated {
+        println!(
+            "GENERATOR SATURATED: own lateness p99 {:.3} ms > {:.3} ms; latencies include the bench's own delays",
+            r.bench_send_lag_own_ms.p99, r.generator_saturation_threshold_ms
+        );
+    } else if r.workload.rate.is_some() {
+        println!(
+            "generator kept up: own lateness p99 {:.3} ms <= {:.3} ms",
+            r.bench_send_lag_own_ms.p99, r.generator_saturation_threshold_ms
+        );
+    }
 }

@@ -27,8 +27,53 @@ pub struct Shared {
     pub fatal: Mutex<Option<String>>,
     produce: Mutex<Option<Histogram<u64>>>,
     e2e: Mutex<Option<Histogram<u64>>>,
-    /// How late producers generated records against their schedule (the bench's own stalls).
-    pub lag: Mutex<Option<Histogram<u64>>>,
+    /// Send lag of the current interval, split by cause (see `lag.rs`).
+    lag: Mutex<Option<LagHists>>,
+}
+
+/// Send lag histograms (µs): the whole lag, the part spent blocked on the broker
+/// (backpressure), and the generator's own lateness (a measurement fault).
+pub struct LagHists {
+    pub total: Histogram<u64>,
+    pub broker: Histogram<u64>,
+    pub own: Histogram<u64>,
+}
+
+impl LagHists {
+    pub fn new() -> Self {
+        LagHists {
+            total: new_hist(),
+            broker: new_hist(),
+            own: new_hist(),
+        }
+    }
+
+    /// One record's lag.
+    #[inline]
+    pub fn record(&mut self, lag: crate::lag::Lag) {
+        let us = |ns: u64| (ns / 1000).max(1);
+        self.total.saturating_record(us(lag.broker + lag.own));
+        self.broker.saturating_record(us(lag.broker));
+        self.own.saturating_record(us(lag.own));
+    }
+
+    pub fn add(&mut self, o: &LagHists) {
+        let _ = self.total.add(&o.total);
+        let _ = self.broker.add(&o.broker);
+        let _ = self.own.add(&o.own);
+    }
+
+    pub fn reset(&mut self) {
+        self.total.reset();
+        self.broker.reset();
+        self.own.reset();
+    }
+}
+
+impl Default for LagHists {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[inline]
@@ -41,7 +86,7 @@ impl Shared {
         let s = Shared::default();
         *s.produce.lock().unwrap() = Some(new_hist());
         *s.e2e.lock().unwrap() = Some(new_hist());
-        *s.lag.lock().unwrap() = Some(new_hist());
+        *s.lag.lock().unwrap() = Some(LagHists::new());
         s
     }
 
@@ -65,8 +110,15 @@ impl Shared {
         }
     }
 
-    pub fn record_lag(&self, h: &Histogram<u64>) {
-        let _ = self.lag.lock().unwrap().as_mut().unwrap().add(h);
+    /// Moves a producer's local lag histograms into the current interval (and empties them).
+    pub fn record_lag(&self, h: &mut LagHists) {
+        self.lag.lock().unwrap().as_mut().unwrap().add(h);
+        h.reset();
+    }
+
+    /// Take the interval's send lag, leaving empty histograms.
+    pub fn take_lag(&self) -> LagHists {
+        self.lag.lock().unwrap().replace(LagHists::new()).unwrap()
     }
 
     pub fn record_error(&self, code: i16, records: u64) {

@@ -24,6 +24,10 @@ pub struct ShardSetConfig {
     pub ring_depth: usize,
     /// Threads in each shard's blocking pool (sendfile/writev to sockets).
     pub blocking_threads: usize,
+    /// Run on these CPUs only (`tern serve --cpus`): shard i is pinned to `cpus[i % len]`
+    /// (shards share CPUs when there are more shards), blocking pools are fenced to the set.
+    /// Overrides `pin`.
+    pub cpus: Option<Vec<usize>>,
 }
 
 impl Default for ShardSetConfig {
@@ -37,6 +41,7 @@ impl Default for ShardSetConfig {
             channel_capacity: 1024,
             ring_depth: 1024,
             blocking_threads: 2,
+            cpus: None,
         }
     }
 }
@@ -60,18 +65,37 @@ impl ShardSet {
         let mesh: MeshBuilder<M, glommio::channels::channel_mesh::Full> =
             MeshBuilder::full(config.shards, config.channel_capacity);
         let mut handles = Vec::new();
+        let fence = match &config.cpus {
+            Some(list) => {
+                assert!(
+                    !list.is_empty(),
+                    "an empty CPU list is rejected when parsed"
+                );
+                let set = glommio::CpuSet::online()
+                    .map_err(|e| format!("listing CPUs: {e}"))?
+                    .filter(|l| list.contains(&l.cpu));
+                if set.is_empty() {
+                    return Err(format!("none of CPUs {list:?} is online"));
+                }
+                Some(set)
+            }
+            None => None,
+        };
         for id in 0..config.shards {
-            let placement = if config.pin && config.shards <= cpus {
-                Placement::Fixed(id)
-            } else {
-                Placement::Unbound
+            let placement = match &config.cpus {
+                Some(list) => Placement::Fixed(list[id % list.len()]),
+                None if config.pin && config.shards <= cpus => Placement::Fixed(id),
+                None => Placement::Unbound,
+            };
+            let threads = config.blocking_threads.max(1);
+            let pool = match &fence {
+                Some(set) => glommio::PoolPlacement::Fenced(threads, set.clone()),
+                None => glommio::PoolPlacement::Unbound(threads),
             };
             let mut builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("tern-shard-{id}"))
                 .ring_depth(config.ring_depth)
-                .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(
-                    config.blocking_threads.max(1),
-                ));
+                .blocking_thread_pool_placement(pool);
             if let Some(spin) = config.spin_before_park {
                 builder = builder.spin_before_park(spin);
             }
@@ -94,5 +118,63 @@ impl ShardSet {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Parses a CPU list as `taskset -c` takes it (`N`, `N-M`, comma-separated): sorted, no
+/// duplicates, not empty.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let num = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("bad CPU {x:?} in {s:?}: {e}"))
+        };
+        let (a, b) = (num(a)?, num(b)?);
+        if a > b || b >= 4096 {
+            return Err(format!("bad CPU range {part:?}"));
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        return Err(format!("empty CPU list {s:?}"));
+    }
+    Ok(out)
+}
+
+/// Restricts the calling thread, and the threads it starts afterwards, to `cpus`.
+pub fn restrict_process_threads(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it (indices checked
+    // against CPU_SETSIZE) and sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            if c >= libc::CPU_SETSIZE as usize {
+                return Err(std::io::Error::other(format!("CPU {c} out of range")));
+            }
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_like_taskset() {
+        assert_eq!(parse_cpu_list("1"), Ok(vec![1]));
+        assert_eq!(parse_cpu_list("0, 2-3,2"), Ok(vec![0, 2, 3]));
+        assert!(parse_cpu_list("").is_err());
+        assert!(parse_cpu_list("2-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
     }
 }

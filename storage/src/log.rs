@@ -796,16 +796,47 @@ impl PartitionLog {
         glommio::spawn_local(async move { me.run_flusher().await }).detach();
     }
 
+    /// Drains the queue. A rolled segment is finalised (truncate, sync, indexes, snapshot: several
+    /// syncs) in a task of its own while writes to the new active segment go on, so acks=1
+    /// producers do not wait for it; anything that syncs (an acks=all write, a queued ack) or
+    /// the next roll first waits for it, so segments are still synced in order and
+    /// `synced_end` never passes an unsynced segment. The flusher is idle only once it is done.
     async fn run_flusher(self: Rc<Self>) {
-        while let Some(work) = self.next_work() {
-            match work {
-                Work::Roll(r) => {
-                    if let Err(e) = self.finish_segment(r).await {
-                        self.fail(&e);
+        let mut finishing: Option<glommio::Task<()>> = None;
+        loop {
+            while let Some(work) = self.next_work() {
+                match work {
+                    Work::Roll(r) => {
+                        if let Some(prev) = finishing.take() {
+                            prev.await;
+                        }
+                        let me = self.clone();
+                        finishing = Some(glommio::spawn_local(async move {
+                            if let Err(e) = me.finish_segment(r).await {
+                                me.fail(&e);
+                            }
+                        }));
+                    }
+                    Work::Writes(ws) => {
+                        let syncs = ws
+                            .iter()
+                            .any(|w| matches!(w.waiter, Some((Durability::Synced, _))));
+                        if syncs && let Some(prev) = finishing.take() {
+                            prev.await;
+                        }
+                        self.write_batches(ws).await
+                    }
+                    Work::Ack(a) => {
+                        if let Some(prev) = finishing.take() {
+                            prev.await;
+                        }
+                        self.resolve_ack(a).await
                     }
                 }
-                Work::Writes(ws) => self.write_batches(ws).await,
-                Work::Ack(a) => self.resolve_ack(a).await,
+            }
+            match finishing.take() {
+                Some(prev) => prev.await,
+                None => break,
             }
         }
         self.flushing.set(false);
