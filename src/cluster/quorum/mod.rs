@@ -16,6 +16,7 @@
 //! overwrites it after every input from its own seeded RNG, so the same seed and inputs give the
 //! same run (what the simulator needs); the driver seeds it randomly.
 
+pub mod disk;
 mod store;
 
 use std::collections::VecDeque;
