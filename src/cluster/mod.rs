@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod meta_properties;
 pub mod metadata_log;
 pub mod quorum;
 pub mod view;
