@@ -16,6 +16,27 @@ use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
 
+/// The snapshot shards apply, from `image`. Standalone, the node is the only broker and
+/// leads everything, so the snapshot carries no brokers and no placement (an empty `brokers`
+/// map means standalone to the handlers), exactly as before clustering.
+pub fn shard_view(
+    image: &crate::cluster::metadata_log::image::MetadataImage,
+    listener: &str,
+    controller_id: i32,
+    version: u64,
+    standalone: bool,
+) -> ClusterMetadata {
+    let mut meta = crate::cluster::view::cluster_metadata(image, listener, controller_id, version);
+    if standalone {
+        meta.brokers.clear();
+        meta.controller_id = -1;
+        for t in meta.topics.values_mut() {
+            t.placement.clear();
+        }
+    }
+    meta
+}
+
 /// Builds the snapshot to publish (version given), or None when there is nothing to publish yet.
 pub type Source = Box<dyn Fn(u64) -> Option<ClusterMetadata>>;
 
