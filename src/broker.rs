@@ -218,6 +218,10 @@ pub async fn run_shard(
         tern_shard::task::sleep(LIFECYCLE_POLL).await;
     }
     accepting.set(false);
+    // Controlled shutdown: fenced by the controller before the connections drain.
+    if let Some(driver) = state.controller.as_ref().and_then(|c| c.driver()) {
+        driver.shut_down().await;
+    }
 
     // Phase 1: stop reading from clients; finish what is in flight (parked JoinGroup/SyncGroup
     // requests are answered NOT_COORDINATOR so they do not hold the drain).

@@ -58,6 +58,11 @@ impl Controller {
         *self.driver.borrow_mut() = Some(driver);
     }
 
+    /// The driver, once started.
+    pub fn driver(&self) -> Option<Rc<crate::cluster::driver::Driver>> {
+        self.driver.borrow().clone()
+    }
+
     pub async fn handle(&self, shard: &Rc<ShardState>, req: ControllerRequest) {
         let _guard = self.lock.lock().await;
         let driver = self.driver.borrow().clone();

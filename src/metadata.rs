@@ -104,6 +104,7 @@ impl TopicMeta {
     }
 
     /// Grows the topic to `partitions` partitions, the new ones at leader epoch 0.
+    #[cfg(test)]
     pub fn grow(&mut self, partitions: i32) {
         assert!(partitions >= self.partitions, "partitions only grow");
         let mut epochs: Vec<i32> = (0..partitions)

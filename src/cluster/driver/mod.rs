@@ -9,6 +9,7 @@
 pub mod client;
 pub mod follower;
 pub mod lifecycle;
+pub mod metrics;
 pub mod node;
 pub mod prepare;
 pub mod publish;
@@ -229,6 +230,13 @@ impl Driver {
                 }
                 _ => return reply,
             }
+        }
+    }
+
+    /// Controlled shutdown of this broker (bounded).
+    pub async fn shut_down(&self) {
+        if let Some(l) = &self.lifecycle {
+            lifecycle::shut_down(self, l, Duration::from_secs(2)).await;
         }
     }
 
