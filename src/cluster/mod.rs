@@ -9,9 +9,9 @@
 
 pub mod config;
 pub mod controller;
+pub mod driver;
 pub mod meta_properties;
 pub mod metadata_log;
 pub mod quorum;
-pub mod view;
-pub mod driver;
 pub mod status;
+pub mod view;

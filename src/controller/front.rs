@@ -33,7 +33,11 @@ fn whole_error(reply: RpcReply) -> TopicError {
 }
 
 /// Fills the `None` slots of `results` (the requests sent) from the controller's answers.
-fn merge<T>(results: &mut [Option<Result<T, TopicError>>], sent: &[usize], answers: Result<Vec<Result<T, TopicError>>, TopicError>) {
+fn merge<T>(
+    results: &mut [Option<Result<T, TopicError>>],
+    sent: &[usize],
+    answers: Result<Vec<Result<T, TopicError>>, TopicError>,
+) {
     match answers {
         Ok(answers) if answers.len() == sent.len() => {
             for (&i, a) in sent.iter().zip(answers) {
@@ -41,7 +45,10 @@ fn merge<T>(results: &mut [Option<Result<T, TopicError>>], sent: &[usize], answe
             }
         }
         Ok(answers) => {
-            let e = (errors::UNKNOWN_SERVER_ERROR, format!("{} answers for {} requests", answers.len(), sent.len()));
+            let e = (
+                errors::UNKNOWN_SERVER_ERROR,
+                format!("{} answers for {} requests", answers.len(), sent.len()),
+            );
             for &i in sent {
                 results[i] = Some(Err(e.clone()));
             }
@@ -81,7 +88,12 @@ fn diff(
 }
 
 impl Controller {
-    pub(super) async fn handle_cluster(&self, shard: &Rc<ShardState>, driver: &Rc<Driver>, req: ControllerRequest) {
+    pub(super) async fn handle_cluster(
+        &self,
+        shard: &Rc<ShardState>,
+        driver: &Rc<Driver>,
+        req: ControllerRequest,
+    ) {
         let timeout = crate::cluster::driver::REQUEST_TIMEOUT;
         match req {
             ControllerRequest::CreateTopics {
@@ -101,7 +113,8 @@ impl Controller {
                                 .configs
                                 .iter()
                                 .map(|(k, v)| {
-                                    let v = crate::configs::validate_topic_config(k, v).unwrap_or(v.clone());
+                                    let v = crate::configs::validate_topic_config(k, v)
+                                        .unwrap_or(v.clone());
                                     (k.clone(), v)
                                 })
                                 .collect();
@@ -119,7 +132,16 @@ impl Controller {
                     }
                 }
                 if !sent.is_empty() {
-                    let answer = match driver.call(Rpc::CreateTopics { topics: wire_topics, validate_only }, timeout).await {
+                    let answer = match driver
+                        .call(
+                            Rpc::CreateTopics {
+                                topics: wire_topics,
+                                validate_only,
+                            },
+                            timeout,
+                        )
+                        .await
+                    {
                         RpcReply::CreatedTopics { results, offset } => {
                             driver.wait_applied(offset, APPLY_WAIT).await;
                             Ok(results
@@ -140,7 +162,15 @@ impl Controller {
                 let _ = reply.send(done(results));
             }
             ControllerRequest::DeleteTopics { names, reply } => {
-                let answer = match driver.call(Rpc::DeleteTopics { names: names.clone() }, timeout).await {
+                let answer = match driver
+                    .call(
+                        Rpc::DeleteTopics {
+                            names: names.clone(),
+                        },
+                        timeout,
+                    )
+                    .await
+                {
                     RpcReply::DeletedTopics { results, offset } => {
                         driver.wait_applied(offset, APPLY_WAIT).await;
                         Ok(results)
@@ -157,7 +187,16 @@ impl Controller {
                 reply,
             } => {
                 let n = topics.len();
-                let answer = match driver.call(Rpc::CreatePartitions { topics, validate_only }, timeout).await {
+                let answer = match driver
+                    .call(
+                        Rpc::CreatePartitions {
+                            topics,
+                            validate_only,
+                        },
+                        timeout,
+                    )
+                    .await
+                {
                     RpcReply::Results { results, offset } => {
                         driver.wait_applied(offset, APPLY_WAIT).await;
                         Ok(results)
@@ -190,7 +229,12 @@ impl Controller {
                                 let new = &next.topics[&a.resource_name].configs;
                                 diff(ConfigResource::Topic, &a.resource_name, old, new)
                             } else {
-                                diff(ConfigResource::Broker, "", &meta.broker_configs, &next.broker_configs)
+                                diff(
+                                    ConfigResource::Broker,
+                                    "",
+                                    &meta.broker_configs,
+                                    &next.broker_configs,
+                                )
                             };
                             groups.push(changes);
                             sent.push(i);
@@ -200,7 +244,10 @@ impl Controller {
                     }
                 }
                 if !sent.is_empty() {
-                    let answer = match driver.call(Rpc::AlterConfigs { resources: groups }, timeout).await {
+                    let answer = match driver
+                        .call(Rpc::AlterConfigs { resources: groups }, timeout)
+                        .await
+                    {
                         RpcReply::Results { results, offset } => {
                             driver.wait_applied(offset, APPLY_WAIT).await;
                             Ok(results)
@@ -226,7 +273,10 @@ impl Controller {
                 broker_id: l.broker_id,
                 broker_epoch: l.epoch.get(),
             };
-            match driver.call(rpc, crate::cluster::driver::REQUEST_TIMEOUT).await {
+            match driver
+                .call(rpc, crate::cluster::driver::REQUEST_TIMEOUT)
+                .await
+            {
                 RpcReply::ProducerIds { start, len, .. } if len > 0 => {
                     *self.producer_ids.borrow_mut() = (start, start + len);
                 }

@@ -93,7 +93,12 @@ mod tests {
         (c, 1)
     }
 
-    fn change(resource: ConfigResource, name: &str, key: &str, value: Option<&str>) -> ConfigChange {
+    fn change(
+        resource: ConfigResource,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> ConfigChange {
         ConfigChange {
             resource,
             resource_name: name.into(),
@@ -106,12 +111,25 @@ mod tests {
     fn config_changes_become_records_and_unknown_topics_fail_alone() {
         let (mut c, mut offset) = active();
         let groups = vec![
-            vec![change(ConfigResource::Broker, "", "log.retention.ms", Some("1000"))],
-            vec![change(ConfigResource::Topic, "missing", "retention.ms", Some("5"))],
+            vec![change(
+                ConfigResource::Broker,
+                "",
+                "log.retention.ms",
+                Some("1000"),
+            )],
+            vec![change(
+                ConfigResource::Topic,
+                "missing",
+                "retention.ms",
+                Some("5"),
+            )],
         ];
         let (results, records) = c.alter_configs(&groups).unwrap();
         assert!(results[0].is_ok());
-        assert_eq!(results[1].as_ref().unwrap_err().code, codes::UNKNOWN_TOPIC_OR_PARTITION);
+        assert_eq!(
+            results[1].as_ref().unwrap_err().code,
+            codes::UNKNOWN_TOPIC_OR_PARTITION
+        );
         assert_eq!(records.len(), 1);
         offset += 1;
         c.apply_committed(offset, &records).unwrap();
@@ -120,14 +138,22 @@ mod tests {
         // Setting the same value again is no change; deleting it is one record.
         let (_, same) = c.alter_configs(&groups[..1]).unwrap();
         assert!(same.is_empty());
-        let del = vec![vec![change(ConfigResource::Broker, "", "log.retention.ms", None)]];
+        let del = vec![vec![change(
+            ConfigResource::Broker,
+            "",
+            "log.retention.ms",
+            None,
+        )]];
         let (_, records) = c.alter_configs(&del).unwrap();
         offset += 1;
         c.apply_committed(offset, &records).unwrap();
         assert!(c.committed().configs.get(&key).is_none_or(|m| m.is_empty()));
         // A follower refuses with NOT_CONTROLLER.
         c.resign();
-        assert_eq!(c.alter_configs(&del).unwrap_err().code, codes::NOT_CONTROLLER);
+        assert_eq!(
+            c.alter_configs(&del).unwrap_err().code,
+            codes::NOT_CONTROLLER
+        );
     }
 
     #[test]

@@ -21,9 +21,9 @@ use super::metadata_log::records::MetadataRecord;
 
 #[allow(unused_imports)] // the driver's API, used by the tests until the driver hosts it
 pub use brokers::{BrokerHeartbeat, BrokerRegistration, HeartbeatReply};
+pub use configs::ConfigChange;
 #[allow(unused_imports)]
 pub use topics::{CreatePartitions, CreateTopic, CreatedTopic};
-pub use configs::ConfigChange;
 
 /// Kafka error codes the controller answers with.
 pub mod codes {

@@ -106,7 +106,13 @@ impl RpcClient {
         last
     }
 
-    async fn call_one(&self, id: i32, addr: SocketAddr, rpc: &Rpc, per_call: Duration) -> io::Result<RpcReply> {
+    async fn call_one(
+        &self,
+        id: i32,
+        addr: SocketAddr,
+        rpc: &Rpc,
+        per_call: Duration,
+    ) -> io::Result<RpcReply> {
         let slot = self
             .conns
             .borrow_mut()
@@ -120,7 +126,8 @@ impl RpcClient {
         let corr = self.next_id.get();
         self.next_id.set(corr + 1);
         let stream = guard.as_mut().expect("connected");
-        let res = tern_shard::task::timeout(per_call, exchange(stream, corr, rpc, self.max_frame)).await;
+        let res =
+            tern_shard::task::timeout(per_call, exchange(stream, corr, rpc, self.max_frame)).await;
         match res {
             Some(Ok(r)) => Ok(r),
             Some(Err(e)) => {
@@ -133,13 +140,21 @@ impl RpcClient {
                 if let Some(mut s) = guard.take() {
                     let _ = s.close().await;
                 }
-                Err(io::Error::new(io::ErrorKind::TimedOut, "controller did not answer in time"))
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "controller did not answer in time",
+                ))
             }
         }
     }
 }
 
-async fn exchange(stream: &mut TcpStream, corr: u64, rpc: &Rpc, max_frame: usize) -> io::Result<RpcReply> {
+async fn exchange(
+    stream: &mut TcpStream,
+    corr: u64,
+    rpc: &Rpc,
+    max_frame: usize,
+) -> io::Result<RpcReply> {
     let mut out = BytesMut::new();
     wire::encode_frame(&mut out, FrameKind::Request, &wire::encode_rpc(corr, rpc));
     stream.write_all(&out).await?;
@@ -157,12 +172,18 @@ async fn exchange(stream: &mut TcpStream, corr: u64, rpc: &Rpc, max_frame: usize
                 // A late answer to an earlier (timed-out) request: skip it.
             }
             Ok(Some((kind, _))) => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {kind:?} frame")));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unexpected {kind:?} frame"),
+                ));
             }
             Ok(None) => {
                 let n = stream.read(&mut chunk).await?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "controller closed the connection"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "controller closed the connection",
+                    ));
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }

@@ -38,7 +38,9 @@ pub async fn follow(driver: Rc<Driver>, fatal: Fatal) {
                         driver.publisher.mark_dirty();
                     }
                     Some(Err(e)) => {
-                        fatal(format!("the controller's metadata image is unreadable: {e}"));
+                        fatal(format!(
+                            "the controller's metadata image is unreadable: {e}"
+                        ));
                         return;
                     }
                     None if changed_controller => {

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::channel::oneshot;
 use futures::future::{LocalBoxFuture, Shared};
-use futures::FutureExt;
 
 use super::Driver;
 use super::node::Fatal;
@@ -89,7 +89,11 @@ impl BrokerLifecycle {
             log::info!(
                 "broker {}: {}",
                 self.broker_id,
-                if fenced { "fenced" } else { "unfenced (caught up)" }
+                if fenced {
+                    "fenced"
+                } else {
+                    "unfenced (caught up)"
+                }
             );
         }
         if !fenced && let Some(tx) = self.ready_tx.borrow_mut().take() {
@@ -121,9 +125,15 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
             } => {
                 me.epoch.set(broker_epoch);
                 me.set_fenced(true);
-                log::info!("broker {}: registered, broker epoch {broker_epoch}", me.broker_id);
+                log::info!(
+                    "broker {}: registered, broker epoch {broker_epoch}",
+                    me.broker_id
+                );
                 while !driver.wait_applied(offset, Duration::from_secs(5)).await {
-                    log::info!("broker {}: catching up with the metadata log to {offset}", me.broker_id);
+                    log::info!(
+                        "broker {}: catching up with the metadata log to {offset}",
+                        me.broker_id
+                    );
                 }
             }
             RpcReply::Error { code, message, .. }
@@ -132,7 +142,10 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
             {
                 // Our previous incarnation's session may still be alive (a restart): it
                 // expires within one session timeout; another live process would not.
-                log::info!("broker {}: {message}; retrying until the old session expires", me.broker_id);
+                log::info!(
+                    "broker {}: {message}; retrying until the old session expires",
+                    me.broker_id
+                );
                 tern_shard::task::sleep(RETRY).await;
                 continue;
             }
@@ -149,12 +162,18 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
                 return;
             }
             RpcReply::Error { code, message, .. } => {
-                log::debug!("broker {}: registration: error {code}: {message}", me.broker_id);
+                log::debug!(
+                    "broker {}: registration: error {code}: {message}",
+                    me.broker_id
+                );
                 tern_shard::task::sleep(RETRY).await;
                 continue;
             }
             other => {
-                log::warn!("broker {}: unexpected registration answer {other:?}", me.broker_id);
+                log::warn!(
+                    "broker {}: unexpected registration answer {other:?}",
+                    me.broker_id
+                );
                 tern_shard::task::sleep(RETRY).await;
                 continue;
             }
@@ -172,7 +191,8 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
                     me.interval,
                 )
                 .await;
-            me.heartbeat_latency_us.set(started.elapsed().as_micros() as u64);
+            me.heartbeat_latency_us
+                .set(started.elapsed().as_micros() as u64);
             match reply {
                 RpcReply::Heartbeat {
                     is_fenced, offset, ..
@@ -184,14 +204,23 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
                     if code == codes::STALE_BROKER_EPOCH
                         || code == codes::BROKER_ID_NOT_REGISTERED =>
                 {
-                    log::info!("broker {}: heartbeat refused ({message}); registering again", me.broker_id);
+                    log::info!(
+                        "broker {}: heartbeat refused ({message}); registering again",
+                        me.broker_id
+                    );
                     me.set_fenced(true);
                     continue 'register;
                 }
                 RpcReply::Error { code, message, .. } => {
-                    log::debug!("broker {}: heartbeat: error {code}: {message}", me.broker_id);
+                    log::debug!(
+                        "broker {}: heartbeat: error {code}: {message}",
+                        me.broker_id
+                    );
                 }
-                other => log::warn!("broker {}: unexpected heartbeat answer {other:?}", me.broker_id),
+                other => log::warn!(
+                    "broker {}: unexpected heartbeat answer {other:?}",
+                    me.broker_id
+                ),
             }
             let pause = if me.fenced.get() {
                 FENCED_HEARTBEAT.min(me.interval)
@@ -218,7 +247,10 @@ pub async fn shut_down(driver: &Driver, me: &BrokerLifecycle, timeout: Duration)
     };
     match driver.call(rpc, timeout).await {
         RpcReply::Heartbeat { .. } => log::info!("broker {}: fenced for shutdown", me.broker_id),
-        other => log::info!("broker {}: controlled shutdown not acknowledged: {other:?}", me.broker_id),
+        other => log::info!(
+            "broker {}: controlled shutdown not acknowledged: {other:?}",
+            me.broker_id
+        ),
     }
 }
 
@@ -252,9 +284,15 @@ pub async fn guard_cluster_id(
             None => {
                 let props = MetaProperties::new(driver.node_id, &cluster_id);
                 let dir = log_dir.clone();
-                match tern_shard::task::run_blocking(move || write_meta_properties(&dir, &props)).await {
-                    Ok(()) => log::info!("formatted {} for cluster {cluster_id}", log_dir.display()),
-                    Err(e) => log::error!("writing meta.properties in {}: {e:#}", log_dir.display()),
+                match tern_shard::task::run_blocking(move || write_meta_properties(&dir, &props))
+                    .await
+                {
+                    Ok(()) => {
+                        log::info!("formatted {} for cluster {cluster_id}", log_dir.display())
+                    }
+                    Err(e) => {
+                        log::error!("writing meta.properties in {}: {e:#}", log_dir.display())
+                    }
                 }
                 return;
             }

@@ -122,14 +122,19 @@ impl Driver {
                 if image.last_offset == 0 {
                     return None;
                 }
-                Some(publish::shard_view(&image, &listener, controller, version, standalone))
+                Some(publish::shard_view(
+                    &image, &listener, controller, version, standalone,
+                ))
             });
             let hosts = cluster.roles.is_broker().then(|| shard.clone());
             let publisher = Publisher::start(hosts, prepared.initial.version.max(1), source);
             let lifecycle = cluster.roles.is_broker().then(|| {
                 Rc::new(BrokerLifecycle::new(
                     &config,
-                    prepared.meta_properties.as_ref().map(|p| p.cluster_id.clone()),
+                    prepared
+                        .meta_properties
+                        .as_ref()
+                        .map(|p| p.cluster_id.clone()),
                 ))
             });
             Driver {
@@ -156,7 +161,9 @@ impl Driver {
                             .map_err(|e| e.to_string())
                             .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()))
                     })
-                    .map_err(|e| anyhow::anyhow!("controller listener {}:{}: {e}", l.host, l.port))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("controller listener {}:{}: {e}", l.host, l.port)
+                    })?;
                 transport::listen(addr, max_frame, inbound.clone())
                     .map_err(|e| anyhow::anyhow!("binding the controller listener {addr}: {e}"))?;
             }
@@ -180,7 +187,11 @@ impl Driver {
             hooks.config_error.clone(),
         ));
         if let Some(l) = &driver.lifecycle {
-            tern_shard::task::spawn(lifecycle::run(driver.clone(), l.clone(), hooks.config_error));
+            tern_shard::task::spawn(lifecycle::run(
+                driver.clone(),
+                l.clone(),
+                hooks.config_error,
+            ));
         }
         Ok(driver)
     }
@@ -218,7 +229,9 @@ impl Driver {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let per_call = match &rpc {
-                Rpc::FetchMetadata { wait_ms, .. } => Duration::from_millis(*wait_ms) + Duration::from_secs(2),
+                Rpc::FetchMetadata { wait_ms, .. } => {
+                    Duration::from_millis(*wait_ms) + Duration::from_secs(2)
+                }
                 _ => left.max(Duration::from_millis(100)),
             };
             let reply = client.call(&rpc, left, per_call).await;

@@ -199,7 +199,12 @@ impl ControllerNode {
         self.drain();
         let offset = match rx.await {
             Ok(r) => r?,
-            Err(_) => return Err(ControllerError::new(codes::NOT_CONTROLLER, "proposal dropped")),
+            Err(_) => {
+                return Err(ControllerError::new(
+                    codes::NOT_CONTROLLER,
+                    "proposal dropped",
+                ));
+            }
         };
         let publisher = self.publisher.borrow().clone();
         if let Some(p) = publisher {
@@ -209,7 +214,10 @@ impl ControllerNode {
     }
 
     /// `propose` then `wait`.
-    pub async fn commit(self: &Rc<Self>, records: Vec<MetadataRecord>) -> Result<u64, ControllerError> {
+    pub async fn commit(
+        self: &Rc<Self>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<u64, ControllerError> {
         let pending = self.propose(&records)?;
         self.wait(pending).await
     }
@@ -288,7 +296,10 @@ impl ControllerNode {
                 propose_locked(&mut st, records);
             }
             QuorumOutput::LeaderChanged { term, leader } => {
-                log::info!("node {}: metadata quorum term {term}: leader {leader:?}", self.node_id);
+                log::info!(
+                    "node {}: metadata quorum term {term}: leader {leader:?}",
+                    self.node_id
+                );
                 let mut st = self.st.borrow_mut();
                 st.leader = leader;
                 if leader != Some(self.node_id) && st.controller.is_active() {
@@ -305,7 +316,11 @@ impl ControllerNode {
         if !data.is_empty() {
             let applied = records::decode_entry(data)
                 .map_err(|e| e.to_string())
-                .and_then(|r| st.controller.apply_committed(index, &r).map_err(|e| e.to_string()));
+                .and_then(|r| {
+                    st.controller
+                        .apply_committed(index, &r)
+                        .map_err(|e| e.to_string())
+                });
             if let Err(e) = applied {
                 drop(st);
                 (self.fatal)(format!("metadata log entry {index} does not apply: {e}"));
@@ -325,7 +340,9 @@ impl ControllerNode {
         if !data.is_empty() && index >= st.last_snapshot + st.snapshot_every {
             st.last_snapshot = index;
             let data = st.controller.committed().to_snapshot();
-            let _ = self.persist_tx.unbounded_send(PersistJob::Snapshot { index, data });
+            let _ = self
+                .persist_tx
+                .unbounded_send(PersistJob::Snapshot { index, data });
         }
         drop(st);
         self.mark_dirty();
@@ -335,7 +352,10 @@ impl ControllerNode {
 fn not_controller(e: &ProposeError, leader: Option<i32>) -> ControllerError {
     ControllerError::new(
         codes::NOT_CONTROLLER,
-        format!("{e} (leader: {})", leader.map_or("unknown".to_string(), |l| l.to_string())),
+        format!(
+            "{e} (leader: {})",
+            leader.map_or("unknown".to_string(), |l| l.to_string())
+        ),
     )
 }
 

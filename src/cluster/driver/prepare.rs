@@ -85,11 +85,16 @@ pub fn prepare(config: &BrokerConfig) -> Result<Prepared> {
     };
     let mut image = snapshot_image.clone();
     let commit = state.hard_state.commit;
-    for e in state.entries.iter().filter(|e| e.index <= commit && !e.data.is_empty()) {
+    for e in state
+        .entries
+        .iter()
+        .filter(|e| e.index <= commit && !e.data.is_empty())
+    {
         if e.index <= image.last_offset {
             continue;
         }
-        let records = decode_entry(&e.data).map_err(|err| anyhow!("metadata log entry {}: {err}", e.index))?;
+        let records = decode_entry(&e.data)
+            .map_err(|err| anyhow!("metadata log entry {}: {err}", e.index))?;
         image
             .apply_entry(e.index, &records)
             .map_err(|err| anyhow!("metadata log entry {}: {err}", e.index))?;

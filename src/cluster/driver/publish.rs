@@ -125,14 +125,18 @@ impl Publisher {
 mod tests {
     use super::*;
     use crate::cluster::metadata_log::image::MetadataImage;
-    use crate::cluster::metadata_log::records::{MetadataRecord, PartitionRecord, RegisterBrokerRecord};
+    use crate::cluster::metadata_log::records::{
+        MetadataRecord, PartitionRecord, RegisterBrokerRecord,
+    };
 
     #[test]
     fn standalone_snapshots_carry_no_brokers_or_placement() {
         let id = uuid::Uuid::from_u128(3);
         let mut image = MetadataImage::default();
         let records = vec![
-            MetadataRecord::ClusterId { cluster_id: "c".into() },
+            MetadataRecord::ClusterId {
+                cluster_id: "c".into(),
+            },
             MetadataRecord::RegisterBroker(RegisterBrokerRecord {
                 broker_id: 0,
                 incarnation_id: uuid::Uuid::from_u128(1),
@@ -141,7 +145,10 @@ mod tests {
                 rack: None,
                 fenced: false,
             }),
-            MetadataRecord::Topic { name: "t".into(), topic_id: id },
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: id,
+            },
             MetadataRecord::Partition(PartitionRecord {
                 topic_id: id,
                 partition: 0,

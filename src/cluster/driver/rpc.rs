@@ -161,7 +161,8 @@ impl ControllerNode {
                 Ok(RpcReply::Results { results, offset })
             }
             Rpc::AlterConfigs { resources } => {
-                let (results, records) = self.st.borrow_mut().controller.alter_configs(&resources)?;
+                let (results, records) =
+                    self.st.borrow_mut().controller.alter_configs(&resources)?;
                 let offset = self.commit(records).await?;
                 Ok(RpcReply::Results {
                     results: results.into_iter().map(item).collect(),
@@ -231,7 +232,11 @@ impl ControllerNode {
                     matched as i64
                 },
                 last_fetch_ms: -1,
-                last_caught_up_ms: if matched >= st.quorum.committed_index() { now } else { -1 },
+                last_caught_up_ms: if matched >= st.quorum.committed_index() {
+                    now
+                } else {
+                    -1
+                },
             })
             .collect();
         Ok(QuorumStatus {

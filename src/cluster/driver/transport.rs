@@ -33,7 +33,9 @@ pub fn listen(addr: SocketAddr, max_frame: usize, inbound: Rc<dyn Inbound>) -> s
     tern_shard::task::spawn(async move {
         loop {
             match listener.accept().await {
-                Ok(stream) => tern_shard::task::spawn(serve_conn(stream, max_frame, inbound.clone())),
+                Ok(stream) => {
+                    tern_shard::task::spawn(serve_conn(stream, max_frame, inbound.clone()))
+                }
                 Err(e) => {
                     log::warn!("controller listener: accept: {e}");
                     tern_shard::task::sleep(BACKOFF_MIN).await;
@@ -79,22 +81,28 @@ async fn serve_conn(stream: TcpStream, max_frame: usize, inbound: Rc<dyn Inbound
                         }
                     }
                 }
-                Ok(Some((FrameKind::Request, payload))) => match wire::decode_rpc::<Rpc>(&payload) {
-                    Ok((id, rpc)) => {
-                        let fut = inbound.rpc(rpc);
-                        let tx = reply_tx.clone();
-                        tern_shard::task::spawn(async move {
-                            let reply = fut.await;
-                            let mut out = BytesMut::new();
-                            wire::encode_frame(&mut out, FrameKind::Response, &wire::encode_rpc(id, &reply));
-                            let _ = tx.unbounded_send(out.to_vec());
-                        });
+                Ok(Some((FrameKind::Request, payload))) => {
+                    match wire::decode_rpc::<Rpc>(&payload) {
+                        Ok((id, rpc)) => {
+                            let fut = inbound.rpc(rpc);
+                            let tx = reply_tx.clone();
+                            tern_shard::task::spawn(async move {
+                                let reply = fut.await;
+                                let mut out = BytesMut::new();
+                                wire::encode_frame(
+                                    &mut out,
+                                    FrameKind::Response,
+                                    &wire::encode_rpc(id, &reply),
+                                );
+                                let _ = tx.unbounded_send(out.to_vec());
+                            });
+                        }
+                        Err(e) => {
+                            log::warn!("controller listener: bad request: {e}; closing");
+                            break 'conn;
+                        }
                     }
-                    Err(e) => {
-                        log::warn!("controller listener: bad request: {e}; closing");
-                        break 'conn;
-                    }
-                },
+                }
                 Ok(Some((FrameKind::Response, _))) => {
                     log::warn!("controller listener: unexpected response frame; closing");
                     break 'conn;
@@ -139,14 +147,23 @@ impl Peers {
             return;
         };
         let mut out = BytesMut::new();
-        wire::encode_frame(&mut out, FrameKind::Raft, &crate::cluster::quorum::encode_message(message));
+        wire::encode_frame(
+            &mut out,
+            FrameKind::Raft,
+            &crate::cluster::quorum::encode_message(message),
+        );
         if q.try_send(out.to_vec()).is_err() {
             log::debug!("peer {to}: queue full; raft message dropped");
         }
     }
 }
 
-async fn run_peer(id: i32, addr: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>, inbound: Rc<dyn Inbound>) {
+async fn run_peer(
+    id: i32,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    inbound: Rc<dyn Inbound>,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut logged_down = false;
     loop {

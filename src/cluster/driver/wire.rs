@@ -9,8 +9,8 @@
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::controller::ControllerError;
 pub use crate::cluster::controller::ConfigChange;
+use crate::cluster::controller::ControllerError;
 use crate::cluster::metadata_log::records::BrokerEndpoint;
 
 /// Default bound on one frame (a metadata snapshot for a broker-only node is the largest).
@@ -258,7 +258,10 @@ mod tests {
         let mut big = BytesMut::from(&[0u8, 0, 1, 0][..]);
         assert_eq!(dec.decode(&mut big), Err(WireError::TooLarge(256, 100)));
         let mut huge = BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff, 1][..]);
-        assert!(matches!(dec.decode(&mut huge), Err(WireError::TooLarge(..))));
+        assert!(matches!(
+            dec.decode(&mut huge),
+            Err(WireError::TooLarge(..))
+        ));
         let mut empty = BytesMut::from(&[0u8, 0, 0, 0][..]);
         assert_eq!(dec.decode(&mut empty), Err(WireError::Empty));
         let mut kind = BytesMut::from(&[0u8, 0, 0, 3, 9][..]);
@@ -268,7 +271,9 @@ mod tests {
         for _ in 0..2000 {
             let mut buf = BytesMut::new();
             for _ in 0..(seed % 40) {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 buf.put_u8((seed >> 33) as u8);
             }
             while let Ok(Some((k, payload))) = dec.decode(&mut buf) {
