@@ -6,7 +6,8 @@ file per node with Kafka's KRaft names (`node.id`, `process.roles`, `controller.
 `log.dirs`) and runs each node as `tern serve --config <file> --shards 1` through harness.Broker
 (free ports, stderr capture, listener-gone wait). "combined": nodes 1..n are
 broker+controller voters. "separate": nodes 1..3 are controller-only voters and nodes 4..3+n
-broker-only. Per node: start, kill9, sigstop, sigcont, restart, wait_exit. `wait_ready()` waits
+broker-only (ids shifted by `first_node_id` - 1). `extra_node()` adds a process outside that
+layout (a duplicate node.id, a data dir of another cluster). Per node: start, kill9, sigstop, sigcont, restart, wait_exit. `wait_ready()` waits
 until a broker's Metadata lists the n brokers. `cleanup()` SIGCONTs and SIGKILLs every process
 it started, whatever state it is in. Every wait is bounded.
 """
@@ -16,7 +17,7 @@ import subprocess
 import time
 
 import kmatrix
-from harness import Broker, BrokerError, free_port, listening_on
+from harness import Broker, free_port, listening_on
 
 READY_TIMEOUT = 60.0
 CONTROLLERS_SEPARATE = 3
@@ -33,18 +34,19 @@ class ClusterError(AssertionError):
 class Node:
     """One `tern` process of the cluster (a harness.Broker underneath)."""
 
-    def __init__(self, cluster, node_id, roles, broker_port, controller_port, extra):
+    def __init__(self, cluster, node_id, roles, broker_port, controller_port, extra, name=None):
+        name = name or f"node{node_id}"
         self.cluster = cluster
         self.node_id = node_id
         self.roles = roles
         self.broker_port = broker_port
         self.controller_port = controller_port
         self.extra = dict(extra)
-        self.log_dir = cluster.workdir / f"node{node_id}-data"
-        self.config_path = cluster.workdir / f"node{node_id}.properties"
+        self.log_dir = cluster.workdir / f"{name}-data"
+        self.config_path = cluster.workdir / f"{name}.properties"
         # harness.Broker waits for, and after exit waits for the end of, `port`: the broker
         # listener, or the controller listener on a controller-only node.
-        self.proc = Broker(cluster.tern_bin, cluster.workdir, name=f"node{node_id}",
+        self.proc = Broker(cluster.tern_bin, cluster.workdir, name=name,
                            config=self.config_path, default_args=False,
                            extra_args=["--shards", str(cluster.shards)],
                            port=broker_port if self.is_broker else controller_port,
@@ -176,7 +178,7 @@ class Node:
 
 class Cluster:
     def __init__(self, tern_bin, tmp_path, n, mode="combined", extra=None, node_extra=None,
-                 shards=1, env=None):
+                 shards=1, env=None, first_node_id=1, track=None):
         assert mode in ("combined", "separate"), mode
         assert n >= 1
         self.tern_bin = tern_bin
@@ -186,11 +188,16 @@ class Cluster:
         self.extra = {k: str(v) for k, v in (extra or {}).items()}
         self.shards = shards
         self.env = env
+        f = first_node_id
         if mode == "combined":
-            layout = [(i, "broker,controller") for i in range(1, n + 1)]
+            layout = [(f + i, "broker,controller") for i in range(n)]
         else:
-            layout = [(i, "controller") for i in range(1, CONTROLLERS_SEPARATE + 1)]
-            layout += [(CONTROLLERS_SEPARATE + i, "broker") for i in range(1, n + 1)]
+            layout = [(f + i, "controller") for i in range(CONTROLLERS_SEPARATE)]
+            layout += [(f + CONTROLLERS_SEPARATE + i, "broker") for i in range(n)]
+        self.extras = []
+        # A list (conftest's `_tern_brokers`) that gets every process's harness.Broker, for the
+        # stderr tails of a failing test.
+        self.track = track if track is not None else []
         ports = {}
         for node_id, roles in layout:
             b = free_port() if "broker" in roles else None
@@ -203,6 +210,17 @@ class Cluster:
             b, c = ports[node_id]
             self.nodes[node_id] = Node(self, node_id, roles, b, c,
                                        (node_extra or {}).get(node_id, {}))
+            self.track.append(self.nodes[node_id].proc)
+
+    def extra_node(self, node_id, name, roles="broker", extra=None):
+        """A process outside the cluster's layout (not waited for by wait_ready), started by
+        the test; its own ports and data dir (`<name>-data`) unless `extra` says otherwise."""
+        b = free_port() if "broker" in roles else None
+        c = free_port() if "controller" in roles else None
+        n = Node(self, node_id, roles, b, c, extra or {}, name=name)
+        self.extras.append(n)
+        self.track.append(n.proc)
+        return n
 
     # ------------------------------------------------------------------ info
     def node(self, node_id):
@@ -216,7 +234,7 @@ class Cluster:
 
     def harness_brokers(self):
         """The harness.Broker of every node (for conftest's stderr tails on failure)."""
-        return [n.proc for n in self.nodes.values()]
+        return [n.proc for n in self.nodes.values()] + [n.proc for n in self.extras]
 
     @property
     def bootstrap(self):
@@ -240,7 +258,7 @@ class Cluster:
 
     def wait_ready(self, brokers=None, timeout=READY_TIMEOUT, via=None):
         """Until a running broker's Metadata lists exactly `brokers` (default: every broker
-        node's id) and the quorum has a leader. Returns that Metadata response."""
+        node's id) and names a controller. Returns that Metadata response."""
         want = sorted(brokers if brokers is not None else
                       [n.node_id for n in self.broker_nodes()])
         deadline = time.monotonic() + timeout
@@ -250,7 +268,7 @@ class Cluster:
                 try:
                     md = metadata(b.broker_port)
                     last = sorted(int(x.node_id) for x in md.brokers)
-                    if last == want and self.active_controller(timeout=5.0, via=b) is not None:
+                    if last == want and int(md.controller_id) >= 0:
                         return md
                 except (OSError, kmatrix.WireError, ClusterError) as e:
                     last = f"{b.name}: {e}"
@@ -273,23 +291,32 @@ class Cluster:
         raise ClusterError(f"no broker answered DescribeQuorum: {err}")
 
     def active_controller(self, timeout=30.0, exclude=(), via=None):
-        """The quorum leader's node id (DescribeQuorum), once there is one not in `exclude`;
-        None if none within `timeout`."""
+        """The quorum leader's node id (DescribeQuorum; DescribeCluster's controller id from a
+        broker that closes the connection on DescribeQuorum), once there is one not in
+        `exclude`; None if none within `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                q = self.describe_quorum(via=via)
-                if q.error_code == 0 and q.leader_id >= 0 and q.leader_id not in exclude:
-                    return q.leader_id
-            except ClusterError:
-                pass
+            for b in ([via] if via else self.running_brokers()):
+                leader = -1
+                try:
+                    q = describe_quorum(b.broker_port)
+                    leader = q.leader_id if q.error_code == 0 else -1
+                except kmatrix.WireError:
+                    try:
+                        leader = int(describe_cluster(b.broker_port).controller_id)
+                    except (OSError, kmatrix.WireError):
+                        pass
+                except OSError:
+                    pass
+                if leader >= 0 and leader not in exclude:
+                    return leader
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.05)
 
     def cleanup(self):
         """Kills every process this cluster started (stopped ones are continued first)."""
-        for n in self.nodes.values():
+        for n in list(self.nodes.values()) + self.extras:
             n.kill_at_cleanup()
 
 
