@@ -15,7 +15,7 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import ConfigResource, NewTopic
 
 import kclients as kc
 from cluster import Cluster, describe_cluster, leaders, metadata
@@ -267,6 +267,10 @@ def test_whole_quorum_killed_and_restarted_keeps_metadata(make_cluster):
         md = metadata(b.broker_port)
         assert md.cluster_id == cluster_id
         assert topic_summary(md) == before, f"{b.name} came back with other metadata"
+    # Topic configs came back too.
+    res = ConfigResource(ConfigResource.Type.TOPIC, "durable-a")
+    got = kc.admin(c.bootstrap).describe_configs([res], request_timeout=OP)[res].result(timeout=OP)
+    assert got["retention.ms"].value == "3600000"
     # The restarted quorum takes new changes.
     create_topics(c.bootstrap, {"durable-c": 1}, rf=3)
 
