@@ -3,6 +3,12 @@
 //! to every shard (`ShardMessage::ApplyMetadata`), replying to the client only after all shards
 //! have applied it — so a created topic's partitions exist everywhere before CreateTopics returns.
 //! It also hands out producer ids from a persisted block.
+//!
+//! In cluster mode (`front`) the same requests are validated here and become decisions of the
+//! cluster controller through the driver (locally on the active controller, forwarded to it
+//! otherwise); the answer waits until this node has published the committed change.
+
+mod front;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -19,9 +25,14 @@ const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Upper bound on partitions per topic (an explicit limit, as Kafka's controller has).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
-/// The brokers that can hold a replica now: this one (Tern has no cluster membership yet).
-pub fn live_brokers(config: &BrokerConfig) -> Vec<i32> {
-    vec![config.node_id]
+/// The brokers that can hold a replica now: the unfenced brokers of the metadata in cluster
+/// mode, this one standalone.
+pub fn live_brokers(config: &BrokerConfig, meta: &ClusterMetadata) -> Vec<i32> {
+    if meta.is_cluster() {
+        meta.live_brokers().map(|b| b.id).collect()
+    } else {
+        vec![config.node_id]
+    }
 }
 
 pub struct Controller {
@@ -30,6 +41,10 @@ pub struct Controller {
     next_producer_id: RefCell<i64>,
     /// Serialises metadata changes (control plane only).
     lock: futures::lock::Mutex<()>,
+    /// Cluster mode: the driver every request goes through (set once at start on shard 0).
+    driver: RefCell<Option<Rc<crate::cluster::driver::Driver>>>,
+    /// Cluster mode: the producer-id block this broker hands out from, [next, end).
+    producer_ids: RefCell<(i64, i64)>,
 }
 
 impl Controller {
@@ -40,11 +55,22 @@ impl Controller {
             meta: RefCell::new(meta),
             next_producer_id: RefCell::new(next),
             lock: futures::lock::Mutex::new(()),
+            driver: RefCell::new(None),
+            producer_ids: RefCell::new((0, 0)),
         }
+    }
+
+    /// Cluster mode: from now on requests go through `driver`.
+    pub fn attach(&self, driver: Rc<crate::cluster::driver::Driver>) {
+        *self.driver.borrow_mut() = Some(driver);
     }
 
     pub async fn handle(&self, shard: &Rc<ShardState>, req: ControllerRequest) {
         let _guard = self.lock.lock().await;
+        let driver = self.driver.borrow().clone();
+        if let Some(driver) = driver {
+            return self.handle_cluster(shard, &driver, req).await;
+        }
         match req {
             ControllerRequest::CreateTopics {
                 topics,
@@ -121,6 +147,16 @@ impl Controller {
         meta: &ClusterMetadata,
         t: &NewTopic,
     ) -> Result<(i32, i16), (i16, String)> {
+        self.validate_new_topic_with(meta, t, live_brokers(&self.config, meta).len())
+    }
+
+    /// As `validate_new_topic`, with `live` brokers able to hold a replica.
+    fn validate_new_topic_with(
+        &self,
+        meta: &ClusterMetadata,
+        t: &NewTopic,
+        live: usize,
+    ) -> Result<(i32, i16), (i16, String)> {
         validate_topic_name(&t.name).map_err(|m| (errors::INVALID_TOPIC_EXCEPTION, m))?;
         if meta.topics.contains_key(&t.name) {
             return Err((
@@ -151,7 +187,6 @@ impl Controller {
                     .to_string(),
             ));
         }
-        let live = live_brokers(&self.config).len();
         if replication_factor as usize > live {
             return Err((
                 errors::INVALID_REPLICATION_FACTOR,

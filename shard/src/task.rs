@@ -41,3 +41,14 @@ where
 pub async fn yield_if_needed() {
     glommio::yield_if_needed().await
 }
+
+/// Runs `fut` for at most `d`: `None` if the time ran out first (the future is dropped).
+pub async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
+    use futures::FutureExt;
+    let fut = std::pin::pin!(fut.fuse());
+    let timer = std::pin::pin!(sleep(d).fuse());
+    match futures::future::select(fut, timer).await {
+        futures::future::Either::Left((out, _)) => Some(out),
+        futures::future::Either::Right(_) => None,
+    }
+}

@@ -13,3 +13,5 @@ pub mod meta_properties;
 pub mod metadata_log;
 pub mod quorum;
 pub mod view;
+pub mod driver;
+pub mod status;

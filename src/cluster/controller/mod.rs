@@ -8,6 +8,7 @@
 //! `apply_committed`, whether it wrote them or not.
 
 mod brokers;
+mod configs;
 pub mod placement;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ use super::metadata_log::records::MetadataRecord;
 pub use brokers::{BrokerHeartbeat, BrokerRegistration, HeartbeatReply};
 #[allow(unused_imports)]
 pub use topics::{CreatePartitions, CreateTopic, CreatedTopic};
+pub use configs::ConfigChange;
 
 /// Kafka error codes the controller answers with.
 pub mod codes {
