@@ -269,7 +269,8 @@ def test_whole_quorum_killed_and_restarted_keeps_metadata(make_cluster):
         assert topic_summary(md) == before, f"{b.name} came back with other metadata"
     # Topic configs came back too.
     res = ConfigResource(ConfigResource.Type.TOPIC, "durable-a")
-    got = kc.admin(c.bootstrap).describe_configs([res], request_timeout=OP)[res].result(timeout=OP)
+    admin = kc.admin(c.bootstrap)  # kept alive until the result is in
+    got = admin.describe_configs([res], request_timeout=OP)[res].result(timeout=OP)
     assert got["retention.ms"].value == "3600000"
     # The restarted quorum takes new changes.
     create_topics(c.bootstrap, {"durable-c": 1}, rf=3)
