@@ -301,32 +301,48 @@ def test_sigstopped_broker_is_fenced_and_rejoins(make_cluster):
     c.wait_ready(timeout=FENCE_BOUND)
 
 
-def test_bad_starts_exit_2(make_cluster):
-    # A data dir formatted by another cluster (a one-voter cluster of node 6).
-    other = make_cluster(1, sub="other", first_node_id=6)
-    other_id = metadata(other.node(6).broker_port).cluster_id
+def test_data_dir_of_another_cluster_exits_2(make_cluster):
+    # Node 3's data dir formatted by another cluster (a one-voter cluster of node 3).
+    other = make_cluster(1, sub="other", first_node_id=3)
+    other_id = metadata(other.node(3).broker_port).cluster_id
     assert other_id
-    other.node(6).kill9()
+    other.node(3).kill9()
 
-    c = make_cluster(1, mode="separate", sub="main")
-    this_id = metadata(c.node(4).broker_port).cluster_id
+    c = make_cluster(3, sub="main")
+    create_topics(c.bootstrap, {"kept": 3}, rf=3)
+    this_id = metadata(c.node(1).broker_port).cluster_id
     assert this_id and this_id != other_id
-    stranger = c.extra_node(6, "stranger", extra={"log.dirs": str(other.node(6).log_dir)})
-    stranger.start(wait=False)
-    text = wait_exit_2(stranger)
+    before = topic_summary(metadata(c.node(1).broker_port))
+    n3 = c.node(3)
+    n3.kill9()
+    n3.extra["log.dirs"] = str(other.node(3).log_dir)
+    n3.start(wait=False)
+    text = wait_exit_2(n3)
     assert "cluster" in text.lower() and (other_id in text or this_id in text), \
-        f"the refusal does not name the cluster mismatch:\n{stranger.stderr_tail()}"
+        f"the refusal does not name the cluster mismatch:\n{n3.stderr_tail()}"
+    # The cluster is unharmed, and node 3 rejoins from its own data dir.
+    del n3.extra["log.dirs"]
+    n3.start()
+    c.wait_ready()
+    for b in c.broker_nodes():
+        wait_led(c, "kept", 3, via=b)
+        md = metadata(b.broker_port)
+        assert md.cluster_id == this_id
+        assert topic_summary(md) == before
 
-    # A duplicate node.id while the broker with that id is alive.
+
+def test_duplicate_node_id_exits_2(make_cluster):
+    c = make_cluster(1, mode="separate")
     dup = c.extra_node(4, "duplicate")
     dup.start(wait=False)
     text = wait_exit_2(dup)
     assert re.search(r"node\.id\D{0,40}4", text) and \
         re.search(r"duplicate|another broker|already", text, re.I), \
         f"the refusal does not name the duplicate node.id:\n{dup.stderr_tail()}"
-    # The cluster is unharmed: broker 4 is still the one listed.
+    # The cluster is unharmed: broker 4 is still the one listed, and serves.
     c.wait_ready()
-    create_topics(c.bootstrap, {"after-bad-starts": 1}, rf=1)
+    create_topics(c.bootstrap, {"after-duplicate": 1}, rf=1)
+    confluent_round_trip(c.bootstrap, "after-duplicate", 1)
 
 
 def test_standalone_data_dir_upgrades_in_place(make_cluster, broker_factory, tmp_path):
