@@ -28,12 +28,12 @@ pub struct Lifecycle {
     pub failed: AtomicBool,
     /// A configuration problem found at run time (exit code 2: docs/cluster.md).
     pub config_error: AtomicBool,
-    /// Set once the metadata is ready to serve clients (cluster mode: this broker is
-    /// registered and unfenced); shards bind their client listener only then.
+    /// Set once the metadata is ready to serve clients (this broker is registered and
+    /// unfenced); shards bind their client listener only then.
     pub metadata_ready: AtomicBool,
-    /// Cluster mode: what the main thread read for the driver (taken by shard 0).
+    /// What the main thread read for the driver (taken by shard 0).
     pub cluster_start: std::sync::Mutex<Option<crate::cluster::driver::prepare::Prepared>>,
-    /// Cluster mode: the metadata every shard starts from.
+    /// The metadata every shard starts from.
     pub initial_meta: std::sync::OnceLock<crate::metadata::ClusterMetadata>,
 }
 
@@ -82,20 +82,8 @@ pub async fn run_shard(
         life.failed.store(true, Ordering::SeqCst);
         life.shutdown.store(true, Ordering::SeqCst);
     }
-    let loaded = if config.cluster.standalone {
-        crate::metadata::load(&config.log_dir)
-    } else {
-        Ok(life.initial_meta.get().cloned().unwrap_or_default())
-    };
-    let meta = match loaded {
-        Ok(m) => m,
-        Err(e) => {
-            log::error!("shard {id}: {e:#}");
-            life.failed.store(true, Ordering::SeqCst);
-            life.shutdown.store(true, Ordering::SeqCst);
-            Default::default()
-        }
-    };
+    // What the main thread read from the metadata log (shard 0's driver publishes from there).
+    let meta = life.initial_meta.get().cloned().unwrap_or_default();
     let cache = TailCache::new(config.tail_cache_bytes);
     let partitions = PartitionManager::new(id, count, cache);
     let started = Instant::now();
@@ -122,10 +110,8 @@ pub async fn run_shard(
         life.shutdown.store(true, Ordering::SeqCst);
     }
 
-    if id == crate::shard_state::CONTROLLER_SHARD && !config.cluster.standalone {
+    if id == crate::shard_state::CONTROLLER_SHARD {
         start_driver(&state, &life);
-    } else if config.cluster.standalone {
-        life.metadata_ready.store(true, Ordering::SeqCst);
     }
 
     let serving_state = state.clone();
@@ -232,6 +218,10 @@ pub async fn run_shard(
         tern_shard::task::sleep(LIFECYCLE_POLL).await;
     }
     accepting.set(false);
+    // Controlled shutdown: fenced by the controller before the connections drain.
+    if let Some(driver) = state.controller.as_ref().and_then(|c| c.driver()) {
+        driver.shut_down().await;
+    }
 
     // Phase 1: stop reading from clients; finish what is in flight (parked JoinGroup/SyncGroup
     // requests are answered NOT_COORDINATOR so they do not hold the drain).
@@ -262,7 +252,7 @@ pub async fn run_shard(
     log::info!("shard {id}: stopped");
 }
 
-/// Cluster mode, shard 0: starts the driver (quorum, controller, listener, registration) and
+/// Shard 0: starts the driver (quorum, controller, listener, registration) and
 /// marks the metadata ready once this broker is unfenced.
 fn start_driver(state: &Rc<ShardState>, life: &Arc<Lifecycle>) {
     let Some(prepared) = life.cluster_start.lock().expect("not poisoned").take() else {

@@ -102,23 +102,17 @@ fn serve(args: ServeArgs) -> i32 {
         return 1;
     }
     let life = Arc::new(Lifecycle::default());
-    if config.cluster.standalone {
-        if let Err(e) = metadata::load_or_init(&config.log_dir) {
-            log::error!("{e:#}");
-            return 1;
+    // The metadata log (and meta.properties) are read before the shards start; standalone is
+    // a single-voter quorum through the same driver.
+    match cluster::driver::prepare::prepare(&config) {
+        Ok(p) => {
+            let _ = life.initial_meta.set(p.initial.clone());
+            *life.cluster_start.lock().expect("not poisoned") = Some(p);
         }
-    } else {
-        // Cluster mode: the metadata log (and meta.properties) are read before the shards start.
-        match cluster::driver::prepare::prepare(&config) {
-            Ok(p) => {
-                let _ = life.initial_meta.set(p.initial.clone());
-                *life.cluster_start.lock().expect("not poisoned") = Some(p);
-            }
-            Err(e) => {
-                eprintln!("tern: {e:#}");
-                log::error!("{e:#}");
-                return 2;
-            }
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            log::error!("{e:#}");
+            return 2;
         }
     }
     // A client that disappears mid-response must give EPIPE, not kill the process.

@@ -48,7 +48,7 @@ impl ShardState {
     ) -> Self {
         let id = router.id();
         let controller =
-            (id == CONTROLLER_SHARD).then(|| Controller::new(config.clone(), (*metadata).clone()));
+            (id == CONTROLLER_SHARD).then(|| Controller::new(config.clone()));
         let groups = crate::groups::GroupCoordinator::new(id, router.count(), config.clone());
         Self {
             id,

@@ -78,3 +78,79 @@ impl Controller {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::controller::{ControllerConfig, codes};
+    use crate::cluster::metadata_log::image::MetadataImage;
+    use crate::cluster::metadata_log::upgrade::legacy_records;
+
+    fn active() -> (Controller, u64) {
+        let mut c = Controller::new(ControllerConfig::default(), MetadataImage::default());
+        let first = c.become_active(0, "c");
+        c.apply_committed(1, &first).unwrap();
+        (c, 1)
+    }
+
+    fn change(resource: ConfigResource, name: &str, key: &str, value: Option<&str>) -> ConfigChange {
+        ConfigChange {
+            resource,
+            resource_name: name.into(),
+            name: key.into(),
+            value: value.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn config_changes_become_records_and_unknown_topics_fail_alone() {
+        let (mut c, mut offset) = active();
+        let groups = vec![
+            vec![change(ConfigResource::Broker, "", "log.retention.ms", Some("1000"))],
+            vec![change(ConfigResource::Topic, "missing", "retention.ms", Some("5"))],
+        ];
+        let (results, records) = c.alter_configs(&groups).unwrap();
+        assert!(results[0].is_ok());
+        assert_eq!(results[1].as_ref().unwrap_err().code, codes::UNKNOWN_TOPIC_OR_PARTITION);
+        assert_eq!(records.len(), 1);
+        offset += 1;
+        c.apply_committed(offset, &records).unwrap();
+        let key = (ConfigResource::Broker, String::new());
+        assert_eq!(c.committed().configs[&key]["log.retention.ms"], "1000");
+        // Setting the same value again is no change; deleting it is one record.
+        let (_, same) = c.alter_configs(&groups[..1]).unwrap();
+        assert!(same.is_empty());
+        let del = vec![vec![change(ConfigResource::Broker, "", "log.retention.ms", None)]];
+        let (_, records) = c.alter_configs(&del).unwrap();
+        offset += 1;
+        c.apply_committed(offset, &records).unwrap();
+        assert!(c.committed().configs.get(&key).is_none_or(|m| m.is_empty()));
+        // A follower refuses with NOT_CONTROLLER.
+        c.resign();
+        assert_eq!(c.alter_configs(&del).unwrap_err().code, codes::NOT_CONTROLLER);
+    }
+
+    #[test]
+    fn an_upgraded_data_dir_starts_the_log_with_its_own_records() {
+        let mut legacy = crate::metadata::ClusterMetadata {
+            cluster_id: "old-cluster".into(),
+            producer_id_block_end: 2000,
+            ..Default::default()
+        };
+        legacy.topics.insert(
+            "t".into(),
+            crate::metadata::TopicMeta::new(uuid::Uuid::from_u128(5), 2, Default::default()),
+        );
+        let mut c = Controller::new(ControllerConfig::default(), MetadataImage::default());
+        let first = c.become_active_with(0, "new-id", Some(legacy_records(&legacy, 0)));
+        c.apply_committed(1, &first).unwrap();
+        let image = c.committed();
+        assert_eq!(image.cluster_id.as_deref(), Some("old-cluster"));
+        assert_eq!(image.next_producer_id, 2000);
+        assert_eq!(image.topic_by_name("t").unwrap().partitions.len(), 2);
+        // Later terms never repeat it: the log has a cluster id now.
+        c.resign();
+        let again = c.become_active_with(0, "new-id", Some(legacy_records(&legacy, 0)));
+        assert!(again.is_empty());
+    }
+}

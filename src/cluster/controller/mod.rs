@@ -188,6 +188,12 @@ impl Controller {
         records
     }
 
+    /// The broker's session is known to be over (its process is gone): a registration with a
+    /// new incarnation is not a duplicate.
+    pub fn forget_session(&mut self, broker_id: i32) {
+        self.sessions.remove(&broker_id);
+    }
+
     /// Leadership lost: uncommitted decisions are forgotten (the new leader decides again).
     pub fn resign(&mut self) {
         self.active = false;

@@ -39,6 +39,8 @@ pub struct BrokerLifecycle {
     /// Current broker epoch (-1 = not registered).
     pub epoch: Cell<i64>,
     pub fenced: Cell<bool>,
+    /// Set at shutdown: heartbeats ask to be fenced (controlled shutdown) from then on.
+    pub shutting_down: Cell<bool>,
     /// Last heartbeat round trip, in microseconds.
     pub heartbeat_latency_us: Cell<u64>,
     ready_tx: RefCell<Option<oneshot::Sender<()>>>,
@@ -67,6 +69,7 @@ impl BrokerLifecycle {
             ),
             epoch: Cell::new(-1),
             fenced: Cell::new(true),
+            shutting_down: Cell::new(false),
             heartbeat_latency_us: Cell::new(0),
             ready_tx: RefCell::new(Some(tx)),
             ready_rx: rx.shared(),
@@ -164,7 +167,7 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
                         broker_id: me.broker_id,
                         broker_epoch: me.epoch.get(),
                         metadata_offset: driver.applied_offset(),
-                        want_shutdown: false,
+                        want_shutdown: me.shutting_down.get(),
                     },
                     me.interval,
                 )
@@ -197,6 +200,25 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
             };
             tern_shard::task::sleep(pause).await;
         }
+    }
+}
+
+/// Controlled shutdown: the controller fences this broker now (its leadership moves away and
+/// its next start registers at once instead of waiting for this session to expire). Bounded.
+pub async fn shut_down(driver: &Driver, me: &BrokerLifecycle, timeout: Duration) {
+    me.shutting_down.set(true);
+    if me.epoch.get() < 0 {
+        return;
+    }
+    let rpc = Rpc::Heartbeat {
+        broker_id: me.broker_id,
+        broker_epoch: me.epoch.get(),
+        metadata_offset: driver.applied_offset(),
+        want_shutdown: true,
+    };
+    match driver.call(rpc, timeout).await {
+        RpcReply::Heartbeat { .. } => log::info!("broker {}: fenced for shutdown", me.broker_id),
+        other => log::info!("broker {}: controlled shutdown not acknowledged: {other:?}", me.broker_id),
     }
 }
 

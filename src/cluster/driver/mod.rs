@@ -9,6 +9,7 @@
 pub mod client;
 pub mod follower;
 pub mod lifecycle;
+pub mod metrics;
 pub mod node;
 pub mod prepare;
 pub mod publish;
@@ -51,7 +52,12 @@ pub struct FatalHooks {
 pub struct Driver {
     pub node_id: i32,
     pub node: Option<Rc<ControllerNode>>,
+    /// Forwarded client requests.
     pub client: RpcClient,
+    /// Registration and heartbeats (not queued behind a slow forwarded request).
+    pub lifecycle_client: RpcClient,
+    /// The broker-only node's metadata long-poll.
+    pub fetch_client: RpcClient,
     pub publisher: Rc<Publisher>,
     pub lifecycle: Option<Rc<BrokerLifecycle>>,
     /// A broker-only node's copy of the committed image and the controller that sent it.
@@ -70,10 +76,16 @@ impl Driver {
         let node_id = cluster.node_id;
         let max_frame = wire::DEFAULT_MAX_FRAME;
         let client = RpcClient::new(prepared.voters.clone(), max_frame);
+        let lifecycle_client = RpcClient::new(prepared.voters.clone(), max_frame);
+        let fetch_client = RpcClient::new(prepared.voters.clone(), max_frame);
         let mut node = None;
         if let Some(log) = prepared.voter_log {
             let seed: u64 = rand::thread_rng().r#gen();
-            let qcfg = QuorumConfig::from_cluster(&cluster, TICK_MS, seed);
+            let mut qcfg = QuorumConfig::from_cluster(&cluster, TICK_MS, seed);
+            if cluster.standalone {
+                // Standalone is a single-voter quorum of this node.
+                qcfg.voters = vec![node_id];
+            }
             let single_voter = qcfg.voters.len() == 1;
             let quorum = MetadataQuorum::restart(qcfg, log.state)
                 .map_err(|e| anyhow::anyhow!("starting the metadata quorum: {e}"))?;
@@ -97,6 +109,7 @@ impl Driver {
         let driver = Rc::new_cyclic(|weak: &std::rc::Weak<Driver>| {
             let weak = weak.clone();
             let listener = cluster.inter_broker_listener_name.clone();
+            let standalone = cluster.standalone;
             let source: publish::Source = Box::new(move |version| {
                 let d = weak.upgrade()?;
                 let (image, controller) = match &d.node {
@@ -109,7 +122,7 @@ impl Driver {
                 if image.last_offset == 0 {
                     return None;
                 }
-                Some(crate::cluster::view::cluster_metadata(&image, &listener, controller, version))
+                Some(publish::shard_view(&image, &listener, controller, version, standalone))
             });
             let hosts = cluster.roles.is_broker().then(|| shard.clone());
             let publisher = Publisher::start(hosts, prepared.initial.version.max(1), source);
@@ -123,6 +136,8 @@ impl Driver {
                 node_id,
                 node,
                 client,
+                lifecycle_client,
+                fetch_client,
                 publisher,
                 lifecycle,
                 follower_image: RefCell::new((MetadataImage::default(), -1)),
@@ -174,12 +189,24 @@ impl Driver {
     /// the active controller otherwise (bounded by `timeout`).
     pub async fn call(&self, rpc: Rpc, timeout: Duration) -> RpcReply {
         let deadline = Instant::now() + timeout;
+        let client = match &rpc {
+            Rpc::Register { .. } | Rpc::Heartbeat { .. } => &self.lifecycle_client,
+            Rpc::FetchMetadata { .. } => &self.fetch_client,
+            _ => &self.client,
+        };
         loop {
             if let Some(n) = &self.node {
                 if n.is_active() {
+                    if let Rpc::Register { broker_id, .. } = &rpc
+                        && *broker_id == self.node_id
+                    {
+                        // This process's own broker: an earlier incarnation with this node.id
+                        // was this node's previous process, which is gone.
+                        n.st.borrow_mut().controller.forget_session(*broker_id);
+                    }
                     return n.handle_rpc(rpc).await;
                 }
-                self.client.set_hint(n.leader());
+                client.set_hint(n.leader());
                 if n.leader() == Some(self.node_id) {
                     // Elected, not ready yet (applying the earlier terms' entries).
                     if Instant::now() >= deadline {
@@ -194,7 +221,7 @@ impl Driver {
                 Rpc::FetchMetadata { wait_ms, .. } => Duration::from_millis(*wait_ms) + Duration::from_secs(2),
                 _ => left.max(Duration::from_millis(100)),
             };
-            let reply = self.client.call(&rpc, left, per_call).await;
+            let reply = client.call(&rpc, left, per_call).await;
             match &reply {
                 RpcReply::Error { code, .. }
                     if *code == codes::NOT_CONTROLLER && Instant::now() < deadline =>
@@ -203,6 +230,13 @@ impl Driver {
                 }
                 _ => return reply,
             }
+        }
+    }
+
+    /// Controlled shutdown of this broker (bounded).
+    pub async fn shut_down(&self) {
+        if let Some(l) = &self.lifecycle {
+            lifecycle::shut_down(self, l, Duration::from_secs(2)).await;
         }
     }
 

@@ -106,8 +106,13 @@ pub fn prepare(config: &BrokerConfig) -> Result<Prepared> {
         prepared.initial = legacy.clone();
         prepared.legacy = Some(legacy_records(&legacy, cluster.node_id));
     } else {
-        prepared.initial =
-            crate::cluster::view::cluster_metadata(&image, &cluster.inter_broker_listener_name, -1, 1);
+        prepared.initial = super::publish::shard_view(
+            &image,
+            &cluster.inter_broker_listener_name,
+            -1,
+            1,
+            cluster.standalone,
+        );
     }
     prepared.voter_log = Some(VoterLog {
         disk,

@@ -16,6 +16,27 @@ use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
 
+/// The snapshot shards apply, from `image`. Standalone, the node is the only broker and
+/// leads everything, so the snapshot carries no brokers and no placement (an empty `brokers`
+/// map means standalone to the handlers), exactly as before clustering.
+pub fn shard_view(
+    image: &crate::cluster::metadata_log::image::MetadataImage,
+    listener: &str,
+    controller_id: i32,
+    version: u64,
+    standalone: bool,
+) -> ClusterMetadata {
+    let mut meta = crate::cluster::view::cluster_metadata(image, listener, controller_id, version);
+    if standalone {
+        meta.brokers.clear();
+        meta.controller_id = -1;
+        for t in meta.topics.values_mut() {
+            t.placement.clear();
+        }
+    }
+    meta
+}
+
 /// Builds the snapshot to publish (version given), or None when there is nothing to publish yet.
 pub type Source = Box<dyn Fn(u64) -> Option<ClusterMetadata>>;
 
@@ -97,5 +118,51 @@ impl Publisher {
         let (tx, rx) = oneshot::channel();
         self.waiters.borrow_mut().push((offset, tx));
         rx.await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::metadata_log::image::MetadataImage;
+    use crate::cluster::metadata_log::records::{MetadataRecord, PartitionRecord, RegisterBrokerRecord};
+
+    #[test]
+    fn standalone_snapshots_carry_no_brokers_or_placement() {
+        let id = uuid::Uuid::from_u128(3);
+        let mut image = MetadataImage::default();
+        let records = vec![
+            MetadataRecord::ClusterId { cluster_id: "c".into() },
+            MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+                broker_id: 0,
+                incarnation_id: uuid::Uuid::from_u128(1),
+                broker_epoch: 1,
+                endpoints: Vec::new(),
+                rack: None,
+                fenced: false,
+            }),
+            MetadataRecord::Topic { name: "t".into(), topic_id: id },
+            MetadataRecord::Partition(PartitionRecord {
+                topic_id: id,
+                partition: 0,
+                replicas: vec![0],
+                isr: vec![0],
+                elr: vec![],
+                leader: 0,
+                leader_epoch: 4,
+                partition_epoch: 0,
+            }),
+        ];
+        image.apply_entry(1, &records).unwrap();
+        let cluster = shard_view(&image, "PLAINTEXT", 0, 2, false);
+        assert!(cluster.is_cluster());
+        assert_eq!(cluster.controller_id, 0);
+        let alone = shard_view(&image, "PLAINTEXT", 0, 2, true);
+        assert!(!alone.is_cluster());
+        assert_eq!(alone.controller_id, -1);
+        let t = alone.topic("t").unwrap();
+        assert!(t.placement.is_empty());
+        assert_eq!((t.leader(0, 7), t.leader_epoch(0)), (7, 4));
+        assert_eq!(alone.metadata_offset, 1);
     }
 }
