@@ -346,8 +346,11 @@ def test_duplicate_node_id_exits_2(make_cluster):
 
 
 def test_standalone_data_dir_upgrades_in_place(make_cluster, broker_factory, tmp_path):
+    """Plain `tern serve` (node.id 0 by default) writes a data dir; the same dir restarted as
+    node 0 of a combined one-voter cluster keeps its cluster id, topics and records. (Another
+    node.id is refused, as Kafka refuses a meta.properties of another node.)"""
     workdir = tmp_path / "upgrade"
-    b = broker_factory(log_dir=workdir / "node1-data", shards=1)
+    b = broker_factory(log_dir=workdir / "node0-data", shards=1)
     kc.create_topic(b.bootstrap, "legacy", partitions=3)
     want = records_for("legacy", 3)
     p = kc.producer(b.bootstrap, acks="all")
@@ -362,19 +365,19 @@ def test_standalone_data_dir_upgrades_in_place(make_cluster, broker_factory, tmp
     cluster_id = md.cluster_id
     b.stop()
 
-    c = make_cluster(1, sub="upgrade")
-    assert c.node(1).log_dir == b.log_dir
+    c = make_cluster(1, sub="upgrade", first_node_id=0)
+    assert c.node(0).log_dir == b.log_dir
     wait_led(c, "legacy", 3)
-    md = metadata(c.node(1).broker_port, ["legacy"])
+    md = metadata(c.node(0).broker_port, ["legacy"])
     assert md.cluster_id == cluster_id, "the cluster id is kept"
     (t,) = md.topics
     assert str(t.topic_id) == topic_id and len(t.partitions) == 3
-    assert all(int(x.leader_id) == 1 for x in t.partitions)
+    assert all(int(x.leader_id) == 0 for x in t.partitions)
     got = kc.consume_range(c.bootstrap, "legacy", {q: (0, RECORDS_PER_PARTITION) for q in want})
     assert {q: [(r.key, r.value) for r in recs] for q, recs in got.items()} == want
     # And it goes on: a restart of the upgraded node keeps it all (no second upgrade).
-    c.node(1).restart()
+    c.node(0).restart()
     c.wait_ready()
     wait_led(c, "legacy", 3)
-    assert str(metadata(c.node(1).broker_port, ["legacy"]).topics[0].topic_id) == topic_id
+    assert str(metadata(c.node(0).broker_port, ["legacy"]).topics[0].topic_id) == topic_id
 
