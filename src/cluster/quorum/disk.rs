@@ -136,24 +136,31 @@ impl MetadataLogDisk {
             dir_unsynced: false,
         };
 
-        // Newest valid snapshot; damaged ones are logged and deleted.
+        // Newest valid snapshot. A damaged one is logged and renamed `<name>.damaged` (kept
+        // for inspection, ignored from then on); older ones than the one used are only listed.
         let mut snapshot: Option<Snapshot> = None;
         let mut valid_snaps = Vec::new();
         for &(index, term) in snap_names.iter().rev() {
             let path = dir.join(snapshot_name(index, term));
-            match disk.read_snapshot(&path, index, term) {
+            if snapshot.is_some() {
+                valid_snaps.push((index, term));
+                disk.snapshot_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+                continue;
+            }
+            match disk.read_snapshot(&path, index, term)? {
                 Ok(s) => {
                     valid_snaps.push((index, term));
-                    if snapshot.is_none() {
-                        snapshot = Some(s);
-                    }
+                    snapshot = Some(s);
                 }
-                Err(e) => {
+                Err(why) => {
                     log::error!(
-                        "metadata log: ignoring damaged snapshot {}: {e:#}",
+                        "metadata log: ignoring damaged snapshot {}: {why}",
                         path.display()
                     );
-                    std::fs::remove_file(&path)?;
+                    let mut aside = path.clone().into_os_string();
+                    aside.push(".damaged");
+                    std::fs::rename(&path, &aside)
+                        .with_context(|| format!("renaming {}", path.display()))?;
                     disk.dir_unsynced = true;
                 }
             }
@@ -385,25 +392,40 @@ impl MetadataLogDisk {
         self.segments.iter().find_map(|s| s.term_of(index))
     }
 
-    fn read_snapshot(&mut self, path: &Path, index: u64, term: u64) -> Result<Snapshot> {
-        let len = std::fs::metadata(path)?.len();
-        ensure!(
-            len <= self.limits.max_snapshot_bytes,
-            "{len} bytes, above the limit of {}",
-            self.limits.max_snapshot_bytes
-        );
-        let bytes = std::fs::read(path)?;
-        let body = check_crc(&bytes)?;
-        let s = Snapshot::parse_from_bytes(body).context("decoding")?;
+    /// Reads a snapshot file: `Err` on an I/O error, `Ok(Err(why))` if it is damaged.
+    fn read_snapshot(
+        &mut self,
+        path: &Path,
+        index: u64,
+        term: u64,
+    ) -> Result<std::result::Result<Snapshot, String>> {
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        if len > self.limits.max_snapshot_bytes {
+            return Ok(Err(format!(
+                "{len} bytes, above the limit of {}",
+                self.limits.max_snapshot_bytes
+            )));
+        }
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let body = match check_crc(&bytes) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(format!("{e:#}"))),
+        };
+        let s = match Snapshot::parse_from_bytes(body) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(format!("undecodable: {e}"))),
+        };
         let m = s.get_metadata();
-        ensure!(
-            m.index == index && m.term == term,
-            "holds index {} term {}, not what its name says",
-            m.index,
-            m.term
-        );
+        if m.index != index || m.term != term {
+            return Ok(Err(format!(
+                "holds index {} term {}, not what its name says",
+                m.index, m.term
+            )));
+        }
         self.snapshot_bytes += len;
-        Ok(s)
+        Ok(Ok(s))
     }
 
     fn write_snapshot(&mut self, s: &Snapshot) -> Result<()> {

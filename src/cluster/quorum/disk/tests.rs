@@ -422,7 +422,13 @@ fn a_damaged_snapshot_falls_back_to_the_previous_one() {
     assert_eq!(s.get_metadata().index, 10);
     assert_eq!(s.get_data(), b"image at 10");
     assert_eq!(state.entries, entries(11, 20, 1));
-    assert!(!newest.exists(), "the damaged snapshot is removed");
+    assert!(!newest.exists(), "the damaged snapshot is set aside");
+    let aside = dir.join(format!("{:020}-1.checkpoint.damaged", 15));
+    assert!(aside.exists(), "and kept for inspection");
+    // Set aside for good: the next open uses the previous snapshot without complaint.
+    let (disk, state) = open(dir, small_segments());
+    assert_eq!(state.snapshot.unwrap().get_metadata().index, 10);
+    assert!(disk.size_bytes() > 0);
 }
 
 #[test]
@@ -536,4 +542,48 @@ fn a_single_voter_quorum_restarts_from_the_disk_with_its_committed_entries() {
         .map(|e| e.get_data().to_vec())
         .collect();
     assert_eq!(on_disk, wanted);
+}
+
+#[test]
+fn a_quorum_restarts_from_its_compaction_snapshot_and_the_entries_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("__cluster_metadata-0");
+    let limits = MetadataLogLimits {
+        segment_bytes: 64,
+        snapshots_kept: 1,
+        ..Default::default()
+    };
+    let cfg = QuorumConfig::from_timeouts(1, vec![1], 100, 1000, 2000, 3);
+    let (snap_at, after) = {
+        let (mut disk, state) = open(&dir, limits.clone());
+        let mut q = MetadataQuorum::restart(cfg.clone(), state).unwrap();
+        let mut props: Vec<Vec<u8>> = (0..4).map(|i| format!("early {i}").into_bytes()).collect();
+        let early = drive(&mut q, &mut disk, &mut props, |_, c| c.len() == 4);
+        let snap_at = early.last().unwrap().0;
+        let snap = q.compact(snap_at, b"image after early".to_vec()).unwrap();
+        disk.write(None, &[], Some(&snap), true).unwrap();
+        let mut props: Vec<Vec<u8>> = (0..3).map(|i| format!("late {i}").into_bytes()).collect();
+        let late = drive(&mut q, &mut disk, &mut props, |_, c| c.len() == 3);
+        // Segments wholly below the snapshot are gone (small segments: there were several).
+        let first_kept: u64 = names(&dir, ".log")[0][..20].parse().unwrap();
+        assert!(first_kept > 1 && first_kept <= snap_at + 1);
+        (snap_at, late)
+    };
+    let (mut disk, state) = open(&dir, limits);
+    let s = state.snapshot.clone().expect("the compaction snapshot");
+    assert_eq!(s.get_metadata().index, snap_at);
+    assert_eq!(s.get_data(), b"image after early");
+    assert!(state.entries.iter().all(|e| e.index > snap_at));
+    let mut q = MetadataQuorum::restart(cfg, state).unwrap();
+    let mut props = vec![b"after restart".to_vec()];
+    let out = drive(&mut q, &mut disk, &mut props, |q, c| {
+        q.is_leader() && c.iter().any(|e| e.1 == b"after restart")
+    });
+    // Only what follows the snapshot is replayed; the rest is in the image.
+    let replayed: Vec<(u64, Vec<u8>)> = out
+        .iter()
+        .filter(|c| c.1 != b"after restart")
+        .cloned()
+        .collect();
+    assert_eq!(replayed, after);
 }
