@@ -26,6 +26,30 @@ pub struct Lifecycle {
     pub drained: AtomicUsize,
     pub closed: AtomicUsize,
     pub failed: AtomicBool,
+    /// A configuration problem found at run time (exit code 2: docs/cluster.md).
+    pub config_error: AtomicBool,
+    /// Set once the metadata is ready to serve clients (this broker is registered and
+    /// unfenced); shards bind their client listener only then.
+    pub metadata_ready: AtomicBool,
+    /// What the main thread read for the driver (taken by shard 0).
+    pub cluster_start: std::sync::Mutex<Option<crate::cluster::driver::prepare::Prepared>>,
+    /// The metadata every shard starts from.
+    pub initial_meta: std::sync::OnceLock<crate::metadata::ClusterMetadata>,
+}
+
+impl Lifecycle {
+    /// Stops the process because of `msg`; with `config`, exit code 2.
+    pub fn fail(&self, msg: &str, config: bool) {
+        if config {
+            eprintln!("tern: configuration error: {msg}");
+            log::error!("configuration error: {msg}");
+            self.config_error.store(true, Ordering::SeqCst);
+        } else {
+            log::error!("{msg}");
+        }
+        self.failed.store(true, Ordering::SeqCst);
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
 }
 
 /// The bound metrics endpoint, for the start-up line (set once by shard 0).
@@ -58,15 +82,8 @@ pub async fn run_shard(
         life.failed.store(true, Ordering::SeqCst);
         life.shutdown.store(true, Ordering::SeqCst);
     }
-    let meta = match crate::metadata::load(&config.log_dir) {
-        Ok(m) => m,
-        Err(e) => {
-            log::error!("shard {id}: {e:#}");
-            life.failed.store(true, Ordering::SeqCst);
-            life.shutdown.store(true, Ordering::SeqCst);
-            Default::default()
-        }
-    };
+    // What the main thread read from the metadata log (shard 0's driver publishes from there).
+    let meta = life.initial_meta.get().cloned().unwrap_or_default();
     let cache = TailCache::new(config.tail_cache_bytes);
     let partitions = PartitionManager::new(id, count, cache);
     let started = Instant::now();
@@ -91,6 +108,10 @@ pub async fn run_shard(
         log::error!("shard {id}: loading consumer groups: {e:#}");
         life.failed.store(true, Ordering::SeqCst);
         life.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    if id == crate::shard_state::CONTROLLER_SHARD {
+        start_driver(&state, &life);
     }
 
     let serving_state = state.clone();
@@ -131,9 +152,21 @@ pub async fn run_shard(
         METRICS_ADDR.get_or_init(|| a.to_string());
     }
 
-    let listener = match ShardListener::bind(config.listen) {
-        Ok(l) => Some(l),
-        Err(e) => {
+    // Clients are served once the metadata is ready (cluster mode: registered and unfenced).
+    while !life.metadata_ready.load(Ordering::SeqCst) && !life.shutdown.load(Ordering::SeqCst) {
+        tern_shard::task::sleep(Duration::from_millis(5)).await;
+    }
+    // A controller-only node has no client listener (its `listen` is the controller listener).
+    let serves_clients = config.cluster.standalone || config.cluster.roles.is_broker();
+    let bound = if serves_clients && !life.shutdown.load(Ordering::SeqCst) {
+        Some(ShardListener::bind(config.listen))
+    } else {
+        None
+    };
+    let listener = match bound {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
             log::error!("shard {id}: binding {}: {e}", config.listen);
             life.failed.store(true, Ordering::SeqCst);
             life.shutdown.store(true, Ordering::SeqCst);
@@ -190,6 +223,10 @@ pub async fn run_shard(
         tern_shard::task::sleep(LIFECYCLE_POLL).await;
     }
     accepting.set(false);
+    // Controlled shutdown: fenced by the controller before the connections drain.
+    if let Some(driver) = state.controller.as_ref().and_then(|c| c.driver()) {
+        driver.shut_down().await;
+    }
 
     // Phase 1: stop reading from clients; finish what is in flight (parked JoinGroup/SyncGroup
     // requests are answered NOT_COORDINATOR so they do not hold the drain).
@@ -218,4 +255,33 @@ pub async fn run_shard(
     state.router.close();
     let _ = serve_task.now_or_never();
     log::info!("shard {id}: stopped");
+}
+
+/// Shard 0: starts the driver (quorum, controller, listener, registration) and
+/// marks the metadata ready once this broker is unfenced.
+fn start_driver(state: &Rc<ShardState>, life: &Arc<Lifecycle>) {
+    let Some(prepared) = life.cluster_start.lock().expect("not poisoned").take() else {
+        life.fail("cluster start-up state missing", false);
+        return;
+    };
+    let fatal_life = life.clone();
+    let config_life = life.clone();
+    let hooks = crate::cluster::driver::FatalHooks {
+        fatal: Rc::new(move |m: String| fatal_life.fail(&m, false)),
+        config_error: Rc::new(move |m: String| config_life.fail(&m, true)),
+    };
+    match crate::cluster::driver::Driver::start(state.clone(), prepared, hooks) {
+        Ok(driver) => {
+            if let Some(c) = &state.controller {
+                c.attach(driver.clone());
+            }
+            let life = life.clone();
+            tern_shard::task::spawn(async move {
+                driver.ready().await;
+                log::info!("node {}: metadata ready", driver.node_id);
+                life.metadata_ready.store(true, Ordering::SeqCst);
+            });
+        }
+        Err(e) => life.fail(&format!("{e:#}"), false),
+    }
 }

@@ -1,8 +1,14 @@
-//! The controller: runs on shard 0 only. It owns the authoritative cluster metadata, applies
-//! topic changes (create/delete/add partitions), persists them, and then pushes the new snapshot
-//! to every shard (`ShardMessage::ApplyMetadata`), replying to the client only after all shards
-//! have applied it — so a created topic's partitions exist everywhere before CreateTopics returns.
-//! It also hands out producer ids from a persisted block.
+//! The controller front, on shard 0: every control-plane request (CreateTopics, DeleteTopics,
+//! CreatePartitions, AlterConfigs, producer ids) is validated here as Kafka's broker does
+//! (topic names, partition bounds, replication factor against the live brokers, config values)
+//! and then becomes a decision of the cluster controller through the driver
+//! (`cluster::driver`): locally when this node is the active controller (always, standalone:
+//! a single-voter quorum), forwarded to it otherwise. Answers wait until this node has
+//! published the committed change to every shard, so a created topic's partitions exist
+//! everywhere before CreateTopics returns. Producer ids come from a block the broker takes
+//! from the controller and hands out locally.
+
+mod front;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,129 +16,71 @@ use std::sync::Arc;
 
 use crate::config::BrokerConfig;
 use crate::errors;
-use crate::messages::{ControllerRequest, CreatedTopic, NewTopic, ShardMessage, TopicError};
-use crate::metadata::{self, ClusterMetadata, TopicMeta, validate_topic_name};
+use crate::messages::{ControllerRequest, NewTopic};
+use crate::metadata::{ClusterMetadata, validate_topic_name};
 use crate::shard_state::ShardState;
 
-/// Producer ids are reserved (persisted) this many at a time.
-const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Upper bound on partitions per topic (an explicit limit, as Kafka's controller has).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
-/// The brokers that can hold a replica now: this one (Tern has no cluster membership yet).
-pub fn live_brokers(config: &BrokerConfig) -> Vec<i32> {
-    vec![config.node_id]
+/// The brokers that can hold a replica now: the unfenced brokers of the metadata in cluster
+/// mode, this one standalone.
+pub fn live_brokers(config: &BrokerConfig, meta: &ClusterMetadata) -> Vec<i32> {
+    if meta.is_cluster() {
+        meta.live_brokers().map(|b| b.id).collect()
+    } else {
+        vec![config.node_id]
+    }
 }
 
 pub struct Controller {
     config: Arc<BrokerConfig>,
-    meta: RefCell<ClusterMetadata>,
-    next_producer_id: RefCell<i64>,
-    /// Serialises metadata changes (control plane only).
+    /// Serialises control-plane requests.
     lock: futures::lock::Mutex<()>,
+    /// The driver every request goes through (set once at start on shard 0).
+    driver: RefCell<Option<Rc<crate::cluster::driver::Driver>>>,
+    /// The producer-id block this broker hands out from, [next, end).
+    producer_ids: RefCell<(i64, i64)>,
 }
 
 impl Controller {
-    pub fn new(config: Arc<BrokerConfig>, meta: ClusterMetadata) -> Self {
-        let next = meta.producer_id_block_end;
+    pub fn new(config: Arc<BrokerConfig>) -> Self {
         Self {
             config,
-            meta: RefCell::new(meta),
-            next_producer_id: RefCell::new(next),
             lock: futures::lock::Mutex::new(()),
+            driver: RefCell::new(None),
+            producer_ids: RefCell::new((0, 0)),
         }
+    }
+
+    /// From now on requests go through `driver`.
+    pub fn attach(&self, driver: Rc<crate::cluster::driver::Driver>) {
+        *self.driver.borrow_mut() = Some(driver);
+    }
+
+    /// The driver, once started.
+    pub fn driver(&self) -> Option<Rc<crate::cluster::driver::Driver>> {
+        self.driver.borrow().clone()
     }
 
     pub async fn handle(&self, shard: &Rc<ShardState>, req: ControllerRequest) {
         let _guard = self.lock.lock().await;
-        match req {
-            ControllerRequest::CreateTopics {
-                topics,
-                validate_only,
-                reply,
-            } => {
-                let res = self.create_topics(shard, topics, validate_only).await;
-                let _ = reply.send(res);
-            }
-            ControllerRequest::DeleteTopics { names, reply } => {
-                let res = self.delete_topics(shard, names).await;
-                let _ = reply.send(res);
-            }
-            ControllerRequest::CreatePartitions {
-                topics,
-                validate_only,
-                reply,
-            } => {
-                let res = self.create_partitions(shard, topics, validate_only).await;
-                let _ = reply.send(res);
-            }
-            ControllerRequest::AllocateProducerId { reply } => {
-                let res = self.allocate_producer_id(shard).await;
-                let _ = reply.send(res);
-            }
-            ControllerRequest::AlterConfigs {
-                resources,
-                validate_only,
-                reply,
-            } => {
-                let res = self.alter_configs(shard, resources, validate_only).await;
-                let _ = reply.send(res);
-            }
-            ControllerRequest::DescribeQuorum { reply } => {
-                let _ = reply.send(self.quorum_status());
-            }
+        let driver = self.driver.borrow().clone();
+        match driver {
+            Some(driver) => self.handle_cluster(shard, &driver, req).await,
+            // Before the driver is up (start-up failed): dropping the request's reply channel
+            // answers it with an error.
+            None => log::warn!("controller request before the metadata driver started"),
         }
     }
 
-    /// A standalone node is a one-voter quorum that leads without elections (epoch 0); each
-    /// metadata change is one entry of its log, so the log ends at the metadata version.
-    fn quorum_status(&self) -> crate::cluster::status::QuorumStatus {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let end = i64::try_from(self.meta.borrow().version).unwrap_or(i64::MAX);
-        crate::cluster::status::QuorumStatus::single_voter(self.config.node_id, 0, end, now_ms)
-    }
-
-    async fn alter_configs(
-        &self,
-        shard: &Rc<ShardState>,
-        resources: Vec<crate::configs::Alteration>,
-        validate_only: bool,
-    ) -> Vec<Result<(), (i16, String)>> {
-        let mut next = self.meta.borrow().clone();
-        let results: Vec<_> = resources
-            .iter()
-            .map(|a| crate::configs::apply(&self.config, &mut next, a))
-            .collect();
-        let changed = !validate_only && next != *self.meta.borrow();
-        if changed {
-            for (a, r) in resources.iter().zip(&results) {
-                if r.is_ok() {
-                    log::info!(
-                        "configs of {} {:?} altered: {:?}",
-                        if a.resource_type == crate::configs::RESOURCE_TOPIC {
-                            "topic"
-                        } else {
-                            "broker"
-                        },
-                        a.resource_name,
-                        a.ops
-                            .iter()
-                            .map(|o| (&o.name, o.op, &o.value))
-                            .collect::<Vec<_>>()
-                    );
-                }
-            }
-        }
-        self.commit_results(shard, next, changed, results).await
-    }
-
-    /// (partitions, replication factor) of a valid new topic, -1s resolved to the defaults.
-    fn validate_new_topic(
+    /// (partitions, replication factor) of a valid new topic, -1s resolved to the defaults,
+    /// with `live` brokers able to hold a replica.
+    fn validate_new_topic_with(
         &self,
         meta: &ClusterMetadata,
         t: &NewTopic,
+        live: usize,
     ) -> Result<(i32, i16), (i16, String)> {
         validate_topic_name(&t.name).map_err(|m| (errors::INVALID_TOPIC_EXCEPTION, m))?;
         if meta.topics.contains_key(&t.name) {
@@ -164,7 +112,6 @@ impl Controller {
                     .to_string(),
             ));
         }
-        let live = live_brokers(&self.config).len();
         if replication_factor as usize > live {
             return Err((
                 errors::INVALID_REPLICATION_FACTOR,
@@ -179,165 +126,5 @@ impl Controller {
             crate::configs::validate_topic_config(k, v)?;
         }
         Ok((partitions, replication_factor))
-    }
-
-    async fn create_topics(
-        &self,
-        shard: &Rc<ShardState>,
-        topics: Vec<NewTopic>,
-        validate_only: bool,
-    ) -> Vec<Result<CreatedTopic, (i16, String)>> {
-        let mut next = self.meta.borrow().clone();
-        let mut results = Vec::with_capacity(topics.len());
-        for t in &topics {
-            match self.validate_new_topic(&next, t) {
-                Ok((partitions, replication_factor)) => {
-                    let id = uuid::Uuid::new_v4();
-                    if !validate_only {
-                        next.topics.insert(
-                            t.name.clone(),
-                            TopicMeta::new(
-                                id,
-                                partitions,
-                                t.configs
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        let v = crate::configs::validate_topic_config(k, v)
-                                            .unwrap_or(v.clone());
-                                        (k.clone(), v)
-                                    })
-                                    .collect(),
-                            ),
-                        );
-                    }
-                    results.push(Ok(CreatedTopic {
-                        id,
-                        partitions,
-                        replication_factor,
-                    }));
-                }
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        self.commit_results(shard, next, !validate_only, results)
-            .await
-    }
-
-    async fn delete_topics(
-        &self,
-        shard: &Rc<ShardState>,
-        names: Vec<String>,
-    ) -> Vec<Result<uuid::Uuid, (i16, String)>> {
-        let mut next = self.meta.borrow().clone();
-        let results: Vec<_> = names
-            .iter()
-            .map(|n| match next.topics.remove(n) {
-                Some(t) => Ok(t.id),
-                None => Err((
-                    errors::UNKNOWN_TOPIC_OR_PARTITION,
-                    "This server does not host this topic-partition.".to_string(),
-                )),
-            })
-            .collect();
-        self.commit_results(shard, next, true, results).await
-    }
-
-    async fn create_partitions(
-        &self,
-        shard: &Rc<ShardState>,
-        topics: Vec<(String, i32)>,
-        validate_only: bool,
-    ) -> Vec<Result<(), (i16, String)>> {
-        let mut next = self.meta.borrow().clone();
-        let mut results = Vec::new();
-        for (name, count) in &topics {
-            let res = match next.topics.get_mut(name) {
-                None => Err((
-                    errors::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("The topic '{name}' does not exist."),
-                )),
-                Some(t) if *count <= t.partitions => Err((
-                    errors::INVALID_PARTITIONS,
-                    format!(
-                        "Topic currently has {} partitions, which is higher than or equal to the requested {count}.",
-                        t.partitions
-                    ),
-                )),
-                Some(_) if *count > MAX_PARTITIONS_PER_TOPIC => Err((
-                    errors::INVALID_PARTITIONS,
-                    format!("Number of partitions must be at most {MAX_PARTITIONS_PER_TOPIC}"),
-                )),
-                Some(t) => {
-                    if !validate_only {
-                        t.grow(*count);
-                    }
-                    Ok(())
-                }
-            };
-            results.push(res);
-        }
-        self.commit_results(shard, next, !validate_only, results)
-            .await
-    }
-
-    async fn allocate_producer_id(&self, shard: &Rc<ShardState>) -> Result<i64, String> {
-        let id = *self.next_producer_id.borrow();
-        if id >= self.meta.borrow().producer_id_block_end {
-            let mut next = self.meta.borrow().clone();
-            next.producer_id_block_end = id + PRODUCER_ID_BLOCK;
-            self.commit(shard, next).await?;
-        }
-        *self.next_producer_id.borrow_mut() = id + 1;
-        Ok(id)
-    }
-
-    /// Commits `next` if `wanted` and any item succeeded; if persisting fails, every item that
-    /// had succeeded reports UNKNOWN_SERVER_ERROR instead.
-    async fn commit_results<T>(
-        &self,
-        shard: &Rc<ShardState>,
-        next: ClusterMetadata,
-        wanted: bool,
-        results: Vec<Result<T, TopicError>>,
-    ) -> Vec<Result<T, TopicError>> {
-        if wanted
-            && results.iter().any(Result::is_ok)
-            && let Err(e) = self.commit(shard, next).await
-        {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err((errors::UNKNOWN_SERVER_ERROR, e.clone()))))
-                .collect();
-        }
-        results
-    }
-
-    /// Persists `next` and applies it on every shard; returns once all shards have it.
-    async fn commit(
-        &self,
-        shard: &Rc<ShardState>,
-        mut next: ClusterMetadata,
-    ) -> Result<(), String> {
-        next.version = self.meta.borrow().version + 1;
-        let dir = self.config.log_dir.clone();
-        let to_store = next.clone();
-        tern_shard::task::run_blocking(move || metadata::store_blocking(&dir, &to_store))
-            .await
-            .map_err(|e| format!("persisting metadata: {e:#}"))?;
-        *self.meta.borrow_mut() = next.clone();
-        let snapshot = Arc::new(next);
-        let waits = (0..shard.count).map(|s| {
-            let snapshot = snapshot.clone();
-            async move {
-                shard
-                    .call(s, |reply| ShardMessage::ApplyMetadata {
-                        meta: snapshot,
-                        reply,
-                    })
-                    .await
-            }
-        });
-        futures::future::join_all(waits).await;
-        Ok(())
     }
 }

@@ -98,30 +98,29 @@ fn serve(args: ServeArgs) -> i32 {
             return 2;
         }
     };
-    if !config.cluster.is_single_node() {
-        // The quorum is not wired into the running broker yet (issue 10 in progress): refuse
-        // rather than run as an unrelated single node that only looks like a cluster member.
-        let msg = "cluster mode with more than one node (several controller.quorum.voters or \
-                   separate process.roles) is not available yet: this build runs one combined \
-                   node only";
-        eprintln!("tern: configuration error: {msg}");
-        log::error!("configuration error: {msg}");
-        return 2;
-    }
     // Durable: every directory created here is fsynced into its parent.
     if let Err(e) = tern_storage::create_dir_all_durable(&config.log_dir) {
         log::error!("cannot create log dir {}: {e}", config.log_dir.display());
         return 1;
     }
-    if let Err(e) = metadata::load_or_init(&config.log_dir) {
-        log::error!("{e:#}");
-        return 1;
+    let life = Arc::new(Lifecycle::default());
+    // The metadata log (and meta.properties) are read before the shards start; standalone is
+    // a single-voter quorum through the same driver.
+    match cluster::driver::prepare::prepare(&config) {
+        Ok(p) => {
+            let _ = life.initial_meta.set(p.initial.clone());
+            *life.cluster_start.lock().expect("not poisoned") = Some(p);
+        }
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            log::error!("{e:#}");
+            return 2;
+        }
     }
     // A client that disappears mid-response must give EPIPE, not kill the process.
     // SAFETY: setting a signal disposition before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 
-    let life = Arc::new(Lifecycle::default());
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, life.shutdown.clone()) {
             log::error!("installing signal handler: {e}");
@@ -155,6 +154,7 @@ fn serve(args: ServeArgs) -> i32 {
             log::info!("tern stopped cleanly");
             0
         }
+        Ok(()) if life.config_error.load(Ordering::SeqCst) => 2,
         Ok(()) => 1,
         Err(e) => {
             log::error!("{e}");

@@ -1,7 +1,6 @@
 //! The cluster metadata: topics (name, id, partition count, configs) and the producer-id block.
-//! Shard 0 (the controller) owns the authoritative copy and persists it in
-//! `<log.dirs>/__tern_meta/cluster.json` (written to a temp file, fsynced, renamed). Every shard
-//! holds a read-only `Arc<ClusterMetadata>` snapshot, replaced by message passing: the controller
+//! Its source of truth is the metadata log (`cluster::driver`); a `__tern_meta/cluster.json`
+//! of a node from before the log is read once, to upgrade it in place. Every shard holds a read-only `Arc<ClusterMetadata>` snapshot, replaced by message passing: the controller
 //! builds a new snapshot and sends it to each shard (`ShardMessage::ApplyMetadata`); nobody ever
 //! mutates a shared snapshot, so no lock is needed.
 
@@ -105,6 +104,7 @@ impl TopicMeta {
     }
 
     /// Grows the topic to `partitions` partitions, the new ones at leader epoch 0.
+    #[cfg(test)]
     pub fn grow(&mut self, partitions: i32) {
         assert!(partitions >= self.partitions, "partitions only grow");
         let mut epochs: Vec<i32> = (0..partitions)
@@ -222,24 +222,9 @@ pub fn load(log_dir: &Path) -> Result<ClusterMetadata> {
     }
 }
 
-/// Loads the metadata, creating and persisting a fresh cluster (with its cluster id) on first
-/// start. Called once by the main thread before the shards start, so every shard then loads the
-/// same cluster id.
-pub fn load_or_init(log_dir: &Path) -> Result<ClusterMetadata> {
-    let meta = load(log_dir)?;
-    if !metadata_path(log_dir).exists() {
-        store_blocking(log_dir, &meta)?;
-        log::info!(
-            "initialised a new cluster {} in {}",
-            meta.cluster_id,
-            log_dir.display()
-        );
-    }
-    Ok(meta)
-}
-
-/// Writes the metadata durably (temp + fsync + rename + fsync of the directory). Blocking: call
-/// it from a blocking pool, not a shard thread.
+/// Writes a `cluster.json` durably (temp + fsync + rename + fsync of the directory), as nodes
+/// before the metadata log did (tests of the upgrade path write one).
+#[cfg(test)]
 pub fn store_blocking(log_dir: &Path, meta: &ClusterMetadata) -> Result<()> {
     let path = metadata_path(log_dir);
     let dir = path.parent().expect("metadata path has a parent");

@@ -777,7 +777,11 @@ pub fn start_http(
 pub async fn serve_scrapes(state: Rc<ShardState>, mut rx: mpsc::UnboundedReceiver<ScrapeRequest>) {
     while let Some(reply) = rx.next().await {
         let stats = collect_all(&state).await;
-        let _ = reply.send(render(&stats));
+        let mut text = render(&stats);
+        if let Some(driver) = state.controller.as_ref().and_then(|c| c.driver()) {
+            text.push_str(&crate::cluster::driver::metrics::render(&driver));
+        }
+        let _ = reply.send(text);
     }
 }
 

@@ -47,8 +47,7 @@ impl ShardState {
         partitions: PartitionManager,
     ) -> Self {
         let id = router.id();
-        let controller =
-            (id == CONTROLLER_SHARD).then(|| Controller::new(config.clone(), (*metadata).clone()));
+        let controller = (id == CONTROLLER_SHARD).then(|| Controller::new(config.clone()));
         let groups = crate::groups::GroupCoordinator::new(id, router.count(), config.clone());
         Self {
             id,

@@ -41,3 +41,13 @@ impl ShardListener {
 pub fn raw_fd(s: &TcpStream) -> RawFd {
     s.as_raw_fd()
 }
+
+/// Connects to `addr` (TCP_NODELAY set), failing after `timeout`.
+pub async fn connect(addr: SocketAddr, timeout: std::time::Duration) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(addr, timeout)
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    s.set_nodelay(true)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(s)
+}

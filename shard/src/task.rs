@@ -63,3 +63,14 @@ where
         }
     }
 }
+
+/// Runs `fut` for at most `d`: `None` if the time ran out first (the future is dropped).
+pub async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
+    use futures::FutureExt;
+    let fut = std::pin::pin!(fut.fuse());
+    let timer = std::pin::pin!(sleep(d).fuse());
+    match futures::future::select(fut, timer).await {
+        futures::future::Either::Left((out, _)) => Some(out),
+        futures::future::Either::Right(_) => None,
+    }
+}

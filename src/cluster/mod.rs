@@ -9,6 +9,8 @@
 
 pub mod config;
 pub mod controller;
+pub mod driver;
+pub mod meta_properties;
 pub mod metadata_log;
 pub mod quorum;
 pub mod status;

@@ -3,8 +3,10 @@
 //! leader last heard from it. The driver fills it from the running quorum; a standalone node is
 //! a single voter that leads (`QuorumStatus::single_voter`).
 
+use serde::{Deserialize, Serialize};
+
 /// One replica of the metadata log (Kafka's DescribeQuorum ReplicaState).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaStatus {
     pub replica_id: i32,
     /// The offset after its last entry (as the leader knows it).
@@ -16,7 +18,7 @@ pub struct ReplicaStatus {
 }
 
 /// The quorum as the node asked knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumStatus {
     /// The leader's node id (-1 while there is none).
     pub leader_id: i32,

@@ -83,7 +83,7 @@ pub async fn handle(
     h: ParsedHeader,
     req: CreateTopicsRequest,
 ) -> ResponseFrame {
-    let live = crate::controller::live_brokers(&state.config);
+    let live = crate::controller::live_brokers(&state.config, &state.metadata());
     // Per topic: what goes to the controller, or the error found here.
     let requested: Vec<(String, Result<NewTopic, TopicError>)> = req
         .topics

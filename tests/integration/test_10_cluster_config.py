@@ -60,8 +60,6 @@ REFUSALS = [
      "must not be a controller listener"),
     ("heartbeat-not-below-session", dict(broker_heartbeat_interval_ms="9000"),
      "below broker.session.timeout.ms"),
-    # Valid, but a multi-node cluster cannot run in this build yet: refused, not run standalone.
-    ("multi-node-not-yet", dict(), "not available yet"),
 ]
 
 

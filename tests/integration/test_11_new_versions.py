@@ -8,6 +8,7 @@ import datetime
 import importlib
 import io
 import json
+import shutil
 import socket
 import struct
 import uuid
@@ -273,48 +274,72 @@ def test_describe_topic_partitions_broker_cap(broker_factory, tmp_path):
         c.close()
 
 
-def test_leader_epoch_persisted_in_cluster_json_is_reported_and_fenced(broker, conn):
+def _as_legacy_data_dir(broker, tid, leader_epochs):
+    """Turns the stopped broker's data dir into one from before the metadata log: no
+    __cluster_metadata-0 and no meta.properties, the topics in __tern_meta/cluster.json."""
+    shutil.rmtree(broker.log_dir / "__cluster_metadata-0")
+    (broker.log_dir / "meta.properties").unlink()
+    topic = {"id": str(tid), "partitions": 1, "configs": {}}
+    if leader_epochs is not None:
+        topic["leader_epochs"] = leader_epochs
+    meta = {"cluster_id": "legacy-cluster-id-0001", "version": 3, "topics": {"epochs": topic},
+            "producer_id_block_end": 1000, "broker_configs": {}}
+    (broker.log_dir / "__tern_meta").mkdir(exist_ok=True)
+    (broker.log_dir / "__tern_meta" / "cluster.json").write_text(json.dumps(meta))
+
+
+def _assert_epoch(c, tid, epoch, hwm):
+    (t,) = metadata(c, ["epochs"]).topics
+    assert t.partitions[0].leader_epoch == epoch
+    assert list_offsets(c, "epochs", -1).leader_epoch == epoch
+    assert list_offsets(c, "epochs", -1, current_leader_epoch=epoch - 1).error_code == FENCED_LEADER_EPOCH
+    assert list_offsets(c, "epochs", -1, current_leader_epoch=epoch).error_code == 0
+    for version in (15, 16, 17, 18):
+        r = fetch(c, version, tid, 0, 0, current_leader_epoch=epoch - 1)
+        p = r.responses[0].partitions[0]
+        assert p.error_code == FENCED_LEADER_EPOCH
+        if version >= 16:
+            # KIP-951: the current leader and its endpoint come with the error.
+            assert (p.current_leader.leader_id, p.current_leader.leader_epoch) == (r.node_endpoints[0].node_id, epoch)
+        else:
+            assert p.current_leader.leader_id == -1
+        ok = fetch(c, version, tid, 0, 0, current_leader_epoch=epoch).responses[0].partitions[0]
+        assert ok.error_code == 0 and ok.high_watermark == hwm
+
+
+def test_leader_epochs_of_an_upgraded_cluster_json_are_kept_reported_and_fenced(broker, conn):
     create_topic(broker.port, "epochs", 1)
     tid = topic_id(conn, "epochs")
     assert produce(conn, 12, "epochs", 0, [b"x"]).responses[0].partition_responses[0].error_code == 0
     conn.close()
     broker.stop()
-    path = broker.log_dir / "__tern_meta" / "cluster.json"
-    meta = json.loads(path.read_text())
-    assert meta["topics"]["epochs"]["leader_epochs"] == [0]
-    meta["topics"]["epochs"]["leader_epochs"] = [2]
-    path.write_text(json.dumps(meta))
+    _as_legacy_data_dir(broker, tid, [2])
+    broker.start()
+    c = KioConn(broker.port)
+    try:
+        # The kept epoch 2, then one leader election when the upgraded node unfences.
+        _assert_epoch(c, tid, 3, 1)
+        assert [t.name for t in metadata(c, None).topics] == ["epochs"]
+    finally:
+        c.close()
+    # A restart from the metadata log: a controlled shutdown and the restart's election move
+    # the epoch on; what the old epoch fetched stays fenced.
+    broker.stop()
     broker.start()
     c = KioConn(broker.port)
     try:
         (t,) = metadata(c, ["epochs"]).topics
-        assert t.partitions[0].leader_epoch == 2
-        assert list_offsets(c, "epochs", -1).leader_epoch == 2
-        assert list_offsets(c, "epochs", -1, current_leader_epoch=1).error_code == FENCED_LEADER_EPOCH
-        assert list_offsets(c, "epochs", -1, current_leader_epoch=2).error_code == 0
-        for version in (15, 16, 17, 18):
-            r = fetch(c, version, tid, 0, 0, current_leader_epoch=1)
-            p = r.responses[0].partitions[0]
-            assert p.error_code == FENCED_LEADER_EPOCH
-            if version >= 16:
-                # KIP-951: the current leader and its endpoint come with the error.
-                assert (p.current_leader.leader_id, p.current_leader.leader_epoch) == (r.node_endpoints[0].node_id, 2)
-                assert (r.node_endpoints[0].host, r.node_endpoints[0].port) == ("127.0.0.1", broker.port)
-            else:
-                assert p.current_leader.leader_id == -1
-            ok = fetch(c, version, tid, 0, 0, current_leader_epoch=2).responses[0].partitions[0]
-            assert ok.error_code == 0 and ok.high_watermark == 1
+        assert t.partitions[0].leader_epoch > 3
+        _assert_epoch(c, tid, t.partitions[0].leader_epoch, 1)
     finally:
         c.close()
-    # A cluster.json from before leader epochs were kept still loads, at epoch 0.
+    # A cluster.json from before leader epochs were kept upgrades at epoch 0 (then 1 once led).
     broker.stop()
-    meta = json.loads(path.read_text())
-    del meta["topics"]["epochs"]["leader_epochs"]
-    path.write_text(json.dumps(meta))
+    _as_legacy_data_dir(broker, tid, None)
     broker.start()
     c = KioConn(broker.port)
     try:
-        assert metadata(c, ["epochs"]).topics[0].partitions[0].leader_epoch == 0
+        _assert_epoch(c, tid, 1, 1)
     finally:
         c.close()
 

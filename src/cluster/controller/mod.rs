@@ -8,6 +8,7 @@
 //! `apply_committed`, whether it wrote them or not.
 
 mod brokers;
+mod configs;
 pub mod placement;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use super::metadata_log::records::MetadataRecord;
 
 #[allow(unused_imports)] // the driver's API, used by the tests until the driver hosts it
 pub use brokers::{BrokerHeartbeat, BrokerRegistration, HeartbeatReply};
+pub use configs::ConfigChange;
 #[allow(unused_imports)]
 pub use topics::{CreatePartitions, CreateTopic, CreatedTopic};
 
@@ -184,6 +186,12 @@ impl Controller {
         self.stage(records.clone())
             .expect("a cluster id applies to an image without one");
         records
+    }
+
+    /// The broker's session is known to be over (its process is gone): a registration with a
+    /// new incarnation is not a duplicate.
+    pub fn forget_session(&mut self, broker_id: i32) {
+        self.sessions.remove(&broker_id);
     }
 
     /// Leadership lost: uncommitted decisions are forgotten (the new leader decides again).

@@ -16,6 +16,7 @@
 //! overwrites it after every input from its own seeded RNG, so the same seed and inputs give the
 //! same run (what the simulator needs); the driver seeds it randomly.
 
+pub mod disk;
 mod store;
 
 use std::collections::VecDeque;
@@ -248,6 +249,32 @@ impl MetadataQuorum {
 
     pub fn committed_index(&self) -> u64 {
         self.node.raft.raft_log.committed
+    }
+
+    /// Starts an election now instead of after an election timeout (a single voter at start).
+    pub fn campaign(&mut self) {
+        if let Err(e) = self.node.campaign() {
+            log::warn!("metadata quorum: campaign refused: {e}");
+        }
+        self.after_input();
+    }
+
+    /// The last index of the log (persisted or not).
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
+    /// On the leader: each voter's highest index known to match the leader's log.
+    pub fn voter_progress(&self) -> Vec<(i32, u64)> {
+        let mut out: Vec<(i32, u64)> = self
+            .node
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, pr)| (node_id(*id), pr.matched))
+            .collect();
+        out.sort();
+        out
     }
 
     /// One tick of the driver's timer.

@@ -1,0 +1,301 @@
+//! The broker's side of membership, on shard 0 of every broker: registration with the active
+//! controller (a new incarnation id per process start, the advertised broker endpoint, the
+//! rack), then a heartbeat every `broker.heartbeat.interval.ms` carrying the metadata offset
+//! this node has applied; the controller unfences the broker once that offset reaches its
+//! registration, and fences it when the heartbeats stop. DUPLICATE_BROKER_REGISTRATION and
+//! INCONSISTENT_CLUSTER_ID stop the process with exit code 2. Also the data directory's
+//! `meta.properties`: written once the cluster id is known, and a directory of another cluster
+//! is refused.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::channel::oneshot;
+use futures::future::{LocalBoxFuture, Shared};
+
+use super::Driver;
+use super::node::Fatal;
+use super::wire::{Rpc, RpcReply};
+use crate::cluster::controller::codes;
+use crate::cluster::meta_properties::{MetaProperties, write_meta_properties};
+use crate::cluster::metadata_log::records::BrokerEndpoint;
+use crate::config::BrokerConfig;
+
+/// Heartbeat period while fenced (catching up should not wait a full interval).
+const FENCED_HEARTBEAT: Duration = Duration::from_millis(100);
+const RETRY: Duration = Duration::from_millis(200);
+
+pub struct BrokerLifecycle {
+    pub broker_id: i32,
+    incarnation_id: uuid::Uuid,
+    endpoints: Vec<BrokerEndpoint>,
+    rack: Option<String>,
+    cluster_id: Option<String>,
+    interval: Duration,
+    session_timeout: Duration,
+    /// Current broker epoch (-1 = not registered).
+    pub epoch: Cell<i64>,
+    pub fenced: Cell<bool>,
+    /// Set at shutdown: heartbeats ask to be fenced (controlled shutdown) from then on.
+    pub shutting_down: Cell<bool>,
+    /// Last heartbeat round trip, in microseconds.
+    pub heartbeat_latency_us: Cell<u64>,
+    ready_tx: RefCell<Option<oneshot::Sender<()>>>,
+    ready_rx: Shared<oneshot::Receiver<()>>,
+}
+
+impl BrokerLifecycle {
+    pub fn new(config: &BrokerConfig, cluster_id: Option<String>) -> Self {
+        let c = &config.cluster;
+        let (tx, rx) = oneshot::channel();
+        Self {
+            broker_id: c.node_id,
+            incarnation_id: uuid::Uuid::new_v4(),
+            endpoints: vec![BrokerEndpoint {
+                name: c.inter_broker_listener_name.clone(),
+                host: config.advertised_host.clone(),
+                port: config.advertised_port,
+                security_protocol: "PLAINTEXT".into(),
+            }],
+            rack: c.rack.clone(),
+            cluster_id,
+            interval: Duration::from_millis(c.broker_heartbeat_interval_ms),
+            // One session plus a heartbeat: the old incarnation's session has surely expired.
+            session_timeout: Duration::from_millis(
+                c.broker_session_timeout_ms + 2 * c.broker_heartbeat_interval_ms,
+            ),
+            epoch: Cell::new(-1),
+            fenced: Cell::new(true),
+            shutting_down: Cell::new(false),
+            heartbeat_latency_us: Cell::new(0),
+            ready_tx: RefCell::new(Some(tx)),
+            ready_rx: rx.shared(),
+        }
+    }
+
+    /// Resolves once the broker has been unfenced for the first time.
+    pub fn ready(&self) -> LocalBoxFuture<'static, ()> {
+        let rx = self.ready_rx.clone();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+
+    fn set_fenced(&self, fenced: bool) {
+        if self.fenced.replace(fenced) != fenced {
+            log::info!(
+                "broker {}: {}",
+                self.broker_id,
+                if fenced {
+                    "fenced"
+                } else {
+                    "unfenced (caught up)"
+                }
+            );
+        }
+        if !fenced && let Some(tx) = self.ready_tx.borrow_mut().take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Registration then heartbeats, for the life of the process.
+pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fatal) {
+    let first_attempt = Instant::now();
+    'register: loop {
+        let reply = driver
+            .call(
+                Rpc::Register {
+                    broker_id: me.broker_id,
+                    cluster_id: me.cluster_id.clone(),
+                    incarnation_id: me.incarnation_id,
+                    endpoints: me.endpoints.clone(),
+                    rack: me.rack.clone(),
+                },
+                super::REQUEST_TIMEOUT,
+            )
+            .await;
+        match reply {
+            RpcReply::Registered {
+                broker_epoch,
+                offset,
+            } => {
+                me.epoch.set(broker_epoch);
+                me.set_fenced(true);
+                log::info!(
+                    "broker {}: registered, broker epoch {broker_epoch}",
+                    me.broker_id
+                );
+                while !driver.wait_applied(offset, Duration::from_secs(5)).await {
+                    log::info!(
+                        "broker {}: catching up with the metadata log to {offset}",
+                        me.broker_id
+                    );
+                }
+            }
+            RpcReply::Error { code, message, .. }
+                if code == codes::DUPLICATE_BROKER_REGISTRATION
+                    && first_attempt.elapsed() < me.session_timeout =>
+            {
+                // Our previous incarnation's session may still be alive (a restart): it
+                // expires within one session timeout; another live process would not.
+                log::info!(
+                    "broker {}: {message}; retrying until the old session expires",
+                    me.broker_id
+                );
+                tern_shard::task::sleep(RETRY).await;
+                continue;
+            }
+            RpcReply::Error { code, message, .. }
+                if code == codes::DUPLICATE_BROKER_REGISTRATION
+                    || code == codes::INCONSISTENT_CLUSTER_ID =>
+            {
+                let what = if code == codes::DUPLICATE_BROKER_REGISTRATION {
+                    "duplicate node.id"
+                } else {
+                    "data directory of another cluster"
+                };
+                config_error(format!("broker registration refused ({what}): {message}"));
+                return;
+            }
+            RpcReply::Error { code, message, .. } => {
+                log::debug!(
+                    "broker {}: registration: error {code}: {message}",
+                    me.broker_id
+                );
+                tern_shard::task::sleep(RETRY).await;
+                continue;
+            }
+            other => {
+                log::warn!(
+                    "broker {}: unexpected registration answer {other:?}",
+                    me.broker_id
+                );
+                tern_shard::task::sleep(RETRY).await;
+                continue;
+            }
+        }
+        loop {
+            let started = Instant::now();
+            let reply = driver
+                .call(
+                    Rpc::Heartbeat {
+                        broker_id: me.broker_id,
+                        broker_epoch: me.epoch.get(),
+                        metadata_offset: driver.applied_offset(),
+                        want_shutdown: me.shutting_down.get(),
+                    },
+                    me.interval,
+                )
+                .await;
+            me.heartbeat_latency_us
+                .set(started.elapsed().as_micros() as u64);
+            match reply {
+                RpcReply::Heartbeat {
+                    is_fenced, offset, ..
+                } => {
+                    driver.wait_applied(offset, me.interval).await;
+                    me.set_fenced(is_fenced);
+                }
+                RpcReply::Error { code, message, .. }
+                    if code == codes::STALE_BROKER_EPOCH
+                        || code == codes::BROKER_ID_NOT_REGISTERED =>
+                {
+                    log::info!(
+                        "broker {}: heartbeat refused ({message}); registering again",
+                        me.broker_id
+                    );
+                    me.set_fenced(true);
+                    continue 'register;
+                }
+                RpcReply::Error { code, message, .. } => {
+                    log::debug!(
+                        "broker {}: heartbeat: error {code}: {message}",
+                        me.broker_id
+                    );
+                }
+                other => log::warn!(
+                    "broker {}: unexpected heartbeat answer {other:?}",
+                    me.broker_id
+                ),
+            }
+            let pause = if me.fenced.get() {
+                FENCED_HEARTBEAT.min(me.interval)
+            } else {
+                me.interval
+            };
+            tern_shard::task::sleep(pause).await;
+        }
+    }
+}
+
+/// Controlled shutdown: the controller fences this broker now (its leadership moves away and
+/// its next start registers at once instead of waiting for this session to expire). Bounded.
+pub async fn shut_down(driver: &Driver, me: &BrokerLifecycle, timeout: Duration) {
+    me.shutting_down.set(true);
+    if me.epoch.get() < 0 {
+        return;
+    }
+    let rpc = Rpc::Heartbeat {
+        broker_id: me.broker_id,
+        broker_epoch: me.epoch.get(),
+        metadata_offset: driver.applied_offset(),
+        want_shutdown: true,
+    };
+    match driver.call(rpc, timeout).await {
+        RpcReply::Heartbeat { .. } => log::info!("broker {}: fenced for shutdown", me.broker_id),
+        other => log::info!(
+            "broker {}: controlled shutdown not acknowledged: {other:?}",
+            me.broker_id
+        ),
+    }
+}
+
+/// Writes `meta.properties` once this node knows the cluster id; refuses (exit code 2) a data
+/// directory formatted for another cluster.
+pub async fn guard_cluster_id(
+    driver: Rc<Driver>,
+    log_dir: PathBuf,
+    stored: Option<MetaProperties>,
+    config_error: Fatal,
+) {
+    loop {
+        let cluster_id = match &driver.node {
+            Some(n) => n.st.borrow().controller.committed().cluster_id.clone(),
+            None => driver.follower_image.borrow().0.cluster_id.clone(),
+        };
+        let Some(cluster_id) = cluster_id else {
+            driver.publisher.wait_for(driver.applied_offset() + 1).await;
+            continue;
+        };
+        match &stored {
+            Some(p) if p.cluster_id == cluster_id => return,
+            Some(p) => {
+                config_error(format!(
+                    "the data directory {} belongs to cluster {}, but the quorum's cluster is {cluster_id}",
+                    log_dir.display(),
+                    p.cluster_id
+                ));
+                return;
+            }
+            None => {
+                let props = MetaProperties::new(driver.node_id, &cluster_id);
+                let dir = log_dir.clone();
+                match tern_shard::task::run_blocking(move || write_meta_properties(&dir, &props))
+                    .await
+                {
+                    Ok(()) => {
+                        log::info!("formatted {} for cluster {cluster_id}", log_dir.display())
+                    }
+                    Err(e) => {
+                        log::error!("writing meta.properties in {}: {e:#}", log_dir.display())
+                    }
+                }
+                return;
+            }
+        }
+    }
+}

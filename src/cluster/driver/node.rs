@@ -1,0 +1,439 @@
+//! The controller node on shard 0 of every voter: hosts `MetadataQuorum` and `Controller` and
+//! runs their I/O. A timer ticks the quorum every `tick_ms` and the controller's session clock;
+//! `Persist` outputs go, in order and one at a time, to `MetadataLogDisk::write` on the blocking
+//! pool, then `persisted(ready)`; `Send` goes to the peer connections; `Committed` entries are
+//! applied to the controller's image and published to the shards; `LeaderReady` makes the
+//! controller active (its first records are proposed); a proposal is answered once its
+//! `(term, index)` commits with the same term (else NOT_CONTROLLER). Every `snapshot_every`
+//! entries the image is snapshotted and the log compacted.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
+use raft::prelude::{Entry, HardState, Snapshot};
+
+use super::publish::Publisher;
+use super::transport::Peers;
+use crate::cluster::controller::{Controller, ControllerError, codes};
+use crate::cluster::metadata_log::image::MetadataImage;
+use crate::cluster::metadata_log::records::{self, MetadataRecord};
+use crate::cluster::quorum::disk::MetadataLogDisk;
+use crate::cluster::quorum::{MetadataQuorum, ProposeError, QuorumOutput};
+
+/// Why the node must stop the process (the metadata log cannot be trusted or written).
+pub type Fatal = Rc<dyn Fn(String)>;
+
+enum PersistJob {
+    Ready {
+        ready: u64,
+        hard_state: Option<HardState>,
+        entries: Vec<Entry>,
+        snapshot: Option<Snapshot>,
+        must_sync: bool,
+    },
+    Snapshot {
+        index: u64,
+        data: Vec<u8>,
+    },
+}
+
+pub struct NodeState {
+    pub quorum: MetadataQuorum,
+    pub controller: Controller,
+    /// Proposals waiting to commit: index -> (term, answer with the index).
+    waiters: BTreeMap<u64, (u64, oneshot::Sender<Result<u64, ControllerError>>)>,
+    /// First records of an upgraded standalone data dir (proposed by the first leader).
+    legacy: Option<Vec<MetadataRecord>>,
+    new_cluster_id: String,
+    last_snapshot: u64,
+    snapshot_every: u64,
+    /// The leader as this node knows it.
+    pub leader: Option<i32>,
+}
+
+pub struct ControllerNode {
+    pub node_id: i32,
+    pub st: RefCell<NodeState>,
+    peers: RefCell<Option<Peers>>,
+    persist_tx: mpsc::UnboundedSender<PersistJob>,
+    pub publisher: RefCell<Option<Rc<Publisher>>>,
+    started: Instant,
+    fatal: Fatal,
+}
+
+/// A proposal in flight.
+pub struct Pending(oneshot::Receiver<Result<u64, ControllerError>>);
+
+pub struct NodeSetup {
+    pub quorum: MetadataQuorum,
+    pub controller: Controller,
+    pub disk: MetadataLogDisk,
+    pub legacy: Option<Vec<MetadataRecord>>,
+    pub new_cluster_id: String,
+    pub snapshot_every: u64,
+    pub tick: Duration,
+    /// A single voter campaigns at once instead of after an election timeout.
+    pub single_voter: bool,
+}
+
+impl ControllerNode {
+    pub fn start(node_id: i32, setup: NodeSetup, fatal: Fatal) -> Rc<Self> {
+        let (persist_tx, persist_rx) = mpsc::unbounded();
+        let last_snapshot = setup.disk.snapshot_index();
+        let node = Rc::new(Self {
+            node_id,
+            st: RefCell::new(NodeState {
+                quorum: setup.quorum,
+                controller: setup.controller,
+                waiters: BTreeMap::new(),
+                legacy: setup.legacy,
+                new_cluster_id: setup.new_cluster_id,
+                last_snapshot,
+                snapshot_every: setup.snapshot_every.max(1),
+                leader: None,
+            }),
+            peers: RefCell::new(None),
+            persist_tx,
+            publisher: RefCell::new(None),
+            started: Instant::now(),
+            fatal,
+        });
+        tern_shard::task::spawn(persist_worker(Rc::downgrade(&node), setup.disk, persist_rx));
+        let weak = Rc::downgrade(&node);
+        let tick = setup.tick;
+        tern_shard::task::spawn(async move {
+            loop {
+                tern_shard::task::sleep(tick).await;
+                let Some(node) = weak.upgrade() else { return };
+                node.on_tick();
+            }
+        });
+        if setup.single_voter {
+            node.st.borrow_mut().quorum.campaign();
+        }
+        node.drain();
+        node
+    }
+
+    pub fn set_peers(&self, peers: Peers) {
+        *self.peers.borrow_mut() = Some(peers);
+    }
+
+    pub fn set_publisher(&self, p: Rc<Publisher>) {
+        *self.publisher.borrow_mut() = Some(p);
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.st.borrow().controller.is_active()
+    }
+
+    pub fn leader(&self) -> Option<i32> {
+        self.st.borrow().leader
+    }
+
+    fn mark_dirty(&self) {
+        if let Some(p) = self.publisher.borrow().as_ref() {
+            p.mark_dirty();
+        }
+    }
+
+    fn on_tick(self: &Rc<Self>) {
+        let now = self.now_ms();
+        {
+            let mut st = self.st.borrow_mut();
+            st.quorum.tick();
+            let batches = st.controller.tick(now);
+            for b in batches {
+                propose_locked(&mut st, b);
+            }
+        }
+        self.drain();
+    }
+
+    pub fn step(self: &Rc<Self>, m: raft::prelude::Message) {
+        let res = self.st.borrow_mut().quorum.step(m);
+        if let Err(e) = res {
+            log::debug!("metadata quorum: message refused: {e}");
+        }
+        self.drain();
+    }
+
+    pub fn unreachable(&self, peer: i32) {
+        self.st.borrow_mut().quorum.unreachable(peer);
+    }
+
+    /// Proposes a batch the controller just staged (call it before any await, so proposals go
+    /// out in staging order). `None` for an empty batch.
+    pub fn propose(&self, records: &[MetadataRecord]) -> Result<Option<Pending>, ControllerError> {
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let mut st = self.st.borrow_mut();
+        match st.quorum.propose(records::encode_entry(records)) {
+            Ok((term, index)) => {
+                let (tx, rx) = oneshot::channel();
+                st.waiters.insert(index, (term, tx));
+                Ok(Some(Pending(rx)))
+            }
+            Err(e) => {
+                // The staged batch will never commit: forget it.
+                st.controller.resign();
+                Err(not_controller(&e, st.leader))
+            }
+        }
+    }
+
+    /// Waits for a proposal to commit and be published on every shard; its offset (0 for none).
+    pub async fn wait(self: &Rc<Self>, pending: Option<Pending>) -> Result<u64, ControllerError> {
+        let Some(Pending(rx)) = pending else {
+            return Ok(0);
+        };
+        self.drain();
+        let offset = match rx.await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ControllerError::new(
+                    codes::NOT_CONTROLLER,
+                    "proposal dropped",
+                ));
+            }
+        };
+        let publisher = self.publisher.borrow().clone();
+        if let Some(p) = publisher {
+            p.wait_for(offset).await;
+        }
+        Ok(offset)
+    }
+
+    /// `propose` then `wait`.
+    pub async fn commit(
+        self: &Rc<Self>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<u64, ControllerError> {
+        let pending = self.propose(&records)?;
+        self.wait(pending).await
+    }
+
+    /// Handles every output of the quorum until there are none.
+    pub fn drain(self: &Rc<Self>) {
+        loop {
+            let outputs = self.st.borrow_mut().quorum.take_outputs();
+            if outputs.is_empty() {
+                return;
+            }
+            for o in outputs {
+                self.handle(o);
+            }
+        }
+    }
+
+    fn handle(self: &Rc<Self>, o: QuorumOutput) {
+        match o {
+            QuorumOutput::Send { to, message } => {
+                if let Some(p) = self.peers.borrow_mut().as_mut() {
+                    p.send(to, &message);
+                }
+            }
+            QuorumOutput::Persist {
+                ready,
+                hard_state,
+                entries,
+                snapshot,
+                must_sync,
+            } => {
+                let _ = self.persist_tx.unbounded_send(PersistJob::Ready {
+                    ready,
+                    hard_state,
+                    entries,
+                    snapshot,
+                    must_sync,
+                });
+            }
+            QuorumOutput::Committed { index, term, data } => self.on_committed(index, term, &data),
+            QuorumOutput::InstallSnapshot { index, data, .. } => {
+                match MetadataImage::from_snapshot(&data) {
+                    Ok(image) => {
+                        let mut st = self.st.borrow_mut();
+                        st.controller.install_snapshot(image);
+                        let stale: Vec<u64> = st.waiters.range(..=index).map(|(i, _)| *i).collect();
+                        for i in stale {
+                            if let Some((_, tx)) = st.waiters.remove(&i) {
+                                let _ = tx.send(Err(ControllerError::new(
+                                    codes::NOT_CONTROLLER,
+                                    "leadership changed",
+                                )));
+                            }
+                        }
+                        st.last_snapshot = index;
+                    }
+                    Err(e) => (self.fatal)(format!("metadata snapshot at {index} unreadable: {e}")),
+                }
+                self.mark_dirty();
+            }
+            QuorumOutput::LeaderReady { term } => {
+                let now = self.now_ms();
+                let mut st = self.st.borrow_mut();
+                let legacy = st.legacy.take();
+                let id = st.new_cluster_id.clone();
+                let records = st.controller.become_active_with(now, &id, legacy);
+                log::info!(
+                    "node {}: active controller for term {term}{}",
+                    self.node_id,
+                    if records.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (first entry: {} records)", records.len())
+                    }
+                );
+                propose_locked(&mut st, records);
+            }
+            QuorumOutput::LeaderChanged { term, leader } => {
+                log::info!(
+                    "node {}: metadata quorum term {term}: leader {leader:?}",
+                    self.node_id
+                );
+                let mut st = self.st.borrow_mut();
+                st.leader = leader;
+                if leader != Some(self.node_id) && st.controller.is_active() {
+                    st.controller.resign();
+                }
+                drop(st);
+                self.mark_dirty();
+            }
+        }
+    }
+
+    fn on_committed(self: &Rc<Self>, index: u64, term: u64, data: &[u8]) {
+        let mut st = self.st.borrow_mut();
+        if !data.is_empty() {
+            let applied = records::decode_entry(data)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    st.controller
+                        .apply_committed(index, &r)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = applied {
+                drop(st);
+                (self.fatal)(format!("metadata log entry {index} does not apply: {e}"));
+                return;
+            }
+        }
+        if let Some((want, tx)) = st.waiters.remove(&index) {
+            let _ = tx.send(if want == term {
+                Ok(index)
+            } else {
+                Err(ControllerError::new(
+                    codes::NOT_CONTROLLER,
+                    "the proposal was lost to a leader change",
+                ))
+            });
+        }
+        if !data.is_empty() && index >= st.last_snapshot + st.snapshot_every {
+            st.last_snapshot = index;
+            let data = st.controller.committed().to_snapshot();
+            let _ = self
+                .persist_tx
+                .unbounded_send(PersistJob::Snapshot { index, data });
+        }
+        drop(st);
+        self.mark_dirty();
+    }
+}
+
+fn not_controller(e: &ProposeError, leader: Option<i32>) -> ControllerError {
+    ControllerError::new(
+        codes::NOT_CONTROLLER,
+        format!(
+            "{e} (leader: {})",
+            leader.map_or("unknown".to_string(), |l| l.to_string())
+        ),
+    )
+}
+
+/// Proposes a batch nobody waits for (first records, fencing on session expiry).
+fn propose_locked(st: &mut NodeState, records: Vec<MetadataRecord>) {
+    if records.is_empty() {
+        return;
+    }
+    if let Err(e) = st.quorum.propose(records::encode_entry(&records)) {
+        log::warn!("metadata quorum: proposal refused: {e}");
+        st.controller.resign();
+    }
+}
+
+/// Writes `Persist` outputs in order, one at a time, on the blocking pool.
+async fn persist_worker(
+    weak: std::rc::Weak<ControllerNode>,
+    disk: MetadataLogDisk,
+    mut rx: mpsc::UnboundedReceiver<PersistJob>,
+) {
+    let mut disk = Some(disk);
+    while let Some(job) = rx.next().await {
+        match job {
+            PersistJob::Ready {
+                ready,
+                hard_state,
+                entries,
+                snapshot,
+                must_sync,
+            } => {
+                let d = disk.take().expect("disk is back");
+                let (d, res) = tern_shard::task::run_blocking(move || {
+                    let mut d = d;
+                    let r = d.write(hard_state.as_ref(), &entries, snapshot.as_ref(), must_sync);
+                    (d, r)
+                })
+                .await;
+                disk = Some(d);
+                let Some(node) = weak.upgrade() else { return };
+                if let Err(e) = res {
+                    (node.fatal)(format!("writing the metadata log: {e:#}"));
+                    return;
+                }
+                node.st.borrow_mut().quorum.persisted(ready);
+                node.drain();
+            }
+            PersistJob::Snapshot { index, data } => {
+                let Some(node) = weak.upgrade() else { return };
+                let d = disk.take().expect("disk is back");
+                if d.last_index() < index {
+                    disk = Some(d);
+                    continue;
+                }
+                let snap = node.st.borrow_mut().quorum.compact(index, data);
+                let snap = match snap {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("metadata log: snapshot at {index} skipped: {e}");
+                        disk = Some(d);
+                        continue;
+                    }
+                };
+                drop(node);
+                let (d, res) = tern_shard::task::run_blocking(move || {
+                    let mut d = d;
+                    let r = d.write(None, &[], Some(&snap), true);
+                    (d, r)
+                })
+                .await;
+                disk = Some(d);
+                if let Err(e) = res {
+                    if let Some(node) = weak.upgrade() {
+                        (node.fatal)(format!("writing the metadata snapshot at {index}: {e:#}"));
+                    }
+                    return;
+                }
+                log::info!("metadata log: snapshot at {index}");
+            }
+        }
+    }
+}

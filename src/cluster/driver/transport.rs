@@ -1,0 +1,213 @@
+//! The controller listener and the peer connections, on shard 0. Inbound: every accepted
+//! connection is read frame by frame (`wire::FrameDecoder`); raft messages go to the quorum,
+//! RPCs to the node's handler, whose answers go back on the same connection in completion
+//! order (each carries its correlation id). Outbound raft traffic: one connection per peer fed
+//! by a bounded queue (a full queue drops the message: raft retries), reconnecting with
+//! backoff; a failed connection or write reports `unreachable(peer)`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::channel::mpsc;
+use futures::future::LocalBoxFuture;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use raft::prelude::Message;
+use tern_shard::net::{ShardListener, TcpStream};
+
+use super::wire::{self, FrameDecoder, FrameKind, Rpc, RpcReply};
+
+/// Raft messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const READ_CHUNK: usize = 64 << 10;
+
+/// Binds the controller listener and serves it until the process ends.
+pub fn listen(addr: SocketAddr, max_frame: usize, inbound: Rc<dyn Inbound>) -> std::io::Result<()> {
+    let listener = ShardListener::bind(addr)?;
+    log::info!("controller listener on {addr}");
+    tern_shard::task::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    tern_shard::task::spawn(serve_conn(stream, max_frame, inbound.clone()))
+                }
+                Err(e) => {
+                    log::warn!("controller listener: accept: {e}");
+                    tern_shard::task::sleep(BACKOFF_MIN).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// What the listener delivers to (the node on shard 0).
+pub trait Inbound {
+    fn raft(&self, message: Message);
+    fn rpc(&self, rpc: Rpc) -> LocalBoxFuture<'static, RpcReply>;
+    fn unreachable(&self, peer: i32);
+}
+
+async fn serve_conn(stream: TcpStream, max_frame: usize, inbound: Rc<dyn Inbound>) {
+    let (mut rd, wr) = stream.split();
+    let (reply_tx, mut reply_rx) = mpsc::unbounded::<Vec<u8>>();
+    // The writer: answers in completion order.
+    let writer = tern_shard::task::spawn_joinable(async move {
+        let mut wr = wr;
+        while let Some(frame) = reply_rx.next().await {
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.close().await;
+    });
+    let decoder = FrameDecoder::new(max_frame);
+    let mut buf = BytesMut::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    'conn: loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some((FrameKind::Raft, payload))) => {
+                    match crate::cluster::quorum::decode_message(&payload) {
+                        Ok(m) => inbound.raft(m),
+                        Err(e) => {
+                            log::warn!("controller listener: bad raft message: {e}; closing");
+                            break 'conn;
+                        }
+                    }
+                }
+                Ok(Some((FrameKind::Request, payload))) => {
+                    match wire::decode_rpc::<Rpc>(&payload) {
+                        Ok((id, rpc)) => {
+                            let fut = inbound.rpc(rpc);
+                            let tx = reply_tx.clone();
+                            tern_shard::task::spawn(async move {
+                                let reply = fut.await;
+                                let mut out = BytesMut::new();
+                                wire::encode_frame(
+                                    &mut out,
+                                    FrameKind::Response,
+                                    &wire::encode_rpc(id, &reply),
+                                );
+                                let _ = tx.unbounded_send(out.to_vec());
+                            });
+                        }
+                        Err(e) => {
+                            log::warn!("controller listener: bad request: {e}; closing");
+                            break 'conn;
+                        }
+                    }
+                }
+                Ok(Some((FrameKind::Response, _))) => {
+                    log::warn!("controller listener: unexpected response frame; closing");
+                    break 'conn;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    log::warn!("controller listener: {e}; closing the connection");
+                    break 'conn;
+                }
+            }
+        }
+        match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    drop(reply_tx);
+    let _ = writer.await;
+}
+
+/// Outbound raft connections, one per peer.
+pub struct Peers {
+    queues: BTreeMap<i32, mpsc::Sender<Vec<u8>>>,
+}
+
+impl Peers {
+    /// Starts one sender task per peer (node id -> controller listener address).
+    pub fn start(peers: BTreeMap<i32, SocketAddr>, inbound: Rc<dyn Inbound>) -> Self {
+        let mut queues = BTreeMap::new();
+        for (id, addr) in peers {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            queues.insert(id, tx);
+            tern_shard::task::spawn(run_peer(id, addr, rx, inbound.clone()));
+        }
+        Self { queues }
+    }
+
+    /// Queues a raft message; dropped (raft retries) when the peer's queue is full or unknown.
+    pub fn send(&mut self, to: i32, message: &Message) {
+        let Some(q) = self.queues.get_mut(&to) else {
+            log::warn!("raft message to unknown peer {to} dropped");
+            return;
+        };
+        let mut out = BytesMut::new();
+        wire::encode_frame(
+            &mut out,
+            FrameKind::Raft,
+            &crate::cluster::quorum::encode_message(message),
+        );
+        if q.try_send(out.to_vec()).is_err() {
+            log::debug!("peer {to}: queue full; raft message dropped");
+        }
+    }
+}
+
+async fn run_peer(
+    id: i32,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    inbound: Rc<dyn Inbound>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut logged_down = false;
+    loop {
+        let mut stream = match tern_shard::net::connect(addr, CONNECT_TIMEOUT).await {
+            Ok(s) => {
+                if logged_down {
+                    log::info!("controller peer {id} ({addr}) reachable again");
+                }
+                logged_down = false;
+                backoff = BACKOFF_MIN;
+                s
+            }
+            Err(e) => {
+                if !logged_down {
+                    log::info!("controller peer {id} ({addr}) unreachable: {e}");
+                    logged_down = true;
+                }
+                inbound.unreachable(id);
+                // Messages queued meanwhile are stale: drop them (raft resends what matters).
+                while rx.try_recv().is_ok() {}
+                tern_shard::task::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        loop {
+            let Some(first) = rx.next().await else {
+                let _ = stream.close().await;
+                return;
+            };
+            // Batch what is queued into one write.
+            let mut batch = first;
+            while batch.len() < READ_CHUNK {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    _ => break,
+                }
+            }
+            if let Err(e) = stream.write_all(&batch).await {
+                log::info!("controller peer {id}: write failed: {e}; reconnecting");
+                inbound.unreachable(id);
+                let _ = stream.close().await;
+                break;
+            }
+        }
+    }
+}
