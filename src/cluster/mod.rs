@@ -11,4 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod metadata_log;
 pub mod quorum;
+pub mod replication;
+#[cfg(test)]
+mod sim;
 pub mod view;

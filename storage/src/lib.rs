@@ -17,7 +17,7 @@
 //! - `log`: [`PartitionLog`] itself (append, flusher, read, truncate, close).
 
 pub mod batch;
-mod epoch;
+pub mod epoch;
 mod error;
 #[cfg(test)]
 mod fault;
