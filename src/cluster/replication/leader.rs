@@ -182,7 +182,7 @@ impl LeaderPartition {
     /// The local log moved (an append, or an fdatasync completed).
     pub fn on_log_progress(&mut self, log: &dyn ReplicaLog) {
         assert!(
-            log.log_end_offset() >= self.log_end,
+            log.log_end_offset() >= self.log_end || self.cfg.mutated(Mutation::TruncateLeader),
             "a leader's log never shrinks"
         );
         self.log_end = log.log_end_offset();
