@@ -3,7 +3,8 @@
 //! only for the current leader, leader epoch and partition epoch (INVALID_UPDATE_VERSION
 //! otherwise: the optimistic version check), and only with added members that are unfenced and
 //! carry their current broker epoch (INELIGIBLE_REPLICA, KIP-903). Members removed while the
-//! ISR falls below min.insync.replicas join the ELR, as on fencing (KIP-966). Elections on
+//! ISR falls below min.insync.replicas join the ELR, as on fencing, and the ELR is cleared once
+//! the ISR is back at min.insync.replicas (KIP-966). Elections on
 //! fencing stay in `brokers.rs`.
 
 use super::{Controller, ControllerError, Decision, codes};
@@ -99,7 +100,14 @@ impl Controller {
             .and_then(|c| c.get("min.insync.replicas"))
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(self.cfg.min_insync_replicas);
-        let mut elr: Vec<i32> = p.elr.iter().copied().filter(|b| !isr.contains(b)).collect();
+        // KIP-966: the ELR exists only while the ISR is below min.insync.replicas. Once the
+        // ISR is back at min, the HW advances again without the ELR members, so they no longer
+        // hold everything committed and must not stay electable (found by simulator seed 13).
+        let mut elr: Vec<i32> = if isr.len() >= min_isr {
+            Vec::new()
+        } else {
+            p.elr.iter().copied().filter(|b| !isr.contains(b)).collect()
+        };
         if isr.len() < min_isr {
             for &b in &p.isr {
                 if !isr.contains(&b) && !elr.contains(&b) {

@@ -91,7 +91,10 @@ impl LeaderPartition {
         high_watermark: i64,
         now_ms: u64,
     ) -> Self {
-        assert_eq!(state.leader, me, "a leader partition is built by its leader");
+        assert_eq!(
+            state.leader, me,
+            "a leader partition is built by its leader"
+        );
         assert!(state.isr.contains(&me), "the leader is in its ISR");
         let followers = state
             .replicas
@@ -364,7 +367,10 @@ impl LeaderPartition {
                 partition_epoch: self.partition_epoch,
                 new_isr,
             }));
-        self.pending = Some(PendingIsr { isr, sent_ms: now_ms });
+        self.pending = Some(PendingIsr {
+            isr,
+            sent_ms: now_ms,
+        });
         self.maybe_advance_hw();
     }
 

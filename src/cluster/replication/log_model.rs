@@ -78,7 +78,9 @@ impl PartitionLogModel {
     }
 
     pub fn entry(&self, offset: i64) -> Option<&LogEntry> {
-        usize::try_from(offset).ok().and_then(|o| self.entries.get(o))
+        usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.entries.get(o))
     }
 
     pub fn generation(&self) -> u64 {

@@ -18,6 +18,7 @@ pub mod log_model;
 #[cfg(test)]
 mod tests;
 
+#[allow(unused_imports)] // the simulator's and the tests' log; the driver uses ReplicaLog
 pub use log_model::{LogEntry, PartitionLogModel, ReplicaLog};
 
 /// Kafka error codes the replication rules answer with.

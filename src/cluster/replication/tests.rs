@@ -158,11 +158,17 @@ fn replication_isr_expand_needs_catch_up_in_the_current_epoch() {
         l.on_fetch(&f, &log, true, 1),
         FetchAnswer::Read { .. }
     ));
-    assert!(alter_requests(&mut l).is_empty(), "below the HW and epoch start");
+    assert!(
+        alter_requests(&mut l).is_empty(),
+        "below the HW and epoch start"
+    );
     let mut f = fetch(2, 9, 2);
     f.leader_epoch = 2;
     l.on_fetch(&f, &log, false, 2);
-    assert!(alter_requests(&mut l).is_empty(), "fenced / stale broker epoch");
+    assert!(
+        alter_requests(&mut l).is_empty(),
+        "fenced / stale broker epoch"
+    );
     l.on_fetch(&f, &log, true, 3);
     let out = l.take_outputs();
     let LeaderOutput::AlterPartition(req) = &out[0] else {
@@ -194,7 +200,11 @@ fn replication_isr_shrinks_after_replica_lag_time_max() {
 fn replication_acks_all_refused_before_append_when_isr_below_min() {
     let (l, _) = leader(2, &[1], 0);
     assert_eq!(l.check_produce(true), Err(codes::NOT_ENOUGH_REPLICAS));
-    assert_eq!(l.check_produce(false), Ok(()), "acks=1 does not need the ISR");
+    assert_eq!(
+        l.check_produce(false),
+        Ok(()),
+        "acks=1 does not need the ISR"
+    );
     let (l, _) = leader(2, &[1, 2], 0);
     assert_eq!(l.check_produce(true), Ok(()));
 }
@@ -402,7 +412,11 @@ fn replication_follower_truncates_itself_to_the_largest_common_epoch_end() {
     let leader_before = llog.entries().to_vec();
     flog.truncate_to(4);
     fp.appended(&flog);
-    assert_eq!(llog.entries(), &leader_before[..], "the leader's log is untouched");
+    assert_eq!(
+        llog.entries(),
+        &leader_before[..],
+        "the leader's log is untouched"
+    );
     // Then it fetches from 4 in epoch 1 and gets the leader's epoch-3 batches.
     let (id, req) = fp.next_fetch(&flog);
     assert_eq!((req.fetch_offset, req.last_fetched_epoch), (4, 1));
@@ -423,7 +437,10 @@ fn replication_follower_truncates_itself_to_the_largest_common_epoch_end() {
     assert_eq!(fp.high_watermark(), 8);
     // When the follower lacks the leader's epoch it cuts to its own epoch end below it.
     let (_, f2) = diverged();
-    assert_eq!(truncation_offset(&f2, 3, 8), 7.min(f2.end_offset_for_epoch(3).1));
+    assert_eq!(
+        truncation_offset(&f2, 3, 8),
+        7.min(f2.end_offset_for_epoch(3).1)
+    );
     assert_eq!(truncation_offset(&f2, 1, 4), 4);
     assert_eq!(truncation_offset(&f2, -1, -1), 0);
 }

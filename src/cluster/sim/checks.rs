@@ -63,7 +63,8 @@ impl Checker {
         }
         self.committed[partition].insert(e.offset, *e);
         if e.producer_id >= 0
-            && let Some(other) = self.committed_ids[partition].insert((e.producer_id, e.sequence), e.offset)
+            && let Some(other) =
+                self.committed_ids[partition].insert((e.producer_id, e.sequence), e.offset)
             && other != e.offset
         {
             return Err(format!(

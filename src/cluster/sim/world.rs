@@ -9,9 +9,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::hash::{Hash, Hasher};
 
+use raft::prelude::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use raft::prelude::Message;
 use uuid::Uuid;
 
 use super::checks::{Check, Checker};
@@ -20,7 +20,9 @@ use crate::cluster::controller::{
     BrokerHeartbeat, BrokerRegistration, Controller, ControllerConfig, CreateTopic,
 };
 use crate::cluster::metadata_log::image::MetadataImage;
-use crate::cluster::metadata_log::records::{MetadataRecord, NO_LEADER, decode_entry, encode_entry};
+use crate::cluster::metadata_log::records::{
+    MetadataRecord, NO_LEADER, decode_entry, encode_entry,
+};
 use crate::cluster::quorum::{MetadataQuorum, PersistedState, QuorumConfig, QuorumOutput};
 use crate::cluster::replication::follower::{FetchResponse, FollowerAction, FollowerPartition};
 use crate::cluster::replication::leader::{LeaderOutput, LeaderPartition};
@@ -80,6 +82,11 @@ enum Msg {
     ProduceReply {
         req: u64,
         result: Result<i64, i16>,
+    },
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER, with the leader epoch of the leader that answered.
+    OutOfOrder {
+        req: u64,
+        leader_epoch: i32,
     },
     Consume {
         req: u64,
@@ -403,7 +410,8 @@ impl World {
         self.trace("healing".into());
         self.run_until(HEAL_LIMIT_MS, "convergence after healing", |w| {
             w.converged()
-        })?;
+        })
+        .map_err(|e| format!("{e}; state: {}", self.summary()))?;
         let image = self.nodes[0].controller.committed().clone();
         for p in 0..self.cfg.partitions {
             let s = partition_state(&image, p).expect("converged");
@@ -457,9 +465,7 @@ impl World {
         };
         let image = a.controller.committed();
         if self.nodes.iter().any(|n| {
-            !n.up
-                || n.broker_epoch.is_none()
-                || image.brokers.get(&n.id).is_none_or(|b| b.fenced)
+            !n.up || n.broker_epoch.is_none() || image.brokers.get(&n.id).is_none_or(|b| b.fenced)
         }) {
             return false;
         }
@@ -480,6 +486,47 @@ impl World {
                     self.nodes[r as usize].replicas[p].log.entries() == leader.log.entries()
                 })
         })
+    }
+
+    /// Who is up, fenced and leading what, for a failure message.
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let image = n.controller.committed();
+            let fenced = image.brokers.get(&n.id).map(|b| b.fenced);
+            out.push_str(&format!(
+                "\n  node {} up {} active {} broker epoch {:?} fenced {fenced:?} metadata offset {}",
+                n.id,
+                n.up,
+                n.controller.is_active(),
+                n.broker_epoch,
+                image.last_offset
+            ));
+            for (p, r) in n.replicas.iter().enumerate() {
+                let role = match &r.role {
+                    Role::Leader(l) => format!(
+                        "leader epoch {} isr {:?} hw {}",
+                        l.leader_epoch(),
+                        l.isr(),
+                        l.high_watermark()
+                    ),
+                    Role::Follower(f) => {
+                        format!("follower of {} epoch {}", f.leader(), f.leader_epoch())
+                    }
+                    Role::None => "none".into(),
+                };
+                let st = image
+                    .topic_by_name(TOPIC)
+                    .and_then(|t| t.partitions.get(&(p as i32)))
+                    .map(|x| format!("{x:?}"));
+                out.push_str(&format!(
+                    "\n    p{p}: {role}, leo {} synced {}; image {st:?}",
+                    r.log.log_end_offset(),
+                    r.log.synced_end_offset()
+                ));
+            }
+        }
+        out
     }
 
     fn schedule(&mut self, after: u64, ev: Event) {
@@ -582,8 +629,7 @@ impl World {
                     return;
                 }
                 let i = to as usize;
-                if !self.nodes[i].up || self.nodes[i].inc != to_inc || self.is_blocked(from, to)
-                {
+                if !self.nodes[i].up || self.nodes[i].inc != to_inc || self.is_blocked(from, to) {
                     return;
                 }
                 self.node_message(i, from, msg);
@@ -668,6 +714,17 @@ impl World {
             .filter(|b| b.registration.incarnation_id == me.incarnation)
             .map(|b| b.registration.broker_epoch);
         if (last_offset, registered) != me.roles_at {
+            if registered != me.broker_epoch {
+                // A new broker epoch (a re-registration): every role restarts with it, or its
+                // fetches and AlterPartitions carry a stale epoch forever (seed 493).
+                for p in 0..self.cfg.partitions {
+                    if let Role::Leader(l) = &mut self.nodes[i].replicas[p].role {
+                        let out = l.resign();
+                        self.handle_leader_outputs(i, p, out);
+                    }
+                    self.nodes[i].replicas[p].role = Role::None;
+                }
+            }
             self.nodes[i].broker_epoch = registered;
             self.nodes[i].roles_at = (last_offset, registered);
             self.sync_roles(i);
@@ -713,7 +770,9 @@ impl World {
             QuorumOutput::Committed { index, term, data } => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 data.hash(&mut h);
-                let c = self.checker.observe_raft_commit(id, index, term, h.finish());
+                let c = self
+                    .checker
+                    .observe_raft_commit(id, index, term, h.finish());
                 self.check(c);
                 if !data.is_empty() {
                     let records = match decode_entry(&data) {
@@ -799,7 +858,12 @@ impl World {
         let id = self.nodes[i].id;
         if self.nodes[i].controller.is_active() {
             for batch in self.nodes[i].controller.tick(now) {
-                self.trace(format!("controller {id} fences: {batch:?}").chars().take(160).collect());
+                self.trace(
+                    format!("controller {id} fences: {batch:?}")
+                        .chars()
+                        .take(160)
+                        .collect(),
+                );
                 self.propose(i, batch, None);
             }
             self.maybe_create_topic(i);
@@ -837,7 +901,9 @@ impl World {
     fn maybe_create_topic(&mut self, i: usize) {
         let c = &self.nodes[i].controller;
         let rf = self.cfg.nodes.min(3);
-        if c.image().topic_by_name(TOPIC).is_some() || c.image().unfenced_brokers().count() < self.cfg.nodes {
+        if c.image().topic_by_name(TOPIC).is_some()
+            || c.image().unfenced_brokers().count() < self.cfg.nodes
+        {
             return;
         }
         let t = CreateTopic {
@@ -926,9 +992,9 @@ impl World {
             }
             Msg::AlterReply { part, result } => {
                 if let Role::Leader(l) = &mut self.nodes[i].replicas[part].role {
-                    let ours = result
-                        .as_ref()
-                        .map_or(true, |s| s.leader_epoch == l.leader_epoch() && s.leader == id);
+                    let ours = result.as_ref().map_or(true, |s| {
+                        s.leader_epoch == l.leader_epoch() && s.leader == id
+                    });
                     if ours {
                         l.on_alter_partition_response(result);
                         self.leader_outputs(i, part);
@@ -936,7 +1002,11 @@ impl World {
                 }
             }
             Msg::Fetch { part, id: fid, req } => self.serve_fetch(i, from, part, fid, req),
-            Msg::FetchReply { part, id: fid, resp } => self.follower_reply(i, part, fid, resp),
+            Msg::FetchReply {
+                part,
+                id: fid,
+                resp,
+            } => self.follower_reply(i, part, fid, resp),
             Msg::Produce {
                 req,
                 part,
@@ -962,7 +1032,7 @@ impl World {
                 };
                 self.send(id, from, Msg::ConsumeReply { req, result });
             }
-            Msg::ProduceReply { .. } | Msg::ConsumeReply { .. } => {}
+            Msg::ProduceReply { .. } | Msg::OutOfOrder { .. } | Msg::ConsumeReply { .. } => {}
         }
     }
 
@@ -1256,12 +1326,19 @@ impl World {
             return self.send(id, from, Msg::ProduceReply { req, result });
         };
         if let Err(code) = l.check_produce(acks_all) {
-            return self.send(id, from, Msg::ProduceReply { req, result: Err(code) });
+            return self.send(
+                id,
+                from,
+                Msg::ProduceReply {
+                    req,
+                    result: Err(code),
+                },
+            );
         }
         let offset = match r.log.check_sequence(pid, seq) {
             SequenceCheck::OutOfOrder => {
-                let result = Err(codes::OUT_OF_ORDER_SEQUENCE_NUMBER);
-                return self.send(id, from, Msg::ProduceReply { req, result });
+                let leader_epoch = l.leader_epoch();
+                return self.send(id, from, Msg::OutOfOrder { req, leader_epoch });
             }
             SequenceCheck::Duplicate(offset) => offset,
             SequenceCheck::Next => {
@@ -1290,7 +1367,14 @@ impl World {
             self.leader_outputs(i, p);
         } else {
             self.leader_outputs(i, p);
-            self.send(id, from, Msg::ProduceReply { req, result: Ok(offset) });
+            self.send(
+                id,
+                from,
+                Msg::ProduceReply {
+                    req,
+                    result: Ok(offset),
+                },
+            );
         }
     }
 
@@ -1298,7 +1382,9 @@ impl World {
 
     /// The leader a client would find in a metadata response from some live node.
     fn find_leader(&mut self, p: usize) -> Option<i32> {
-        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].up).collect();
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].up)
+            .collect();
         if up.is_empty() {
             return None;
         }
@@ -1356,6 +1442,36 @@ impl World {
         if !self.clients_on {
             return;
         }
+        let msg = match msg {
+            Msg::OutOfOrder { req, leader_epoch } => {
+                // A zombie (a leader of an older epoch that has not heard of its successor)
+                // lacks what the new leader acknowledged and answers OUT_OF_ORDER, in Kafka
+                // too; the producer retries. From the current leader it is a real gap.
+                let p = self.clients[c].part;
+                let newest = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| partition_state(n.controller.committed(), p))
+                    .map(|s| s.leader_epoch)
+                    .max()
+                    .unwrap_or(0);
+                if leader_epoch < newest {
+                    self.trace(format!(
+                        "client {c}: OUT_OF_ORDER from a zombie leader of p{p} epoch {leader_epoch} (current {newest})"
+                    ));
+                    Msg::ProduceReply {
+                        req,
+                        result: Err(codes::NOT_LEADER_OR_FOLLOWER),
+                    }
+                } else {
+                    Msg::ProduceReply {
+                        req,
+                        result: Err(codes::OUT_OF_ORDER_SEQUENCE_NUMBER),
+                    }
+                }
+            }
+            other => other,
+        };
         match msg {
             Msg::ProduceReply { req, result } => {
                 let cl = &self.clients[c];
@@ -1368,9 +1484,14 @@ impl World {
                 let (p, pid) = (cl.part, cl.pid);
                 match result {
                     Ok(offset) => {
-                        let ck = self
-                            .checker
-                            .observe_ack(p, offset, inf.payload, pid, inf.seq, acks_all);
+                        let ck = self.checker.observe_ack(
+                            p,
+                            offset,
+                            inf.payload,
+                            pid,
+                            inf.seq,
+                            acks_all,
+                        );
                         self.check(ck);
                         if acks_all {
                             self.stats.acked_all += 1;
@@ -1445,7 +1566,10 @@ impl World {
             0..=34 if down < max_down => {
                 // Crash: half the time the active controller (a controller failover).
                 let up: Vec<usize> = (0..n).filter(|&i| self.nodes[i].up).collect();
-                let active = up.iter().copied().find(|&i| self.nodes[i].controller.is_active());
+                let active = up
+                    .iter()
+                    .copied()
+                    .find(|&i| self.nodes[i].controller.is_active());
                 let i = match active {
                     Some(a) if self.rng.gen_bool(0.5) => a,
                     _ => up[self.rng.gen_range(0..up.len())],
@@ -1537,8 +1661,9 @@ impl World {
         let incarnation = Uuid::from_u128(self.rng.r#gen::<u128>());
         let node = &mut self.nodes[i];
         node.inc += 1;
-        node.quorum = MetadataQuorum::restart(quorum_config(n, node.id, seed), node.raft_disk.clone())
-            .expect("restart from the persisted state");
+        node.quorum =
+            MetadataQuorum::restart(quorum_config(n, node.id, seed), node.raft_disk.clone())
+                .expect("restart from the persisted state");
         node.controller = Controller::new(controller_config(), MetadataImage::default());
         node.incarnation = incarnation;
         node.broker_epoch = None;
