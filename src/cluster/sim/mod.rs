@@ -36,7 +36,7 @@ impl SimConfig {
         Self {
             nodes: if seed % 4 == 3 { 5 } else { 3 },
             partitions: 2,
-            durability: if seed % 2 == 0 {
+            durability: if seed.is_multiple_of(2) {
                 AckDurability::Synced
             } else {
                 AckDurability::Written

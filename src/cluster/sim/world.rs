@@ -869,20 +869,20 @@ impl World {
             self.maybe_create_topic(i);
         }
         // The broker side: register, then heartbeat.
-        if now % HEARTBEAT_MS < TICK_MS {
-            if let Some(to) = self.nodes[i].quorum.leader() {
-                let msg = match self.nodes[i].broker_epoch {
-                    None => Msg::Register {
-                        incarnation: self.nodes[i].incarnation,
-                    },
-                    Some(epoch) => Msg::Heartbeat {
-                        epoch,
-                        offset: self.nodes[i].controller.committed().last_offset,
-                        want_fence: std::mem::take(&mut self.nodes[i].want_fence),
-                    },
-                };
-                self.send_or_local(i, to, msg);
-            }
+        if now % HEARTBEAT_MS < TICK_MS
+            && let Some(to) = self.nodes[i].quorum.leader()
+        {
+            let msg = match self.nodes[i].broker_epoch {
+                None => Msg::Register {
+                    incarnation: self.nodes[i].incarnation,
+                },
+                Some(epoch) => Msg::Heartbeat {
+                    epoch,
+                    offset: self.nodes[i].controller.committed().last_offset,
+                    want_fence: std::mem::take(&mut self.nodes[i].want_fence),
+                },
+            };
+            self.send_or_local(i, to, msg);
         }
         for p in 0..self.cfg.partitions {
             if let Role::Leader(l) = &mut self.nodes[i].replicas[p].role {
