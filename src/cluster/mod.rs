@@ -14,4 +14,7 @@ pub mod meta_properties;
 pub mod metadata_log;
 pub mod quorum;
 pub mod status;
+pub mod replication;
+#[cfg(test)]
+mod sim;
 pub mod view;

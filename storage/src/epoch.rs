@@ -30,6 +30,22 @@ impl EpochCache {
         n != self.entries.len()
     }
 
+    /// OffsetForLeaderEpoch (KIP-101/279): the largest epoch <= `epoch` this log knows and the
+    /// offset where it ends (the start of the next epoch, or `log_end` for the latest one).
+    /// `(-1, -1)` when the log knows no epoch that old (Kafka's UNDEFINED).
+    pub fn end_offset_for(&self, epoch: i32, log_end: i64) -> (i32, i64) {
+        let Some(i) = self.entries.iter().rposition(|&(e, _)| e <= epoch) else {
+            return (-1, -1);
+        };
+        let end = self.entries.get(i + 1).map_or(log_end, |&(_, o)| o);
+        (self.entries[i].0, end)
+    }
+
+    /// The latest epoch and its start offset.
+    pub fn latest(&self) -> Option<(i32, i64)> {
+        self.entries.last().copied()
+    }
+
     pub fn entries(&self) -> Vec<(i32, i64)> {
         self.entries.clone()
     }
@@ -77,5 +93,20 @@ mod tests {
         assert!(c.truncate_from(10));
         assert_eq!(c.entries(), vec![(0, 0)]);
         assert!(EpochCache::decode(b"0\n5\n1 2\n").is_none());
+    }
+
+    #[test]
+    fn epoch_end_offset_is_the_next_epochs_start_or_the_log_end() {
+        let mut c = EpochCache::default();
+        assert_eq!(c.end_offset_for(3, 0), (-1, -1));
+        c.assign(1, 0);
+        c.assign(3, 10);
+        c.assign(4, 15);
+        assert_eq!(c.end_offset_for(0, 20), (-1, -1));
+        assert_eq!(c.end_offset_for(1, 20), (1, 10));
+        assert_eq!(c.end_offset_for(2, 20), (1, 10));
+        assert_eq!(c.end_offset_for(3, 20), (3, 15));
+        assert_eq!(c.end_offset_for(9, 20), (4, 20));
+        assert_eq!(c.latest(), Some((4, 15)));
     }
 }

@@ -23,7 +23,7 @@ pub mod batch;
 mod compact_batch;
 #[cfg(test)]
 mod compaction_tests;
-mod epoch;
+pub mod epoch;
 mod error;
 #[cfg(test)]
 mod fault;

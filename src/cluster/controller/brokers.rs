@@ -191,7 +191,7 @@ impl Controller {
         Ok(((start, len), self.stage(records)?))
     }
 
-    fn check_epoch(
+    pub(super) fn check_epoch(
         &self,
         broker_id: i32,
         epoch: i64,

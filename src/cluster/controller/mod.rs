@@ -7,6 +7,7 @@
 //! committed image when it loses leadership. Every node applies committed entries with
 //! `apply_committed`, whether it wrote them or not.
 
+mod alter_partition;
 mod brokers;
 mod configs;
 pub mod placement;

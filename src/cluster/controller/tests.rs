@@ -497,3 +497,96 @@ fn cluster_image_snapshot_round_trips() {
     c.become_active(0, "x");
     assert_eq!(c.image().topic_by_name("a").unwrap().partitions.len(), 3);
 }
+
+#[test]
+fn cluster_alter_partition_accepts_only_the_current_partition_epoch_and_eligible_members() {
+    use crate::cluster::replication::{AlterPartitionRequest, codes as rcodes};
+    let mut h = Harness::new(ControllerConfig {
+        min_insync_replicas: 2,
+        ..Default::default()
+    });
+    let epochs = h.brokers(&[None, None, None]);
+    h.create("t", 1, 3).unwrap();
+    let topic_id = h.c.image().topic_by_name("t").unwrap().id;
+    let p = partitions(h.c.image(), "t").remove(0);
+    let leader = p.leader;
+    let epoch_of = |b: i32| epochs[b as usize - 1];
+    let others: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|&b| b != leader)
+        .collect();
+    let req = |isr: &[i32], partition_epoch: i32| AlterPartitionRequest {
+        broker_id: leader,
+        broker_epoch: epoch_of(leader),
+        topic_id,
+        partition: 0,
+        leader_epoch: p.leader_epoch,
+        partition_epoch,
+        new_isr: isr.iter().map(|&b| (b, epoch_of(b))).collect(),
+    };
+    // Shrink to {leader, others[0]}: accepted, partition epoch bumps, leader epoch does not.
+    let (state, records) =
+        h.c.alter_partition(&req(&[leader, others[0]], p.partition_epoch))
+            .unwrap();
+    h.commit(records);
+    let now = partitions(h.c.image(), "t").remove(0);
+    assert_eq!(now.isr, vec![leader, others[0]]);
+    assert_eq!(now.partition_epoch, p.partition_epoch + 1);
+    assert_eq!(now.leader_epoch, p.leader_epoch);
+    assert_eq!(state.partition_epoch, now.partition_epoch);
+    assert!(now.elr.is_empty(), "still at min.insync.replicas");
+    // The same request again is stale: INVALID_UPDATE_VERSION.
+    let e =
+        h.c.alter_partition(&req(&[leader, others[0]], p.partition_epoch))
+            .unwrap_err();
+    assert_eq!(e.code, rcodes::INVALID_UPDATE_VERSION);
+    // A non-leader cannot alter the ISR.
+    let mut wrong = req(&[leader], now.partition_epoch);
+    wrong.broker_id = others[0];
+    wrong.broker_epoch = epoch_of(others[0]);
+    assert_eq!(
+        h.c.alter_partition(&wrong).unwrap_err().code,
+        rcodes::NOT_LEADER_OR_FOLLOWER
+    );
+    // Shrinking below min.insync.replicas puts the removed member into the ELR (KIP-966).
+    let (_, records) =
+        h.c.alter_partition(&req(&[leader], now.partition_epoch))
+            .unwrap();
+    h.commit(records);
+    let now = partitions(h.c.image(), "t").remove(0);
+    assert_eq!(now.isr, vec![leader]);
+    assert_eq!(now.elr, vec![others[0]]);
+    // Expanding with a stale broker epoch is refused (KIP-903): INELIGIBLE_REPLICA.
+    let mut stale = req(&[leader, others[1]], now.partition_epoch);
+    stale.new_isr[1].1 -= 1;
+    assert_eq!(
+        h.c.alter_partition(&stale).unwrap_err().code,
+        rcodes::INELIGIBLE_REPLICA
+    );
+    // With the current epoch it joins. The ISR is back at min.insync.replicas, so the ELR is
+    // cleared: others[0] missed what is committed from now on (KIP-966; simulator seed 13).
+    let (_, records) =
+        h.c.alter_partition(&req(&[leader, others[1]], now.partition_epoch))
+            .unwrap();
+    h.commit(records);
+    let now = partitions(h.c.image(), "t").remove(0);
+    assert_eq!(now.isr, vec![leader, others[1]]);
+    assert!(now.elr.is_empty(), "{:?}", now.elr);
+    // A fenced broker may not join: fence others[1] (out of the ISR first), then try to add it.
+    h.now += 100_000;
+    for &b in &[leader, others[0]] {
+        let reply = h.heartbeat(b, epoch_of(b));
+        assert!(!reply.is_fenced);
+    }
+    for batch in h.c.tick(h.now) {
+        h.commit(batch);
+    }
+    let now = partitions(h.c.image(), "t").remove(0);
+    assert!(!now.isr.contains(&others[1]));
+    let e =
+        h.c.alter_partition(&req(&[leader, others[0], others[1]], now.partition_epoch))
+            .unwrap_err();
+    assert_eq!(e.code, rcodes::INELIGIBLE_REPLICA);
+}

@@ -1,0 +1,192 @@
+//! `FollowerPartition`: a follower's replication rules for one partition under one leader
+//! epoch (Kafka's replica fetcher for it): what to fetch next (fetch offset, last fetched
+//! epoch, replicated offset), what to do with the leader's answer (append the leader's batches
+//! as they are; on DivergingEpoch truncate its own log to where the largest common epoch ends,
+//! never the leader's, KIP-279), and the high watermark learned from the leader, capped by its
+//! own log end. One fetch is in flight at a time; an answer to an older fetch is dropped.
+
+use super::{AckDurability, FetchRequest, LogEntry, ReplicaLog, codes};
+
+/// The leader's answer to a follower fetch, as it travels back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchResponse {
+    Records {
+        entries: Vec<LogEntry>,
+        high_watermark: i64,
+    },
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+        high_watermark: i64,
+    },
+    Error(i16),
+}
+
+/// What the follower asks the driver to do with an answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FollowerAction {
+    /// Append these (contiguous from the log end), then call `appended`.
+    Append(Vec<LogEntry>),
+    /// Truncate the local log to this offset, then fetch again.
+    Truncate(i64),
+    /// The leader moved or does not know our epoch yet: refresh metadata, fetch later.
+    Backoff(i16),
+    /// Nothing new (or a stale answer): fetch again later.
+    Idle,
+}
+
+pub struct FollowerPartition {
+    me: i32,
+    broker_epoch: i64,
+    leader: i32,
+    leader_epoch: i32,
+    durability: AckDurability,
+    high_watermark: i64,
+    leader_high_watermark: i64,
+    next_fetch_id: u64,
+    in_flight: Option<(u64, i64)>,
+}
+
+impl FollowerPartition {
+    pub fn new(
+        me: i32,
+        broker_epoch: i64,
+        leader: i32,
+        leader_epoch: i32,
+        durability: AckDurability,
+        high_watermark: i64,
+    ) -> Self {
+        Self {
+            me,
+            broker_epoch,
+            leader,
+            leader_epoch,
+            durability,
+            high_watermark,
+            leader_high_watermark: high_watermark,
+            next_fetch_id: 0,
+            in_flight: None,
+        }
+    }
+
+    pub fn leader(&self) -> i32 {
+        self.leader
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The next fetch to send (id, request); replaces any fetch in flight (its answer will be
+    /// dropped), so the driver calls this when the previous one is answered or timed out.
+    pub fn next_fetch(&mut self, log: &dyn ReplicaLog) -> (u64, FetchRequest) {
+        self.next_fetch_id += 1;
+        let fetch_offset = log.log_end_offset();
+        self.in_flight = Some((self.next_fetch_id, fetch_offset));
+        let replicated_offset = match self.durability {
+            AckDurability::Written => fetch_offset,
+            AckDurability::Synced => log.synced_end_offset(),
+        };
+        (
+            self.next_fetch_id,
+            FetchRequest {
+                replica_id: self.me,
+                broker_epoch: self.broker_epoch,
+                leader_epoch: self.leader_epoch,
+                fetch_offset,
+                last_fetched_epoch: log.last_fetched_epoch(),
+                replicated_offset,
+            },
+        )
+    }
+
+    /// The leader's answer to fetch `id`.
+    pub fn on_fetch_response(
+        &mut self,
+        id: u64,
+        resp: FetchResponse,
+        log: &dyn ReplicaLog,
+    ) -> FollowerAction {
+        let Some((want, fetch_offset)) = self.in_flight else {
+            return FollowerAction::Idle;
+        };
+        if want != id || fetch_offset != log.log_end_offset() {
+            return FollowerAction::Idle; // an older fetch's answer, or the log moved since
+        }
+        self.in_flight = None;
+        match resp {
+            FetchResponse::Records {
+                entries,
+                high_watermark,
+            } => {
+                self.leader_high_watermark = self.leader_high_watermark.max(high_watermark);
+                if entries.is_empty() {
+                    self.update_hw(log.log_end_offset());
+                    return FollowerAction::Idle;
+                }
+                assert_eq!(
+                    entries[0].offset, fetch_offset,
+                    "the leader answers from the fetch offset"
+                );
+                FollowerAction::Append(entries)
+            }
+            FetchResponse::Diverging {
+                epoch,
+                end_offset,
+                high_watermark,
+            } => {
+                self.leader_high_watermark = self.leader_high_watermark.max(high_watermark);
+                FollowerAction::Truncate(truncation_offset(log, epoch, end_offset))
+            }
+            FetchResponse::Error(code) => {
+                debug_assert_ne!(code, codes::NONE);
+                FollowerAction::Backoff(code)
+            }
+        }
+    }
+
+    /// The driver appended (or truncated): the high watermark follows the leader's, capped by
+    /// the local log end.
+    pub fn appended(&mut self, log: &dyn ReplicaLog) {
+        self.update_hw(log.log_end_offset());
+    }
+
+    /// The fetch in flight is considered lost (timeout): the next one replaces it.
+    pub fn fetch_timed_out(&mut self) {
+        self.in_flight = None;
+    }
+
+    fn update_hw(&mut self, leo: i64) {
+        // A follower's high watermark never passes its own log end; it may drop after a
+        // truncation (the leader's one is what clients trust).
+        self.high_watermark = self.leader_high_watermark.min(leo);
+    }
+}
+
+/// KIP-279: where a follower truncates when the leader says its log diverges at `epoch` ending
+/// at `leader_end`. If the follower has that epoch, both logs agree up to the smaller end;
+/// otherwise it cuts back to the end of its own largest epoch below, and the next fetch
+/// (with that older last-fetched epoch) checks again.
+pub fn truncation_offset(log: &dyn ReplicaLog, epoch: i32, leader_end: i64) -> i64 {
+    let leo = log.log_end_offset();
+    if epoch < 0 || leader_end < 0 {
+        return 0; // the leader knows no epoch that old: nothing is known to agree
+    }
+    let (local_epoch, local_end) = log.end_offset_for_epoch(epoch);
+    let to = if local_epoch < 0 {
+        0
+    } else if local_epoch == epoch {
+        leader_end.min(local_end)
+    } else {
+        local_end.min(leader_end)
+    };
+    to.min(leo)
+}

@@ -1,0 +1,501 @@
+//! One unit test per replication rule (leader, follower, log model), named after the rule.
+
+use uuid::Uuid;
+
+use super::follower::{FetchResponse, FollowerAction, FollowerPartition, truncation_offset};
+use super::leader::{LeaderOutput, LeaderPartition};
+use super::log_model::SequenceCheck;
+use super::*;
+
+const T: Uuid = Uuid::from_u128(1);
+
+fn cfg(min_isr: usize, durability: AckDurability) -> ReplicationConfig {
+    ReplicationConfig {
+        min_insync_replicas: min_isr,
+        replica_lag_time_max_ms: 1_000,
+        alter_partition_retry_ms: 500,
+        ack_durability: durability,
+        ..Default::default()
+    }
+}
+
+fn state(isr: &[i32], leader_epoch: i32) -> PartitionState {
+    PartitionState {
+        leader: 1,
+        leader_epoch,
+        partition_epoch: 0,
+        isr: isr.to_vec(),
+        replicas: vec![1, 2, 3],
+    }
+}
+
+/// A leader (broker 1, epoch 1) over a log with `n` records of epoch 1.
+fn leader(min_isr: usize, isr: &[i32], n: usize) -> (LeaderPartition, PartitionLogModel) {
+    let mut log = PartitionLogModel::default();
+    log.start_epoch(1);
+    let mut l = LeaderPartition::new(
+        cfg(min_isr, AckDurability::Written),
+        1,
+        10,
+        T,
+        0,
+        &state(isr, 1),
+        &log,
+        0,
+        0,
+    );
+    for i in 0..n {
+        log.append_as_leader(1, -1, 0, i as u64);
+    }
+    l.on_log_progress(&log);
+    (l, log)
+}
+
+fn fetch(replica: i32, offset: i64, last_epoch: i32) -> FetchRequest {
+    FetchRequest {
+        replica_id: replica,
+        broker_epoch: 20 + replica as i64,
+        leader_epoch: 1,
+        fetch_offset: offset,
+        last_fetched_epoch: last_epoch,
+        replicated_offset: offset,
+    }
+}
+
+fn alter_requests(l: &mut LeaderPartition) -> Vec<Vec<i32>> {
+    l.take_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            LeaderOutput::AlterPartition(r) => Some(r.new_isr.iter().map(|x| x.0).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn done(l: &mut LeaderPartition) -> Vec<(u64, Result<i64, i16>)> {
+    l.take_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            LeaderOutput::ProduceDone { id, result } => Some((id, result)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn replication_hw_is_the_min_replicated_offset_over_the_isr() {
+    let (mut l, log) = leader(2, &[1, 2, 3], 10);
+    assert_eq!(l.high_watermark(), 0);
+    l.on_fetch(&fetch(2, 7, 1), &log, true, 1);
+    assert_eq!(l.high_watermark(), 0, "broker 3 has nothing yet");
+    l.on_fetch(&fetch(3, 4, 1), &log, true, 1);
+    assert_eq!(l.high_watermark(), 4);
+    l.on_fetch(&fetch(3, 10, 1), &log, true, 2);
+    assert_eq!(l.high_watermark(), 7);
+}
+
+#[test]
+fn replication_hw_advances_only_while_isr_reaches_min_insync_replicas() {
+    // KIP-966 strict: ISR {1} with min.insync.replicas 2 commits nothing, not even locally.
+    let (mut l, log) = leader(2, &[1], 5);
+    assert_eq!(l.high_watermark(), 0);
+    l.on_fetch(&fetch(2, 5, 1), &log, true, 1);
+    assert_eq!(l.high_watermark(), 0, "2 is only a pending member");
+    assert_eq!(alter_requests(&mut l), vec![vec![1, 2]]);
+    l.on_partition_state(&PartitionState {
+        partition_epoch: 1,
+        ..state(&[1, 2], 1)
+    });
+    assert_eq!(l.high_watermark(), 5);
+}
+
+#[test]
+fn replication_hw_never_moves_back_on_a_leader() {
+    let (mut l, log) = leader(1, &[1, 2], 10);
+    l.on_fetch(&fetch(2, 8, 1), &log, true, 1);
+    assert_eq!(l.high_watermark(), 8);
+    // 3 joins (pending) with less than the HW? Not allowed; and a follower going back (after
+    // its own truncation) does not pull the HW down.
+    l.on_fetch(&fetch(2, 3, 1), &log, true, 2);
+    assert_eq!(l.high_watermark(), 8);
+    l.on_partition_state(&PartitionState {
+        partition_epoch: 1,
+        ..state(&[1, 2, 3], 1)
+    });
+    assert_eq!(l.high_watermark(), 8);
+}
+
+#[test]
+fn replication_isr_expand_needs_catch_up_in_the_current_epoch() {
+    // The leader's epoch 2 starts at offset 6: a follower at the HW but below the epoch start
+    // has not fetched in this epoch and may not join.
+    let mut log = PartitionLogModel::default();
+    log.start_epoch(1);
+    for i in 0..6 {
+        log.append_as_leader(1, -1, 0, i);
+    }
+    log.start_epoch(2);
+    let mut l = LeaderPartition::new(
+        cfg(1, AckDurability::Written),
+        1,
+        10,
+        T,
+        0,
+        &state(&[1], 2),
+        &log,
+        4,
+        0,
+    );
+    assert_eq!(l.epoch_start_offset(), 6);
+    for i in 6..9 {
+        log.append_as_leader(2, -1, 0, i);
+    }
+    l.on_log_progress(&log);
+    assert_eq!(l.high_watermark(), 9, "ISR {{1}} and min.insync 1");
+    let mut f = fetch(2, 5, 1);
+    f.leader_epoch = 2;
+    assert!(matches!(
+        l.on_fetch(&f, &log, true, 1),
+        FetchAnswer::Read { .. }
+    ));
+    assert!(
+        alter_requests(&mut l).is_empty(),
+        "below the HW and epoch start"
+    );
+    let mut f = fetch(2, 9, 2);
+    f.leader_epoch = 2;
+    l.on_fetch(&f, &log, false, 2);
+    assert!(
+        alter_requests(&mut l).is_empty(),
+        "fenced / stale broker epoch"
+    );
+    l.on_fetch(&f, &log, true, 3);
+    let out = l.take_outputs();
+    let LeaderOutput::AlterPartition(req) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(req.new_isr, vec![(1, 10), (2, 22)]);
+    assert_eq!((req.leader_epoch, req.partition_epoch), (2, 0));
+}
+
+#[test]
+fn replication_isr_shrinks_after_replica_lag_time_max() {
+    let (mut l, log) = leader(1, &[1, 2, 3], 10);
+    // 2 keeps up, 3 fetches but stays behind.
+    for t in (100..=1_100).step_by(100) {
+        l.on_fetch(&fetch(2, 10, 1), &log, true, t);
+        l.on_fetch(&fetch(3, 2, 1), &log, true, t);
+        l.tick(t);
+    }
+    assert_eq!(alter_requests(&mut l), vec![vec![1, 2]]);
+    // One change in flight at a time; refused -> dropped, proposed again on a later tick.
+    l.tick(1_200);
+    assert!(alter_requests(&mut l).is_empty());
+    l.on_alter_partition_response(Err(codes::INVALID_UPDATE_VERSION));
+    l.tick(1_300);
+    assert_eq!(alter_requests(&mut l), vec![vec![1, 2]]);
+}
+
+#[test]
+fn replication_acks_all_refused_before_append_when_isr_below_min() {
+    let (l, _) = leader(2, &[1], 0);
+    assert_eq!(l.check_produce(true), Err(codes::NOT_ENOUGH_REPLICAS));
+    assert_eq!(
+        l.check_produce(false),
+        Ok(()),
+        "acks=1 does not need the ISR"
+    );
+    let (l, _) = leader(2, &[1, 2], 0);
+    assert_eq!(l.check_produce(true), Ok(()));
+}
+
+#[test]
+fn replication_acks_all_answers_when_hw_passes_or_times_out_or_resigns() {
+    let (mut l, mut log) = leader(2, &[1, 2, 3], 0);
+    let off = log.append_as_leader(1, -1, 0, 7);
+    l.on_log_progress(&log);
+    l.await_replication(1, off, 1_000);
+    l.on_fetch(&fetch(2, 1, 1), &log, true, 1);
+    assert!(done(&mut l).is_empty(), "3 is in the ISR and lacks it");
+    l.on_fetch(&fetch(3, 1, 1), &log, true, 1);
+    assert_eq!(done(&mut l), vec![(1, Ok(0))]);
+    // The ISR shrinks below min.insync while a batch waits: the HW stalls; it times out.
+    let off = log.append_as_leader(1, -1, 0, 8);
+    l.on_log_progress(&log);
+    l.await_replication(2, off, 2_000);
+    l.on_partition_state(&PartitionState {
+        partition_epoch: 1,
+        ..state(&[1], 1)
+    });
+    l.on_fetch(&fetch(2, 2, 1), &log, true, 2);
+    assert!(done(&mut l).is_empty());
+    l.tick(2_000);
+    assert_eq!(done(&mut l), vec![(2, Err(codes::REQUEST_TIMED_OUT))]);
+    let (mut l, mut log) = leader(1, &[1, 2], 0);
+    // Leadership lost: waiters answer NOT_LEADER_OR_FOLLOWER.
+    let off = log.append_as_leader(1, -1, 0, 10);
+    l.on_log_progress(&log);
+    l.await_replication(4, off, 5_000);
+    assert_eq!(
+        l.resign(),
+        vec![LeaderOutput::ProduceDone {
+            id: 4,
+            result: Err(codes::NOT_LEADER_OR_FOLLOWER)
+        }]
+    );
+}
+
+#[test]
+fn replication_acks_all_after_append_when_isr_shrank_below_min() {
+    // min.insync 2: the HW passed the batch, but by the time it is answered the committed ISR
+    // is below min.insync.replicas (Kafka answers NOT_ENOUGH_REPLICAS_AFTER_APPEND then).
+    let (mut l, mut log) = leader(2, &[1, 2], 0);
+    let off = log.append_as_leader(1, -1, 0, 1);
+    l.on_log_progress(&log);
+    l.on_fetch(&fetch(2, 1, 1), &log, true, 1);
+    assert_eq!(l.high_watermark(), 1);
+    // Appended before, waits now, ISR shrank to {1}: the HW already covers it.
+    l.on_partition_state(&PartitionState {
+        partition_epoch: 1,
+        ..state(&[1], 1)
+    });
+    l.await_replication(5, off, 10_000);
+    assert_eq!(
+        done(&mut l),
+        vec![(5, Err(codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND))]
+    );
+}
+
+#[test]
+fn replication_synced_durability_counts_only_fdatasynced_offsets() {
+    let mut log = PartitionLogModel::default();
+    log.start_epoch(1);
+    let mut l = LeaderPartition::new(
+        cfg(2, AckDurability::Synced),
+        1,
+        10,
+        T,
+        0,
+        &state(&[1, 2], 1),
+        &log,
+        0,
+        0,
+    );
+    for i in 0..4 {
+        log.append_as_leader(1, -1, 0, i);
+    }
+    l.on_log_progress(&log);
+    let mut f = fetch(2, 4, 1);
+    f.replicated_offset = 2; // written 4, synced 2
+    l.on_fetch(&f, &log, true, 1);
+    assert_eq!(l.high_watermark(), 0, "the leader synced nothing yet");
+    log.synced_to(3, log.generation());
+    l.on_log_progress(&log);
+    assert_eq!(l.high_watermark(), 2);
+    // The follower side reports its synced end as replicated.
+    let mut flog = PartitionLogModel::default();
+    flog.append_as_follower(&log.read(0, 4));
+    flog.synced_to(1, flog.generation());
+    let mut fp = FollowerPartition::new(2, 22, 1, 1, AckDurability::Synced, 0);
+    let (_, req) = fp.next_fetch(&flog);
+    assert_eq!((req.fetch_offset, req.replicated_offset), (4, 1));
+}
+
+#[test]
+fn replication_fetch_checks_the_leader_epoch() {
+    let (mut l, log) = leader(1, &[1, 2], 3);
+    let mut f = fetch(2, 0, -1);
+    f.leader_epoch = 0;
+    assert_eq!(
+        l.on_fetch(&f, &log, true, 1),
+        FetchAnswer::Error(codes::FENCED_LEADER_EPOCH)
+    );
+    f.leader_epoch = 2;
+    assert_eq!(
+        l.on_fetch(&f, &log, true, 1),
+        FetchAnswer::Error(codes::UNKNOWN_LEADER_EPOCH)
+    );
+    let mut f = fetch(9, 0, -1);
+    f.replica_id = 9;
+    assert_eq!(
+        l.on_fetch(&f, &log, true, 1),
+        FetchAnswer::Error(codes::NOT_LEADER_OR_FOLLOWER)
+    );
+}
+
+/// Leader log: epoch 1 at 0..4, epoch 3 at 4..8. Follower (old leader of epoch 2): epoch 1 at
+/// 0..4, epoch 2 at 4..7.
+fn diverged() -> (PartitionLogModel, PartitionLogModel) {
+    let mut leader = PartitionLogModel::default();
+    let mut follower = PartitionLogModel::default();
+    leader.start_epoch(1);
+    follower.start_epoch(1);
+    for i in 0..4 {
+        leader.append_as_leader(1, -1, 0, i);
+    }
+    follower.append_as_follower(&leader.read(0, 4));
+    follower.start_epoch(2);
+    for i in 0..3 {
+        follower.append_as_leader(2, -1, 0, 100 + i);
+    }
+    leader.start_epoch(3);
+    for i in 0..4 {
+        leader.append_as_leader(3, -1, 0, 200 + i);
+    }
+    (leader, follower)
+}
+
+#[test]
+fn replication_fetch_answers_diverging_epoch_when_logs_disagree() {
+    let (llog, flog) = diverged();
+    let mut l = LeaderPartition::new(
+        cfg(1, AckDurability::Written),
+        1,
+        10,
+        T,
+        0,
+        &PartitionState {
+            leader_epoch: 3,
+            ..state(&[1], 3)
+        },
+        &llog,
+        0,
+        0,
+    );
+    let mut f = fetch(2, flog.log_end_offset(), flog.last_fetched_epoch());
+    f.leader_epoch = 3;
+    // The leader never had epoch 2: its largest epoch below is 1, ending at 4.
+    assert_eq!(
+        l.on_fetch(&f, &llog, true, 1),
+        FetchAnswer::Diverging {
+            epoch: 1,
+            end_offset: 4,
+            high_watermark: 8 // ISR {1}, min.insync 1
+        }
+    );
+    // Same epoch but the follower is past the leader's end of it (KIP-279's case).
+    let mut f = fetch(2, 6, 1);
+    f.leader_epoch = 3;
+    assert!(matches!(
+        l.on_fetch(&f, &llog, true, 1),
+        FetchAnswer::Diverging {
+            epoch: 1,
+            end_offset: 4,
+            ..
+        }
+    ));
+    // A follower that agrees gets records.
+    let mut f = fetch(2, 4, 1);
+    f.leader_epoch = 3;
+    assert!(matches!(
+        l.on_fetch(&f, &llog, true, 1),
+        FetchAnswer::Read { from: 4, .. }
+    ));
+}
+
+#[test]
+fn replication_follower_truncates_itself_to_the_largest_common_epoch_end() {
+    let (llog, mut flog) = diverged();
+    let mut fp = FollowerPartition::new(2, 22, 1, 3, AckDurability::Written, 3);
+    let (id, req) = fp.next_fetch(&flog);
+    assert_eq!((req.fetch_offset, req.last_fetched_epoch), (7, 2));
+    let action = fp.on_fetch_response(
+        id,
+        FetchResponse::Diverging {
+            epoch: 1,
+            end_offset: 4,
+            high_watermark: 4,
+        },
+        &flog,
+    );
+    assert_eq!(action, FollowerAction::Truncate(4));
+    let leader_before = llog.entries().to_vec();
+    flog.truncate_to(4);
+    fp.appended(&flog);
+    assert_eq!(
+        llog.entries(),
+        &leader_before[..],
+        "the leader's log is untouched"
+    );
+    // Then it fetches from 4 in epoch 1 and gets the leader's epoch-3 batches.
+    let (id, req) = fp.next_fetch(&flog);
+    assert_eq!((req.fetch_offset, req.last_fetched_epoch), (4, 1));
+    let action = fp.on_fetch_response(
+        id,
+        FetchResponse::Records {
+            entries: llog.read(4, 10),
+            high_watermark: 8,
+        },
+        &flog,
+    );
+    let FollowerAction::Append(entries) = action else {
+        panic!("{action:?}")
+    };
+    flog.append_as_follower(&entries);
+    fp.appended(&flog);
+    assert_eq!(flog.entries(), llog.entries());
+    assert_eq!(fp.high_watermark(), 8);
+    // When the follower lacks the leader's epoch it cuts to its own epoch end below it.
+    let (_, f2) = diverged();
+    assert_eq!(
+        truncation_offset(&f2, 3, 8),
+        7.min(f2.end_offset_for_epoch(3).1)
+    );
+    assert_eq!(truncation_offset(&f2, 1, 4), 4);
+    assert_eq!(truncation_offset(&f2, -1, -1), 0);
+}
+
+#[test]
+fn replication_follower_hw_is_the_leaders_capped_by_its_own_log_end() {
+    let (llog, _) = diverged();
+    let mut flog = PartitionLogModel::default();
+    let mut fp = FollowerPartition::new(2, 22, 1, 3, AckDurability::Written, 0);
+    let (id, _) = fp.next_fetch(&flog);
+    let FollowerAction::Append(entries) = fp.on_fetch_response(
+        id,
+        FetchResponse::Records {
+            entries: llog.read(0, 3),
+            high_watermark: 8,
+        },
+        &flog,
+    ) else {
+        panic!()
+    };
+    flog.append_as_follower(&entries);
+    fp.appended(&flog);
+    assert_eq!(fp.high_watermark(), 3, "capped by the follower's LEO");
+    // An answer to an older fetch is dropped.
+    let (_old, _) = fp.next_fetch(&flog);
+    let (new, _) = fp.next_fetch(&flog);
+    assert_eq!(
+        fp.on_fetch_response(new - 1, FetchResponse::Error(6), &flog),
+        FollowerAction::Idle
+    );
+    assert_eq!(
+        fp.on_fetch_response(new, FetchResponse::Error(6), &flog),
+        FollowerAction::Backoff(6)
+    );
+}
+
+#[test]
+fn replication_log_model_crash_loses_the_unsynced_tail_and_keeps_a_torn_prefix() {
+    let mut log = PartitionLogModel::default();
+    log.start_epoch(1);
+    for i in 0..10 {
+        log.append_as_leader(1, 5, i, i as u64);
+    }
+    log.synced_to(4, log.generation());
+    let gen_before = log.generation();
+    log.truncate_to(8);
+    log.synced_to(8, gen_before); // a sync issued before the truncation covers nothing new
+    assert_eq!(log.synced_end_offset(), 4);
+    log.crash(2);
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(log.synced_end_offset(), 6);
+    // Producer state is rebuilt from what is left.
+    assert_eq!(log.check_sequence(5, 6), SequenceCheck::Next);
+    assert_eq!(log.check_sequence(5, 3), SequenceCheck::Duplicate(3));
+    assert_eq!(log.check_sequence(5, 8), SequenceCheck::OutOfOrder);
+    assert_eq!(log.check_sequence(6, 1), SequenceCheck::OutOfOrder);
+    assert_eq!(log.check_sequence(6, 0), SequenceCheck::Next);
+}
