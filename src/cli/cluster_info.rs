@@ -47,10 +47,18 @@ pub fn print(c: &mut Client, addr: &str) -> Result<Option<i32>> {
             .map(str::to_string)
             .to_vec(),
     ];
+    // The broker this connection reached (the first reachable one of a bootstrap list).
+    let peer = c.peer_addr();
     let mut here = None;
     for b in &resp.brokers {
         let endpoint = format!("{}:{}", b.host, b.port);
-        if addr == endpoint || (here.is_none() && addr.ends_with(&format!(":{}", b.port))) {
+        let reached = peer.is_some_and(|p| {
+            p.port() == b.port as u16
+                && (p.ip().to_string() == b.host.as_str() || p.ip().is_loopback())
+        });
+        if reached
+            && (here.is_none() || peer.is_some_and(|p| p.ip().to_string() == b.host.as_str()))
+        {
             here = Some(b.broker_id.0);
         }
         let mut listeners = vec![endpoint];

@@ -92,12 +92,17 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects to the first reachable broker of `addr`: `host:port`, or a comma-separated
+    /// list of them as Kafka's `--bootstrap-server` takes.
     pub fn connect(addr: &str) -> Result<Self> {
         use std::net::ToSocketAddrs;
-        let addrs: Vec<_> = match addr.to_socket_addrs() {
-            Ok(a) => a.collect(),
-            Err(e) => bail!("bad broker address {addr:?}: {e} (expected host:port)"),
-        };
+        let mut addrs = Vec::new();
+        for one in addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            match one.to_socket_addrs() {
+                Ok(a) => addrs.extend(a),
+                Err(e) => bail!("bad broker address {one:?}: {e} (expected host:port)"),
+            }
+        }
         let mut last = None;
         let mut stream = None;
         for a in addrs {
@@ -128,6 +133,11 @@ impl Client {
             stream,
             correlation: 0,
         })
+    }
+
+    /// The broker address this client is connected to.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
     }
 
     /// Sends a request (framed, with the next correlation id). Alone, for requests that get no

@@ -80,6 +80,25 @@ pub fn render(d: &Driver) -> String {
         "Registered brokers that are fenced.",
         image.brokers.values().filter(|b| b.fenced).count() as f64,
     );
+    if let Some(n) = &d.node {
+        let st = n.st.borrow();
+        if st.controller.is_active() {
+            let committed = st.controller.committed();
+            let _ = writeln!(
+                out,
+                "# HELP tern_broker_metadata_lag Metadata-log entries a registered broker is \
+                 behind the active controller's committed offset, as of its last heartbeat \
+                 (reported by the active controller only).\n# TYPE tern_broker_metadata_lag gauge"
+            );
+            for id in committed.brokers.keys() {
+                let lag = st
+                    .broker_offsets
+                    .get(id)
+                    .map_or(-1.0, |&o| committed.last_offset.saturating_sub(o) as f64);
+                let _ = writeln!(out, "tern_broker_metadata_lag{{broker=\"{id}\"}} {lag}");
+            }
+        }
+    }
     if let Some(l) = &d.lifecycle {
         gauge(
             &mut out,

@@ -53,6 +53,9 @@ pub struct NodeState {
     snapshot_every: u64,
     /// The leader as this node knows it.
     pub leader: Option<i32>,
+    /// Per broker, the metadata offset its last heartbeat to this node reported (the active
+    /// controller's view; `tern_broker_metadata_lag`).
+    pub broker_offsets: BTreeMap<i32, u64>,
 }
 
 pub struct ControllerNode {
@@ -95,6 +98,7 @@ impl ControllerNode {
                 last_snapshot,
                 snapshot_every: setup.snapshot_every.max(1),
                 leader: None,
+                broker_offsets: BTreeMap::new(),
             }),
             peers: RefCell::new(None),
             persist_tx,

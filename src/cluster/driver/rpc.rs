@@ -65,7 +65,12 @@ impl ControllerNode {
                     want_fence: false,
                     want_shutdown,
                 };
-                let (reply, records) = self.st.borrow_mut().controller.heartbeat(&req, now)?;
+                let (reply, records) = {
+                    let mut st = self.st.borrow_mut();
+                    let answer = st.controller.heartbeat(&req, now)?;
+                    st.broker_offsets.insert(broker_id, metadata_offset);
+                    answer
+                };
                 let offset = self.commit(records).await?;
                 Ok(RpcReply::Heartbeat {
                     is_caught_up: reply.is_caught_up,
