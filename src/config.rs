@@ -151,6 +151,9 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Where the Prometheus endpoint listens (None = disabled).
     pub metrics_listener: Option<SocketAddr>,
+    /// tern.metrics.request.queue.enable: measure `tern_request_queue_seconds` (one
+    /// `recvmsg(MSG_PEEK)` per request; default true).
+    pub request_queue_metric: bool,
     /// Every key set in the config file or by a flag (for DescribeConfigs' STATIC_BROKER_CONFIG).
     pub static_props: BTreeMap<String, String>,
     /// The KRaft settings (standalone when none is given).
@@ -190,6 +193,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log.retention.bytes",
     "log.retention.check.interval.ms",
     "tern.metrics.listener",
+    "tern.metrics.request.queue.enable",
     "log.cleanup.policy",
     "compression.type",
     "log.index.interval.bytes",
@@ -527,6 +531,10 @@ impl BrokerConfig {
                 })?)
             }
         };
+        let request_queue_metric = parse_bool(
+            "tern.metrics.request.queue.enable",
+            get("tern.metrics.request.queue.enable").unwrap_or("true"),
+        )?;
         let mut static_props = props.clone();
         if let Some(n) = args.shards {
             static_props.insert("tern.shards".into(), n.to_string());
@@ -554,6 +562,7 @@ impl BrokerConfig {
             retention_bytes,
             retention_check_interval_ms,
             metrics_listener,
+            request_queue_metric,
             static_props,
             cluster,
         })

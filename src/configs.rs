@@ -464,6 +464,14 @@ pub const BROKER_CONFIGS: &[Def] = &[
         false,
         "",
     ),
+    d(
+        "tern.metrics.request.queue.enable",
+        "",
+        Kind::Bool,
+        "true",
+        false,
+        "",
+    ),
 ];
 
 /// The cleaner's own broker settings (static: read at start-up).

@@ -17,7 +17,8 @@
 //! is `tern_request_queue_seconds`: the time the request sat in the socket (behind earlier
 //! requests of the connection, or while the shard was busy) before the broker began handling
 //! it. When TCP merged later segments into the one holding the request's start, the kernel keeps
-//! the newest arrival time, so the figure is then a lower bound.
+//! the newest arrival time, so the figure is then a lower bound. The peek is one syscall per
+//! request; `tern.metrics.request.queue.enable=false` turns it (and the metric) off.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -80,7 +81,10 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
     state.connections.borrow_mut().insert(conn_id, fd);
     log::debug!("shard {}: connection {conn_id} from {peer}", state.id);
 
-    enable_rx_timestamps(fd);
+    let stamp = state.config.request_queue_metric;
+    if stamp {
+        enable_rx_timestamps(fd);
+    }
     let (mut reader, mut writer) = stream.split();
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_PER_CONNECTION);
 
@@ -111,6 +115,7 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
     let mut stamped = StampedReader {
         inner: &mut reader,
         fd,
+        stamp,
         first_byte: None,
     };
     let close_reason = read_loop(&state, &mut stamped, &limits, &client_host, tx).await;
@@ -283,6 +288,8 @@ fn peek_rx_timestamp(fd: RawFd) -> Option<Duration> {
 struct StampedReader<'a> {
     inner: &'a mut futures::io::ReadHalf<TcpStream>,
     fd: RawFd,
+    /// `tern.metrics.request.queue.enable`: peek for the receive timestamp at all.
+    stamp: bool,
     first_byte: Option<Duration>,
 }
 
@@ -293,7 +300,7 @@ impl futures::io::AsyncRead for StampedReader<'_> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.first_byte.is_none() {
+        if this.stamp && this.first_byte.is_none() {
             // Before the request's first read; nothing queued yet means it arrives later and
             // the peek is repeated when the read is polled again.
             this.first_byte = peek_rx_timestamp(this.fd);

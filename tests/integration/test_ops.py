@@ -405,3 +405,24 @@ def test_cluster_info_of_a_standalone_node(broker_factory):
     ((_, _, end_after, lag),) = section(info, "Quorum:")[2:]
     assert int(end_after) > int(end) and lag == "0", info
     assert "Partitions without a leader: none" in info
+
+
+def test_request_queue_time_metric_and_its_switch(broker_factory, tmp_path):
+    # On by default: every produce request gets a socket-queue observation.
+    b = _metrics_broker(broker_factory)
+    _create(b.bootstrap, "ops-queue", partitions=1)
+    _produce(b.bootstrap, "ops-queue", 20)
+    fams = _scrape(b.metrics_url)
+    n = _sum(fams, "tern_request_queue_seconds", "tern_request_queue_seconds_count", api="Produce")
+    assert n >= 20, n
+    # tern.metrics.request.queue.enable=false: no peek, no observations, the broker serves as before.
+    cfg = tmp_path / "no-queue-metric.properties"
+    cfg.write_text("tern.metrics.request.queue.enable=false\n")
+    port = free_port()
+    off = broker_factory("--metrics-listener", f"127.0.0.1:{port}", config=cfg)
+    off.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    _create(off.bootstrap, "ops-queue", partitions=1)
+    _produce(off.bootstrap, "ops-queue", 20)
+    fams = _scrape(off.metrics_url)
+    assert _sum(fams, "tern_requests", api="Produce") >= 20
+    assert _sum(fams, "tern_request_queue_seconds", "tern_request_queue_seconds_count") == 0
