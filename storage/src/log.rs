@@ -198,6 +198,9 @@ pub struct RetentionOutcome {
     pub rolled: bool,
 }
 
+/// The segment bases and producer-snapshot offsets in `dir`, ascending. Reads only: a live log
+/// lists its directory while `write_file_atomic`s of the flusher and the cleaner have `.tmp`
+/// files in flight (removing those here failed their renames with ENOENT).
 fn list_dir(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), StorageError> {
     let mut bases = Vec::new();
     let mut snapshots = Vec::new();
@@ -205,9 +208,7 @@ fn list_dir(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), StorageError> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".tmp") {
-            io::remove_if_exists(&entry.path())?;
-        } else if let Some(stem) = name.strip_suffix(".log") {
+        if let Some(stem) = name.strip_suffix(".log") {
             if let (20, Ok(b)) = (stem.len(), stem.parse::<i64>()) {
                 bases.push(b);
             }
@@ -220,6 +221,22 @@ fn list_dir(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), StorageError> {
     bases.sort_unstable();
     snapshots.sort_unstable();
     Ok((bases, snapshots))
+}
+
+/// Removes the `.tmp` files of atomic writes a crash interrupted (at open, before anything
+/// else touches the directory).
+fn remove_tmp_files(dir: &Path) -> Result<(), StorageError> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".tmp"))
+        {
+            io::remove_if_exists(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 impl PartitionLog {
@@ -239,6 +256,7 @@ impl PartitionLog {
         cleaner::recover_swaps(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
+        remove_tmp_files(dir)?;
         let (mut bases, _) = list_dir(dir)?;
         if bases.is_empty() {
             drop(Segment::create_sync(dir, 0)?);

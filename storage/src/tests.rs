@@ -1298,3 +1298,28 @@ fn decompressed_size_is_bounded() {
         assert_eq!(log.log_end_offset(), 8);
     });
 }
+
+#[test]
+fn a_roll_leaves_other_atomic_writes_in_flight_alone() {
+    // The flusher lists the directory at every roll (producer snapshots); a `.tmp` of an
+    // atomic write in flight (the cleaner's index files, a checkpoint) must survive that, or
+    // its rename fails with ENOENT and the log fails. Stale ones go at the next open.
+    run(|dir| async move {
+        let one = recs(4).len() as u64;
+        let log = open(&dir, small_segments(2 * one), 0).await;
+        let in_flight = dir.join("00000000000000000099.timeindex.tmp");
+        std::fs::write(&in_flight, b"x").unwrap();
+        for _ in 0..6 {
+            append(&log, recs(4)).await;
+        }
+        assert!(log.segment_count() >= 3);
+        log.close().await.unwrap();
+        assert!(
+            in_flight.exists(),
+            "a roll removed another write's .tmp file"
+        );
+        let log = open(&dir, small_segments(2 * one), 0).await;
+        assert!(!in_flight.exists(), "open removes stale .tmp files");
+        assert_eq!(log.log_end_offset(), 24);
+    });
+}

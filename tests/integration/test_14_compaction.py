@@ -6,8 +6,14 @@ restart, reads as before or after the clean; DescribeLogDirs sizes shrink; a nul
 compacted topic is refused with INVALID_RECORD.  Small segments keep it to seconds; every wait
 is a bounded poll for a condition, never a timing assertion."""
 
+import json
+import shutil
+import subprocess
 import time
 import urllib.request
+from pathlib import Path
+
+import pytest
 
 from confluent_kafka import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
@@ -267,3 +273,65 @@ def test_null_key_record_errors_on_the_wire(broker_factory, tmp_path):
     assert "without key" in msg, msg
     low, high = kc.watermarks(b.bootstrap, topic, 0)
     assert high == low, "nothing of the refused batch was written"
+
+
+QUIX_PYTHON = Path(__file__).resolve().parents[2] / ".venv-quix" / "bin" / "python"
+QUIX_APP = Path(__file__).resolve().parents[1] / "clients" / "quix" / "count_app.py"
+
+
+def _quix_run(bootstrap, group, state_dir, count):
+    """Runs the Quix Streams counting app until it processed `count` records (bounded)."""
+    cmd = [str(QUIX_PYTHON), str(QUIX_APP), "--broker", bootstrap, "--input", "quix-words",
+           "--output", "quix-counts", "--group", group, "--state-dir", str(state_dir),
+           "--count", str(count), "--timeout", "60"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, f"quix app exited {r.returncode}:\n{r.stderr[-3000:]}"
+    return r.stderr
+
+
+def _produce_words(bootstrap, keys, versions):
+    d = kc.Deliveries()
+    p = kc.producer(bootstrap, acks="all", linger_ms=0)
+    for v in range(versions):
+        for k in range(keys):
+            kc.produce(p, "quix-words", json.dumps({"v": v}).encode(), d,
+                       key=f"k{k}".encode(), partition=0)
+    kc.flush(p)
+    d.assert_no_errors()
+
+
+def test_quix_streams_restores_state_from_a_compacted_changelog(broker_factory, tmp_path):
+    """Quix Streams (its own confluent-kafka generation, in .venv-quix) keeps a per-key count in
+    RocksDB backed by a changelog topic it creates with cleanup.policy=compact. The cleaner
+    compacts the changelog; after a kill -9 of the broker and with the app's local state deleted,
+    the app restores its state from the compacted changelog and counts on from there."""
+    if not QUIX_PYTHON.exists():
+        pytest.skip(".venv-quix is missing: ./scripts/test creates it")
+    b = _broker(broker_factory, tmp_path,
+                "log.segment.bytes=4096\nlog.cleaner.min.cleanable.ratio=0.01\n")
+    for t in ("quix-words", "quix-counts"):
+        _create(b.bootstrap, t)
+    keys, versions = 10, 50
+    _produce_words(b.bootstrap, keys, versions)
+    state = tmp_path / "quix-state"
+    _quix_run(b.bootstrap, "quix-g", state, keys * versions)
+    changelog = "changelog__quix-g--quix-words--default"
+    # The app committed every 10 records: ~500 changelog versions of 10 keys, which the cleaner
+    # brings down towards one per key.
+    def compacted():
+        low, high = kc.watermarks(b.bootstrap, changelog, 0)
+        recs = kc.consume_range(b.bootstrap, changelog, {0: (low, high)})[0]
+        return high >= keys * versions // 2 and len(recs) < high // 4, (low, high, len(recs))
+    _wait(compacted, "the cleaner compacting the Quix changelog")
+    assert _metric(b, "tern_cleaner_passes_total") > 0
+    b.kill9()
+    b.start()
+    shutil.rmtree(state)
+    _produce_words(b.bootstrap, keys, 1)
+    log = _quix_run(b.bootstrap, "quix-g", state, keys)
+    assert "Recovery" in log, log[-2000:]
+    low, high = kc.watermarks(b.bootstrap, "quix-counts", 0)
+    assert high == keys * (versions + 1)
+    last = kc.consume_range(b.bootstrap, "quix-counts", {0: (high - keys, high)})[0]
+    counts = {r.key: json.loads(r.value)["count"] for r in last}
+    assert counts == {f"k{k}".encode(): versions + 1 for k in range(keys)}, counts

@@ -526,7 +526,9 @@ impl PartitionLog {
     ) -> Result<(), StorageError> {
         let base = seg.base_offset;
         let swap = self.dir.join(format!("{base:020}.log.swap"));
-        glommio::io::rename(cleaned, &swap).await?;
+        glommio::io::rename(cleaned, &swap)
+            .await
+            .map_err(|e| step(format!("rename {} -> .swap", cleaned.display()), e.into()))?;
         #[cfg(test)]
         crate::fault::renamed(cleaned, &swap);
         io::sync_dir(&self.dir).await?;
@@ -541,7 +543,9 @@ impl PartitionLog {
         io::sync_dir(&self.dir).await?;
         crash_point("old segments removed")?;
         let log_path = io::segment_file(&self.dir, base, "log");
-        glommio::io::rename(&swap, &log_path).await?;
+        glommio::io::rename(&swap, &log_path)
+            .await
+            .map_err(|e| step(format!("rename {} -> .log", swap.display()), e.into()))?;
         #[cfg(test)]
         crate::fault::renamed(&swap, &log_path);
         io::sync_dir(&self.dir).await?;
@@ -562,7 +566,9 @@ impl PartitionLog {
                 let _ = f.close().await;
             }
         }
-        seg.write_indexes().await?;
+        seg.write_indexes()
+            .await
+            .map_err(|e| step(format!("indexes of {base}"), e))?;
         crash_point("indexes written")?;
         Ok(())
     }
@@ -668,4 +674,14 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<Option<i64>, StorageError> {
     Ok(io::read_small_file(&dir.join(CLEANER_CHECKPOINT_FILE), 64)?
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.trim().parse::<i64>().ok()))
+}
+
+/// Names the step of a swap that failed (the log then fails, and its message says where).
+fn step(what: String, e: StorageError) -> StorageError {
+    match e {
+        StorageError::Io(io) => {
+            StorageError::Io(std::io::Error::new(io.kind(), format!("{what}: {io}")))
+        }
+        e => e,
+    }
 }
