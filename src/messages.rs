@@ -97,6 +97,12 @@ pub enum ControllerRequest {
     DescribeQuorum {
         reply: Reply<crate::cluster::status::QuorumStatus>,
     },
+    /// A partition leader's ISR change, sent to the active controller (answered after commit
+    /// and after this node applied it; an error code otherwise).
+    AlterPartition {
+        req: crate::cluster::replication::AlterPartitionRequest,
+        reply: Reply<Result<crate::cluster::replication::PartitionState, i16>>,
+    },
 }
 
 /// A topic CreateTopics created (or, with validate_only, would create).

@@ -280,6 +280,7 @@ pub(crate) fn build_topics(
                 log_start_offset: r.log_start_offset,
                 aborted_transactions: read_committed.then(Vec::new),
                 current_leader,
+                diverging_epoch: None,
                 records: r.chunks.into_iter().map(to_out_chunk).collect(),
             });
         }

@@ -148,7 +148,7 @@ pub enum FetchAnswer {
 }
 
 /// AlterPartition (Kafka API 56) for one partition, from its leader to the controller.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterPartitionRequest {
     pub broker_id: i32,
     pub broker_epoch: i64,
@@ -162,7 +162,7 @@ pub struct AlterPartitionRequest {
 }
 
 /// The partition state the controller committed (or the refusal).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionState {
     pub leader: i32,
     pub leader_epoch: i32,
