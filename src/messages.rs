@@ -132,6 +132,15 @@ pub enum ShardMessage {
         items: Vec<FetchItem>,
         reply: Reply<Vec<FetchResult>>,
     },
+    /// A follower's fetch for partitions this shard owns (cluster replication); with
+    /// `wait_until`, the owner waits for data until then.
+    ReplicaFetch {
+        replica: i32,
+        broker_epoch: i64,
+        items: Vec<crate::cluster::replication::driver::serve::ReplicaItem>,
+        wait_until: Option<Instant>,
+        reply: Reply<Vec<crate::cluster::replication::driver::serve::ReplicaResult>>,
+    },
     /// Long-poll half of Fetch: as soon as one partition's high watermark passes its entry in
     /// `wait_offsets`, the owner reads `items` again and replies with the fresh results (saving
     /// the fetcher a second round trip); `None` at the deadline. Dropping the reply receiver

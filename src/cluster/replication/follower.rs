@@ -145,7 +145,10 @@ impl FollowerPartition {
                     self.update_hw(log.log_end_offset());
                     return FollowerAction::Idle;
                 };
-                assert_eq!(first, fetch_offset, "the leader answers from the fetch offset");
+                assert_eq!(
+                    first, fetch_offset,
+                    "the leader answers from the fetch offset"
+                );
                 FollowerAction::Append(entries)
             }
             FetchResponse::Diverging {

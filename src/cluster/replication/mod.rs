@@ -12,6 +12,7 @@
 //! proposals, produce completions and truncations for the driver to carry out. Not wired into
 //! the broker yet: `cluster/sim` drives it (docs/cluster.md, "Replication rules (sans-IO)").
 
+pub mod driver;
 pub mod follower;
 pub mod leader;
 pub mod log_model;
