@@ -9,8 +9,8 @@
 //!
 //! Inputs are fetch requests and responses, produce decisions, log progress (written / synced
 //! offsets), committed metadata and clock ticks; outputs are fetch answers, AlterPartition
-//! proposals, produce completions and truncations for the driver to carry out. Not wired into
-//! the broker yet: `cluster/sim` drives it (docs/cluster.md, "Replication rules (sans-IO)").
+//! proposals, produce completions and truncations for the driver to carry out: `driver` in the
+//! broker (docs/cluster.md, "Replication pipeline"), `cluster/sim` in the simulator.
 
 pub mod driver;
 pub mod follower;
