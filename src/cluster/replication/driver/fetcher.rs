@@ -335,3 +335,23 @@ fn note_appended(state: &ShardState, key: &Key) {
         f.rules.appended(&StorageLog(&log));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetched_batches_start_at_their_base_offset() {
+        let mut b = BytesMut::new();
+        b.put_i64(4242);
+        b.put_i32(49);
+        b.extend_from_slice(&[0u8; 49]);
+        assert_eq!(Batches::new(b.freeze()).first_offset(), Some(4242));
+        // Nothing fetched, or less than a batch's offset and length: no records.
+        assert_eq!(Batches::new(Bytes::new()).first_offset(), None);
+        assert_eq!(
+            Batches::new(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 1, 0])).first_offset(),
+            None
+        );
+    }
+}

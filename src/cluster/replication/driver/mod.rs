@@ -122,7 +122,11 @@ impl ShardReplicas {
 
     /// Consumers read below this (None: no replication role, the log's own end applies).
     pub fn read_limit(&self, topic: &str, partition: i32) -> Option<i64> {
-        match self.roles.borrow().get(&(topic.to_string(), partition))? {
+        let roles = self.roles.borrow();
+        if roles.is_empty() {
+            return None; // standalone / RF1 only: no key built on the hot path
+        }
+        match roles.get(&(topic.to_string(), partition))? {
             Role::Leader(l) => Some(l.rules.high_watermark()),
             Role::Follower(f) => Some(f.rules.high_watermark()),
         }
@@ -130,6 +134,9 @@ impl ShardReplicas {
 
     /// Resolves when the partition's high watermark moves (None: no replication role).
     pub fn watch_hw(&self, topic: &str, partition: i32) -> Option<oneshot::Receiver<()>> {
+        if self.roles.borrow().is_empty() {
+            return None;
+        }
         let key = (topic.to_string(), partition);
         if !self.roles.borrow().contains_key(&key) {
             return None;
@@ -223,7 +230,11 @@ impl ShardReplicas {
     /// Before an append to a partition this shard leads: NOT_ENOUGH_REPLICAS for acks=all when
     /// the ISR is too small. Ok when there is no replication role.
     pub fn check_produce(&self, topic: &str, partition: i32, acks: i16) -> Result<(), i16> {
-        match self.roles.borrow().get(&(topic.to_string(), partition)) {
+        let roles = self.roles.borrow();
+        if roles.is_empty() {
+            return Ok(());
+        }
+        match roles.get(&(topic.to_string(), partition)) {
             Some(Role::Leader(l)) => l.rules.check_produce(acks == -1),
             _ => Ok(()),
         }
@@ -231,10 +242,12 @@ impl ShardReplicas {
 
     /// True when `topic`-`partition` has a leader role here (its produces wait for the rules).
     pub fn leads(&self, topic: &str, partition: i32) -> bool {
-        matches!(
-            self.roles.borrow().get(&(topic.to_string(), partition)),
-            Some(Role::Leader(_))
-        )
+        let roles = self.roles.borrow();
+        !roles.is_empty()
+            && matches!(
+                roles.get(&(topic.to_string(), partition)),
+                Some(Role::Leader(_))
+            )
     }
 
     /// After an append ending at `last_offset` is written (acks=1) or synced (acks=all): the

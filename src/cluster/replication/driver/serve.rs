@@ -330,3 +330,29 @@ async fn answer(
         FetchAnswer::TruncateLeader { .. } => ReplicaResult::error(errors::UNKNOWN_SERVER_ERROR),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_data_divergence_or_errors_end_a_long_poll_early() {
+        let empty = ReplicaResult {
+            high_watermark: 5,
+            log_start_offset: 0,
+            ..Default::default()
+        };
+        assert!(!empty.eventful());
+        assert!(ReplicaResult::error(errors::NOT_LEADER_OR_FOLLOWER).eventful());
+        let diverging = ReplicaResult {
+            diverging: Some((1, 4)),
+            ..Default::default()
+        };
+        assert!(diverging.eventful());
+        let data = ReplicaResult {
+            bytes: 61,
+            ..Default::default()
+        };
+        assert!(data.eventful());
+    }
+}
