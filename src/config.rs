@@ -209,6 +209,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log.segment.delete.delay.ms",
     "log.preallocate",
     "unclean.leader.election.enable",
+    "replica.lag.time.max.ms",
 ];
 
 /// Parses `key=value` lines (`#`/`!` comments, blank lines, `key: value` also accepted).

@@ -699,6 +699,11 @@ fn topic_num(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta, name
         .unwrap_or_else(|_| def.default.parse().unwrap_or(-1))
 }
 
+/// min.insync.replicas of a topic (its override, else the broker's).
+pub fn min_insync_replicas(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta) -> usize {
+    topic_num(cfg, meta, topic, "min.insync.replicas").max(1) as usize
+}
+
 /// Storage settings of a topic's partitions.
 pub fn log_config(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta) -> LogConfig {
     let n = |k| topic_num(cfg, meta, topic, k);

@@ -155,6 +155,23 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
             deadline,
             reply,
         } => handlers::fetch::wait_local(&state, items, wait_offsets, deadline, reply).await,
+        ShardMessage::ReplicaFetch {
+            replica,
+            broker_epoch,
+            items,
+            wait_until,
+            reply,
+        } => {
+            let res = crate::cluster::replication::driver::serve::serve_local(
+                &state,
+                replica,
+                broker_epoch,
+                &items,
+                wait_until,
+            )
+            .await;
+            let _ = reply.send(res);
+        }
         ShardMessage::ListOffsets { items, reply } => {
             let res = handlers::list_offsets::handle_local(&state, &items).await;
             let _ = reply.send(res);
@@ -172,13 +189,18 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
             let _ = reply.send(crate::metrics::collect_local(&state));
         }
         ShardMessage::ApplyMetadata { meta, reply } => {
-            if state.set_metadata(meta.clone())
-                && let Err(e) = state.partitions.reconcile(&state.config, &meta).await
-            {
-                log::error!(
-                    "shard {}: applying metadata v{}: {e:#}",
-                    state.id,
-                    meta.version
+            if state.set_metadata(meta.clone()) {
+                if let Err(e) = state.partitions.reconcile(&state.config, &meta).await {
+                    log::error!(
+                        "shard {}: applying metadata v{}: {e:#}",
+                        state.id,
+                        meta.version
+                    );
+                }
+                // Replication roles follow the newest snapshot (reconcile may have awaited).
+                crate::cluster::replication::driver::ShardReplicas::reconcile(
+                    &state,
+                    &state.metadata(),
                 );
             }
             let _ = reply.send(());

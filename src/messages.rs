@@ -97,6 +97,12 @@ pub enum ControllerRequest {
     DescribeQuorum {
         reply: Reply<crate::cluster::status::QuorumStatus>,
     },
+    /// A partition leader's ISR change, sent to the active controller (answered after commit
+    /// and after this node applied it; an error code otherwise).
+    AlterPartition {
+        req: crate::cluster::replication::AlterPartitionRequest,
+        reply: Reply<Result<crate::cluster::replication::PartitionState, i16>>,
+    },
 }
 
 /// A topic CreateTopics created (or, with validate_only, would create).
@@ -125,6 +131,15 @@ pub enum ShardMessage {
     Fetch {
         items: Vec<FetchItem>,
         reply: Reply<Vec<FetchResult>>,
+    },
+    /// A follower's fetch for partitions this shard owns (cluster replication); with
+    /// `wait_until`, the owner waits for data until then.
+    ReplicaFetch {
+        replica: i32,
+        broker_epoch: i64,
+        items: Vec<crate::cluster::replication::driver::serve::ReplicaItem>,
+        wait_until: Option<Instant>,
+        reply: Reply<Vec<crate::cluster::replication::driver::serve::ReplicaResult>>,
     },
     /// Long-poll half of Fetch: as soon as one partition's high watermark passes its entry in
     /// `wait_offsets`, the owner reads `items` again and replies with the fresh results (saving

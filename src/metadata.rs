@@ -54,6 +54,10 @@ pub struct BrokerMeta {
     pub rack: Option<String>,
     /// A fenced broker leads nothing and is not listed to clients.
     pub fenced: bool,
+    /// The broker epoch of its current registration (KIP-903: ISR members are checked
+    /// against it); 0 when unknown.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 impl TopicMeta {

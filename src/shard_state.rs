@@ -37,6 +37,9 @@ pub struct ShardState {
     pub in_flight: Cell<usize>,
     /// This shard's counters (see `metrics`).
     pub metrics: crate::metrics::ShardMetrics,
+    /// Replication roles of this shard's partitions (cluster mode; see
+    /// `cluster::replication::driver`).
+    pub replicas: crate::cluster::replication::driver::ShardReplicas,
 }
 
 impl ShardState {
@@ -62,6 +65,7 @@ impl ShardState {
             next_connection_id: Cell::new(0),
             in_flight: Cell::new(0),
             metrics: Default::default(),
+            replicas: Default::default(),
         }
     }
 

@@ -29,6 +29,9 @@ pub struct FetchPartitionOut {
     /// KIP-951 leader hint (leader id, leader epoch): the tagged `CurrentLeader`, written for
     /// v12+ when set.
     pub current_leader: Option<(i32, i32)>,
+    /// KIP-320/279 `DivergingEpoch` (epoch, end offset) for a follower whose log diverges:
+    /// the tagged field 0, written for v12+ when set.
+    pub diverging_epoch: Option<(i32, i64)>,
     /// Whole record batches, sent as-is. Empty = zero-length (not null) records.
     pub records: Vec<OutChunk>,
 }
@@ -134,18 +137,24 @@ pub fn encode_fetch_response(
             inserts.push((meta.len(), &p.records));
             records_total += len;
             if flexible {
-                match p.current_leader {
-                    // One tagged field: CurrentLeader (tag 1), a LeaderIdAndEpoch struct of
-                    // 4 + 4 bytes and its own (empty) tagged fields.
-                    Some((leader_id, leader_epoch)) => {
-                        meta.put_u8(1); // number of tagged fields
-                        put_uvarint(&mut meta, 1); // tag
-                        put_uvarint(&mut meta, 9); // size
-                        meta.put_i32(leader_id);
-                        meta.put_i32(leader_epoch);
-                        meta.put_u8(0);
-                    }
-                    None => meta.put_u8(0), // no partition tagged fields
+                // Tagged fields in tag order: DivergingEpoch (tag 0, an EpochEndOffset of
+                // 4 + 8 bytes), CurrentLeader (tag 1, a LeaderIdAndEpoch of 4 + 4 bytes), each
+                // with its own (empty) tagged fields.
+                let tags = p.diverging_epoch.is_some() as u32 + p.current_leader.is_some() as u32;
+                put_uvarint(&mut meta, tags);
+                if let Some((epoch, end_offset)) = p.diverging_epoch {
+                    put_uvarint(&mut meta, 0); // tag
+                    put_uvarint(&mut meta, 13); // size
+                    meta.put_i32(epoch);
+                    meta.put_i64(end_offset);
+                    meta.put_u8(0);
+                }
+                if let Some((leader_id, leader_epoch)) = p.current_leader {
+                    put_uvarint(&mut meta, 1); // tag
+                    put_uvarint(&mut meta, 9); // size
+                    meta.put_i32(leader_id);
+                    meta.put_i32(leader_epoch);
+                    meta.put_u8(0);
                 }
             }
         }

@@ -34,6 +34,7 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                     log_start_offset: 7,
                     aborted_transactions: None,
                     current_leader: None,
+                    diverging_epoch: None,
                     records: vec![chunk(1, 61), chunk(2, 200), chunk(3, 1)],
                 },
                 FetchPartitionOut {
@@ -44,6 +45,7 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                     log_start_offset: -1,
                     aborted_transactions: Some(vec![]),
                     current_leader: None,
+                    diverging_epoch: None,
                     records: vec![],
                 },
                 FetchPartitionOut {
@@ -54,6 +56,7 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                     log_start_offset: 0,
                     aborted_transactions: Some(vec![(1000, 2), (i64::MAX, -1)]),
                     current_leader: None,
+                    diverging_epoch: None,
                     records: vec![chunk(4, 300)],
                 },
             ],
@@ -69,6 +72,7 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                 log_start_offset: 1,
                 aborted_transactions: None,
                 current_leader: Some((3, 17)),
+                diverging_epoch: Some((5, 1234)),
                 records: vec![chunk(5, 10), OutChunk::Bytes(Bytes::new()), chunk(6, 20)],
             }],
         },
@@ -178,6 +182,11 @@ fn roundtrip_every_version() {
                     Some(l) if version >= 12 => assert_eq!(leader, l),
                     _ => assert_eq!(leader, (-1, -1), "default"),
                 }
+                let diverging = (rp.diverging_epoch.epoch, rp.diverging_epoch.end_offset);
+                match p.diverging_epoch {
+                    Some(d) if version >= 12 => assert_eq!(diverging, d),
+                    _ => assert_eq!(diverging, (-1, -1), "default"),
+                }
                 assert_eq!(rp.preferred_read_replica, -1);
                 assert_eq!(rp.records.as_ref(), Some(&records_of(p)), "v{version}");
                 assert!(rp.unknown_tagged_fields.is_empty());
@@ -229,6 +238,7 @@ fn file_chunks_are_kept_as_file_ranges() {
             log_start_offset: 0,
             aborted_transactions: None,
             current_leader: None,
+            diverging_epoch: None,
             records: vec![
                 OutChunk::File {
                     file: file.clone(),

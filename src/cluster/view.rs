@@ -69,6 +69,7 @@ pub fn cluster_metadata(
                     port,
                     rack: reg.rack.clone(),
                     fenced: b.fenced,
+                    epoch: reg.broker_epoch,
                 },
             )
         })

@@ -210,6 +210,20 @@ impl Controller {
             ControllerRequest::AllocateProducerId { reply } => {
                 let _ = reply.send(self.next_producer_id_cluster(driver).await);
             }
+            ControllerRequest::AlterPartition { req, reply } => {
+                let answer = match driver.call(Rpc::AlterPartition { req }, timeout).await {
+                    RpcReply::AlterPartition { result, offset } => {
+                        driver.wait_applied(offset, timeout).await;
+                        result.map_err(|(code, _)| code)
+                    }
+                    RpcReply::Error { code, .. } => Err(code),
+                    other => {
+                        log::warn!("AlterPartition: unexpected answer {other:?}");
+                        Err(errors::UNKNOWN_SERVER_ERROR)
+                    }
+                };
+                let _ = reply.send(answer);
+            }
             ControllerRequest::DescribeQuorum { reply } => {
                 // Answered by the active controller (offsets are raft indexes); any other
                 // answer drops `reply`, which the handler reports as NOT_LEADER_OR_FOLLOWER.

@@ -63,6 +63,26 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
         return encode(&h, session_error, &[], &[]);
     }
     let meta = state.metadata();
+    // A follower's fetch (ReplicaId, or ReplicaState from v15) in cluster mode.
+    let (replica, replica_epoch) = if h.api_version >= 15 {
+        (
+            req.replica_state.replica_id.0,
+            req.replica_state.replica_epoch,
+        )
+    } else {
+        (req.replica_id.0, -1)
+    };
+    if replica >= 0 && meta.is_cluster() {
+        drop(meta);
+        return crate::cluster::replication::driver::serve::handle(
+            state,
+            h,
+            req,
+            replica,
+            replica_epoch,
+        )
+        .await;
+    }
     let mut slots: Vec<Slot> = Vec::new();
     let mut layout: Vec<TopicLayout> = Vec::new();
     for t in &req.topics {
@@ -280,6 +300,7 @@ pub(crate) fn build_topics(
                 log_start_offset: r.log_start_offset,
                 aborted_transactions: read_committed.then(Vec::new),
                 current_leader,
+                diverging_epoch: None,
                 records: r.chunks.into_iter().map(to_out_chunk).collect(),
             });
         }
@@ -380,8 +401,13 @@ pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<Fetc
             });
             continue;
         };
-        let res = log.read(it.offset, it.max_bytes).await;
-        let hw = log.high_watermark();
+        // A replicated partition's consumers read below its high watermark.
+        let limit = state.replicas.read_limit(&it.topic, it.partition);
+        let res = match limit {
+            Some(limit) => log.read_below(it.offset, it.max_bytes, limit).await,
+            None => log.read(it.offset, it.max_bytes).await,
+        };
+        let hw = limit.map_or(log.high_watermark(), |l| l.min(log.high_watermark()));
         let lso = log.log_start_offset();
         out.push(match res {
             Ok(chunks) => {
@@ -430,14 +456,19 @@ pub async fn wait_local(
     let mut watches = Vec::new();
     let mut ready = false;
     for (it, wait_from) in items.iter().zip(&wait_offsets) {
+        let limit = state.replicas.read_limit(&it.topic, it.partition);
         match state.partitions.get(&it.topic, it.partition) {
             Some(log)
-                if log.high_watermark() > *wait_from || it.offset < log.log_start_offset() =>
+                if limit.unwrap_or(log.high_watermark()) > *wait_from
+                    || it.offset < log.log_start_offset() =>
             {
                 ready = true;
                 break;
             }
-            Some(log) => watches.push(log.watch()),
+            Some(log) => watches.push(match state.replicas.watch_hw(&it.topic, it.partition) {
+                Some(w) => w,
+                None => log.watch(),
+            }),
             None => {
                 ready = true;
                 break;

@@ -179,7 +179,14 @@ pub async fn handle_local(
         let epoch = tm.leader_epoch(it.partition);
         let r = match it.timestamp {
             EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
-            LATEST => Ok(Some((log.high_watermark(), -1))),
+            // A replicated partition's latest offset is its high watermark (KIP-966 / Kafka).
+            LATEST => Ok(Some((
+                state
+                    .replicas
+                    .read_limit(&it.topic, it.partition)
+                    .map_or(log.high_watermark(), |l| l.min(log.high_watermark())),
+                -1,
+            ))),
             LATEST_TIERED => {
                 // Kafka without remote storage: offset -1, leader epoch -1, no error.
                 out.push(failed(errors::NONE));

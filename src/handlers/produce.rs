@@ -344,6 +344,10 @@ fn append_error_code(e: &AppendError) -> (i16, Option<String>) {
 }
 
 /// The owner shard's half: appends synchronously (in arrival order), then waits for durability.
+/// How long an acks=all produce to a replicated partition waits for its ISR (the request's
+/// own timeout is not passed to the owner shard yet).
+const ACKS_ALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub async fn handle_local(
     state: Rc<ShardState>,
     acks: i16,
@@ -377,6 +381,16 @@ pub async fn handle_local(
             .topic(&item.topic)
             .filter(|t| t.has_partition(item.partition))
             .map_or(0, |t| t.leader_epoch(item.partition));
+        // Replicated partitions (cluster mode): acks=all needs enough in-sync replicas.
+        if let Err(code) = state
+            .replicas
+            .check_produce(&item.topic, item.partition, acks)
+        {
+            state.metrics.error(0, code);
+            results.push(error_result(code, None));
+            continue;
+        }
+        let replicated = state.replicas.leads(&item.topic, item.partition);
         state.metrics.produce_batch(item.records.len());
         match log.append(item.records, leader_epoch, durability) {
             Ok(appended) => {
@@ -387,7 +401,9 @@ pub async fn handle_local(
                     log_start_offset: log.log_start_offset(),
                     record_errors: Vec::new(),
                 });
-                pending.push((i, appended.done));
+                let replicated =
+                    replicated.then(|| (item.topic.clone(), item.partition, appended.last_offset));
+                pending.push((i, appended.done, replicated));
             }
             Err(e) => {
                 let (code, msg) = append_error_code(&e);
@@ -411,10 +427,26 @@ pub async fn handle_local(
         }
     }
     // Everything above ran synchronously; from here on order no longer matters.
-    for (i, done) in pending {
+    for (i, done, replicated) in pending {
         if let Err(e) = done.await {
             log::error!("write failed: {e}");
             results[i] = error_result(errors::KAFKA_STORAGE_ERROR, Some(e.to_string()));
+            continue;
+        }
+        // A replicated partition: the rules learn of the append; acks=all waits for the HW.
+        if let Some((topic, partition, last)) = replicated
+            && let Err(code) = crate::cluster::replication::driver::ShardReplicas::after_append(
+                &state,
+                &topic,
+                partition,
+                last,
+                acks,
+                ACKS_ALL_TIMEOUT,
+            )
+            .await
+        {
+            state.metrics.error(0, code);
+            results[i] = error_result(code, None);
         }
     }
     if let Some(reply) = reply {

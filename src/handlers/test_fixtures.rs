@@ -52,6 +52,7 @@ pub fn multi_broker() -> ClusterMetadata {
                 port: 9090 + id as u16,
                 rack: rack.map(str::to_string),
                 fenced,
+                epoch: 10 + id as i64,
             },
         );
     }

@@ -36,6 +36,8 @@ pub mod offset_map;
 mod producer_state;
 mod records;
 mod recovery;
+#[cfg(test)]
+mod replica_tests;
 mod segment;
 pub mod stats;
 mod tail_cache;

@@ -11,6 +11,7 @@
 //! written) in order.
 
 mod cleaner;
+mod replica;
 
 pub use cleaner::{CLEANER_CHECKPOINT_FILE, CleanOutcome, Cleanable, CompactionConfig, IoThrottle};
 

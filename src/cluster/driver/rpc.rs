@@ -187,6 +187,29 @@ impl ControllerNode {
                 Ok(RpcReply::ProducerIds { start, len, offset })
             }
             Rpc::DescribeQuorum => Ok(RpcReply::Quorum(self.quorum_status()?)),
+            Rpc::AlterPartition { req } => {
+                let decided = self.st.borrow_mut().controller.alter_partition(&req);
+                match decided {
+                    Ok((state, records)) => {
+                        let offset = if records.is_empty() {
+                            0
+                        } else {
+                            self.commit(records).await?
+                        };
+                        Ok(RpcReply::AlterPartition {
+                            result: Ok(state),
+                            offset,
+                        })
+                    }
+                    // Not the active controller: the whole RPC is refused (the client retries
+                    // elsewhere); any other refusal is the partition's answer.
+                    Err(e) if e.code == crate::cluster::controller::codes::NOT_CONTROLLER => Err(e),
+                    Err(e) => Ok(RpcReply::AlterPartition {
+                        result: Err((e.code, e.message)),
+                        offset: 0,
+                    }),
+                }
+            }
             Rpc::FetchMetadata {
                 have_offset,
                 wait_ms,

@@ -146,6 +146,10 @@ pub enum Rpc {
         have_offset: u64,
         wait_ms: u64,
     },
+    /// A partition leader's ISR change (Kafka's AlterPartition), answered after commit.
+    AlterPartition {
+        req: crate::cluster::replication::AlterPartitionRequest,
+    },
 }
 
 /// A per-item outcome: Ok or a Kafka error code with its message.
@@ -193,6 +197,11 @@ pub enum RpcReply {
     Metadata {
         image: Option<Vec<u8>>,
         controller_id: i32,
+    },
+    /// The committed partition state, or the refusal (INVALID_UPDATE_VERSION, ...).
+    AlterPartition {
+        result: ItemResult<crate::cluster::replication::PartitionState>,
+        offset: u64,
     },
 }
 

@@ -7,11 +7,24 @@
 
 use super::{AckDurability, FetchRequest, LogEntry, ReplicaLog, codes};
 
+/// Records a follower fetched, as far as the rules need to know them: where they start.
+/// The simulator's model entries, or the broker's record batches.
+pub trait FetchedRecords {
+    /// Offset of the first record (None: nothing fetched).
+    fn first_offset(&self) -> Option<i64>;
+}
+
+impl FetchedRecords for Vec<LogEntry> {
+    fn first_offset(&self) -> Option<i64> {
+        self.first().map(|e| e.offset)
+    }
+}
+
 /// The leader's answer to a follower fetch, as it travels back.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FetchResponse {
+pub enum FetchResponse<R = Vec<LogEntry>> {
     Records {
-        entries: Vec<LogEntry>,
+        entries: R,
         high_watermark: i64,
     },
     Diverging {
@@ -24,9 +37,9 @@ pub enum FetchResponse {
 
 /// What the follower asks the driver to do with an answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FollowerAction {
+pub enum FollowerAction<R = Vec<LogEntry>> {
     /// Append these (contiguous from the log end), then call `appended`.
-    Append(Vec<LogEntry>),
+    Append(R),
     /// Truncate the local log to this offset, then fetch again.
     Truncate(i64),
     /// The leader moved or does not know our epoch yet: refresh metadata, fetch later.
@@ -109,12 +122,12 @@ impl FollowerPartition {
     }
 
     /// The leader's answer to fetch `id`.
-    pub fn on_fetch_response(
+    pub fn on_fetch_response<R: FetchedRecords>(
         &mut self,
         id: u64,
-        resp: FetchResponse,
+        resp: FetchResponse<R>,
         log: &dyn ReplicaLog,
-    ) -> FollowerAction {
+    ) -> FollowerAction<R> {
         let Some((want, fetch_offset)) = self.in_flight else {
             return FollowerAction::Idle;
         };
@@ -128,12 +141,12 @@ impl FollowerPartition {
                 high_watermark,
             } => {
                 self.leader_high_watermark = self.leader_high_watermark.max(high_watermark);
-                if entries.is_empty() {
+                let Some(first) = entries.first_offset() else {
                     self.update_hw(log.log_end_offset());
                     return FollowerAction::Idle;
-                }
+                };
                 assert_eq!(
-                    entries[0].offset, fetch_offset,
+                    first, fetch_offset,
                     "the leader answers from the fetch offset"
                 );
                 FollowerAction::Append(entries)

@@ -9,9 +9,10 @@
 //!
 //! Inputs are fetch requests and responses, produce decisions, log progress (written / synced
 //! offsets), committed metadata and clock ticks; outputs are fetch answers, AlterPartition
-//! proposals, produce completions and truncations for the driver to carry out. Not wired into
-//! the broker yet: `cluster/sim` drives it (docs/cluster.md, "Replication rules (sans-IO)").
+//! proposals, produce completions and truncations for the driver to carry out: `driver` in the
+//! broker (docs/cluster.md, "Replication pipeline"), `cluster/sim` in the simulator.
 
+pub mod driver;
 pub mod follower;
 pub mod leader;
 pub mod log_model;
@@ -148,7 +149,7 @@ pub enum FetchAnswer {
 }
 
 /// AlterPartition (Kafka API 56) for one partition, from its leader to the controller.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterPartitionRequest {
     pub broker_id: i32,
     pub broker_epoch: i64,
@@ -162,7 +163,7 @@ pub struct AlterPartitionRequest {
 }
 
 /// The partition state the controller committed (or the refusal).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionState {
     pub leader: i32,
     pub leader_epoch: i32,

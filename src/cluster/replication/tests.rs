@@ -401,7 +401,7 @@ fn replication_follower_truncates_itself_to_the_largest_common_epoch_end() {
     assert_eq!((req.fetch_offset, req.last_fetched_epoch), (7, 2));
     let action = fp.on_fetch_response(
         id,
-        FetchResponse::Diverging {
+        FetchResponse::<Vec<LogEntry>>::Diverging {
             epoch: 1,
             end_offset: 4,
             high_watermark: 4,
@@ -468,11 +468,11 @@ fn replication_follower_hw_is_the_leaders_capped_by_its_own_log_end() {
     let (_old, _) = fp.next_fetch(&flog);
     let (new, _) = fp.next_fetch(&flog);
     assert_eq!(
-        fp.on_fetch_response(new - 1, FetchResponse::Error(6), &flog),
+        fp.on_fetch_response(new - 1, FetchResponse::<Vec<LogEntry>>::Error(6), &flog),
         FollowerAction::Idle
     );
     assert_eq!(
-        fp.on_fetch_response(new, FetchResponse::Error(6), &flog),
+        fp.on_fetch_response(new, FetchResponse::<Vec<LogEntry>>::Error(6), &flog),
         FollowerAction::Backoff(6)
     );
 }
