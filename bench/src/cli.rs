@@ -111,9 +111,35 @@ pub struct DiskArgs {
     /// Directory to write in (on the broker's data-dir file system); created if missing.
     #[arg(long)]
     pub dir: String,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Write the result as JSON to this file.
     #[arg(long)]
     pub json: Option<String>,
+}
+
+/// How the disk's sequential read ceiling is measured (`disk` and `backlog`).
+#[derive(Args, Debug, Clone)]
+pub struct ReadArgs {
+    /// Bytes written once and read back (O_DIRECT, then buffered from a cold page cache).
+    #[arg(long, default_value_t = 4 << 30)]
+    pub read_bytes: u64,
+    /// Bytes per read (a multiple of 4096).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub read_chunk: usize,
+    /// Reads in flight (one thread each, each reading its own files).
+    #[arg(long, default_value_t = 4)]
+    pub read_depth: usize,
+}
+
+impl ReadArgs {
+    pub fn plan(&self) -> crate::disk_read::ReadPlan {
+        crate::disk_read::ReadPlan {
+            total_bytes: self.read_bytes,
+            chunk_bytes: self.read_chunk,
+            depth: self.read_depth,
+        }
+    }
 }
 
 /// Every knob is optional so that a preset supplies what the user did not.

@@ -9,6 +9,7 @@ mod cli;
 mod clock;
 mod consumer;
 mod disk;
+mod disk_read;
 mod keys;
 mod lag;
 mod link;
