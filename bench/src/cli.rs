@@ -26,6 +26,9 @@ pub enum Cmd {
     /// Measure the storage ceiling: O_DIRECT appends of the workload's batch size, one file per
     /// partition, without and with fdatasync.
     Disk(DiskArgs),
+    /// Replay from the beginning: fill a topic, measure the disk's read ceiling, then consume
+    /// the whole backlog from the earliest offset (optionally beside a steady producer).
+    Backlog(BacklogArgs),
     /// List the named workload presets.
     Presets,
 }
@@ -114,6 +117,49 @@ pub struct DiskArgs {
     #[command(flatten)]
     pub read: ReadArgs,
     /// Write the result as JSON to this file.
+    #[arg(long)]
+    pub json: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BacklogArgs {
+    /// Broker to bootstrap from (host:port).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Partitions, record size, producers (fill), consumers (replay), fetch max wait, ...
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Bytes of record values to fill the topic with before the replay.
+    #[arg(long, default_value_t = 4_000_000_000)]
+    pub fill_bytes: u64,
+    /// Replay what the topic already holds (no fill).
+    #[arg(long)]
+    pub skip_fill: bool,
+    /// partition_max_bytes of each Fetch (Kafka's max.partition.fetch.bytes default: 1 MiB).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub fetch_partition_bytes: i32,
+    /// Drop the page cache before the replay (root only), so that no broker replays from memory.
+    #[arg(long)]
+    pub drop_caches: bool,
+    /// Replay a second time right after the first (page cache as the first pass left it).
+    #[arg(long)]
+    pub warm_pass: bool,
+    /// Also run a producer at this fixed rate (records/s) on a separate topic and compare its
+    /// produce latency alone and during the replay.
+    #[arg(long)]
+    pub steady_rate: Option<f64>,
+    /// Seconds the steady producer is measured alone before the replay starts.
+    #[arg(long, default_value_t = 10.0)]
+    pub steady_baseline: f64,
+    /// Directory for the read-ceiling files (on the broker's data-dir file system).
+    #[arg(long, default_value = "/tmp/tern-bench-disk")]
+    pub dir: String,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Label stored in the JSON result (e.g. the broker's name).
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Write the full result as JSON to this file.
     #[arg(long)]
     pub json: Option<String>,
 }
