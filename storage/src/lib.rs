@@ -38,6 +38,7 @@ mod records;
 mod recovery;
 mod segment;
 pub mod stats;
+mod readahead;
 mod tail_cache;
 
 #[cfg(test)]
@@ -76,7 +77,13 @@ pub struct LogConfig {
     /// `cleanup.policy` includes `compact`: every record needs a key (appends of records without
     /// one fail with [`AppendError::NullKeys`]).
     pub keys_required: bool,
+    /// Cold reads (from segment files) ask the kernel to read this many bytes beyond the
+    /// fetched range into the page cache ahead of the consumer (`readahead.rs`); 0 = off.
+    pub readahead_bytes: u64,
 }
+
+/// Default of [`LogConfig::readahead_bytes`].
+pub const DEFAULT_READAHEAD_BYTES: u64 = 8 << 20;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -87,6 +94,7 @@ impl Default for LogConfig {
             max_batch_bytes: 1_048_588,
             max_decompressed_batch_bytes: DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
             keys_required: false,
+            readahead_bytes: DEFAULT_READAHEAD_BYTES,
         }
     }
 }

@@ -30,6 +30,7 @@ use crate::producer_state::{self, BatchIdent, ProducerState, SeqCheck, SeqError}
 use crate::records;
 use crate::recovery;
 use crate::segment::{MAX_SEGMENT_BYTES, Segment};
+use crate::readahead;
 use crate::tail_cache::{Slot, TailCache};
 use crate::{AppendError, Appended, Durability, LogConfig, ReadChunk, ReadError, StorageError};
 
@@ -1138,6 +1139,16 @@ impl PartitionLog {
         let mut seg = self
             .segment_for(offset)
             .expect("offset >= log start has a segment");
+        // Fast path: the batch headers are in the page cache (the readahead of the previous
+        // cold fetch brought them in): no disk read before the sendfile.
+        if offset >= seg.base_offset {
+            let limit = seg.written.get();
+            let ipos = seg.offset_index.borrow().lookup(seg.rel(offset)).1 as u64;
+            if let Some((pos, h)) = readahead::find_batch_cached(&seg.read_file, ipos, offset, limit)
+            {
+                return Ok(self.file_range(&seg, pos, &h, limit, max_bytes));
+            }
+        }
         // A cleaned segment may end (or be empty) before the next begins: the first batch at
         // or after `offset` may be in a later segment.
         let (seg, reader, pos, h) = loop {
@@ -1163,16 +1174,33 @@ impl PartitionLog {
                 _ => return Ok(Vec::new()),
             }
         };
-        let limit = reader.limit();
+        Ok(self.file_range(&seg, pos, &h, reader.limit(), max_bytes))
+    }
+
+    /// The file range of a cold read from the batch at `pos` (header `h`) of `seg`, below
+    /// `limit`: the first batch whole (KIP-74), then up to `max_bytes`. Starts the readahead
+    /// beyond it.
+    fn file_range(
+        &self,
+        seg: &Segment,
+        pos: u64,
+        h: &BatchHeader,
+        limit: u64,
+        max_bytes: usize,
+    ) -> Vec<ReadChunk> {
         let avail = limit - pos;
         let len = (h.size as u64)
             .max((max_bytes as u64).min(avail))
             .min(avail);
-        Ok(vec![ReadChunk::File {
+        let ahead = self.config.borrow().readahead_bytes;
+        if let Some((start, n)) = seg.readahead.next_range(pos, len, ahead, limit) {
+            readahead::advise_willneed(seg.read_file.clone(), start, n);
+        }
+        vec![ReadChunk::File {
             file: seg.read_file.clone(),
             offset: pos,
             len,
-        }])
+        }]
     }
 
     fn read_cached(&self, offset: i64, max_bytes: usize, hw: i64) -> Option<Vec<ReadChunk>> {
