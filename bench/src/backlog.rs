@@ -80,7 +80,12 @@ struct Assignment {
     end: Vec<i64>,
 }
 
-fn consume(a: &Assignment, partition_max_bytes: i32, max_wait_ms: i32, pr: &Progress) -> Result<()> {
+fn consume(
+    a: &Assignment,
+    partition_max_bytes: i32,
+    max_wait_ms: i32,
+    pr: &Progress,
+) -> Result<()> {
     let mut conn = Conn::connect(&a.addr)?;
     let v = conn.versions.fetch;
     let name = topic_name(&a.topic);
@@ -347,10 +352,7 @@ fn replay(
         );
         if let Some(s) = steady {
             let h = s.take();
-            line += &format!(
-                " | steady produce p99 {:.3} ms",
-                Percentiles::of(&h).p99
-            );
+            line += &format!(" | steady produce p99 {:.3} ms", Percentiles::of(&h).p99);
             during.add(&h)?;
         }
         println!("{line}");

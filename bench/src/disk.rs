@@ -194,5 +194,8 @@ pub fn print_read(r: &ReadCeiling) {
         p.depth
     );
     println!("  O_DIRECT       : {:>8.1} MB/s", r.o_direct_mb_per_sec);
-    println!("  buffered (cold): {:>8.1} MB/s", r.buffered_cold_mb_per_sec);
+    println!(
+        "  buffered (cold): {:>8.1} MB/s",
+        r.buffered_cold_mb_per_sec
+    );
 }

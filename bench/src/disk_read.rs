@@ -95,14 +95,7 @@ fn read_all(path: &Path, direct: bool, chunk: usize) -> Result<u64> {
     let mut off = 0u64;
     loop {
         // SAFETY: the buffer is live, aligned and `chunk` bytes long; we own the fd.
-        let n = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                buf.ptr.cast(),
-                chunk,
-                off as libc::off_t,
-            )
-        };
+        let n = unsafe { libc::pread(file.as_raw_fd(), buf.ptr.cast(), chunk, off as libc::off_t) };
         if n < 0 {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("reading {}", path.display()));

@@ -20,6 +20,7 @@
 //! - `compact_batch`: record-level filtering and rebuilding of a batch for the cleaner.
 
 pub mod batch;
+mod cold_budget;
 mod compact_batch;
 #[cfg(test)]
 mod compaction_tests;
@@ -34,11 +35,11 @@ mod io;
 mod log;
 pub mod offset_map;
 mod producer_state;
+mod readahead;
 mod records;
 mod recovery;
 mod segment;
 pub mod stats;
-mod readahead;
 mod tail_cache;
 
 #[cfg(test)]
@@ -80,6 +81,8 @@ pub struct LogConfig {
     /// Cold reads (from segment files) ask the kernel to read this many bytes beyond the
     /// fetched range into the page cache ahead of the consumer (`readahead.rs`); 0 = off.
     pub readahead_bytes: u64,
+    /// Bandwidth bound on cold reads per shard, bytes/s (`cold_budget.rs`); 0 = unbounded.
+    pub cold_read_bytes_per_sec: u64,
 }
 
 /// Default of [`LogConfig::readahead_bytes`].
@@ -95,6 +98,7 @@ impl Default for LogConfig {
             max_decompressed_batch_bytes: DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
             keys_required: false,
             readahead_bytes: DEFAULT_READAHEAD_BYTES,
+            cold_read_bytes_per_sec: 0,
         }
     }
 }

@@ -27,10 +27,10 @@ use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::epoch::{self, EpochCache};
 use crate::io::{self, ChunkReader};
 use crate::producer_state::{self, BatchIdent, ProducerState, SeqCheck, SeqError};
+use crate::readahead;
 use crate::records;
 use crate::recovery;
 use crate::segment::{MAX_SEGMENT_BYTES, Segment};
-use crate::readahead;
 use crate::tail_cache::{Slot, TailCache};
 use crate::{AppendError, Appended, Durability, LogConfig, ReadChunk, ReadError, StorageError};
 
@@ -1144,9 +1144,12 @@ impl PartitionLog {
         if offset >= seg.base_offset {
             let limit = seg.written.get();
             let ipos = seg.offset_index.borrow().lookup(seg.rel(offset)).1 as u64;
-            if let Some((pos, h)) = readahead::find_batch_cached(&seg.read_file, ipos, offset, limit)
+            if let Some((pos, h)) =
+                readahead::find_batch_cached(&seg.read_file, ipos, offset, limit)
             {
-                return Ok(self.file_range(&seg, pos, &h, limit, max_bytes));
+                return Ok(self
+                    .admit(self.file_range(&seg, pos, &h, limit, max_bytes))
+                    .await);
             }
         }
         // A cleaned segment may end (or be empty) before the next begins: the first batch at
@@ -1174,7 +1177,17 @@ impl PartitionLog {
                 _ => return Ok(Vec::new()),
             }
         };
-        Ok(self.file_range(&seg, pos, &h, reader.limit(), max_bytes))
+        Ok(self
+            .admit(self.file_range(&seg, pos, &h, reader.limit(), max_bytes))
+            .await)
+    }
+
+    /// Waits until the cold read `chunks` fits the shard's cold-read bandwidth bound.
+    async fn admit(&self, chunks: Vec<ReadChunk>) -> Vec<ReadChunk> {
+        let rate = self.config.borrow().cold_read_bytes_per_sec;
+        let bytes = chunks.iter().map(ReadChunk::len).sum();
+        crate::cold_budget::admit(bytes, rate).await;
+        chunks
     }
 
     /// The file range of a cold read from the batch at `pos` (header `h`) of `seg`, below

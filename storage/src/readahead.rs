@@ -97,7 +97,15 @@ fn header_at(file: &std::fs::File, pos: u64) -> Cached {
     };
     // SAFETY: one iovec over a live stack buffer; RWF_NOWAIT makes the call fail with EAGAIN
     // instead of waiting for the disk, so the shard thread never blocks.
-    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, pos as libc::off_t, libc::RWF_NOWAIT) };
+    let n = unsafe {
+        libc::preadv2(
+            file.as_raw_fd(),
+            &iov,
+            1,
+            pos as libc::off_t,
+            libc::RWF_NOWAIT,
+        )
+    };
     if n != HEADER_LEN as isize {
         return Cached::Miss;
     }
@@ -149,9 +157,15 @@ mod tests {
         assert_eq!(r.next_range(M, M, 4 * M, 100 * M), None);
         assert_eq!(r.next_range(2 * M, M, 4 * M, 100 * M), Some((5 * M, 2 * M)));
         // Capped at the written size.
-        assert_eq!(r.next_range(95 * M, M, 8 * M, 100 * M), Some((95 * M, 5 * M)));
+        assert_eq!(
+            r.next_range(95 * M, M, 8 * M, 100 * M),
+            Some((95 * M, 5 * M))
+        );
         // A reader elsewhere restarts at its own position.
-        assert_eq!(r.next_range(10 * M, M, 4 * M, 100 * M), Some((10 * M, 5 * M)));
+        assert_eq!(
+            r.next_range(10 * M, M, 4 * M, 100 * M),
+            Some((10 * M, 5 * M))
+        );
         // No readahead configured: nothing.
         assert_eq!(Readahead::default().next_range(0, M, 0, 100 * M), None);
     }
