@@ -456,7 +456,7 @@ pub fn run(args: BacklogArgs) -> Result<()> {
     };
     let steady = match (steady, steady_alone) {
         (Some(s), Some(alone)) => {
-            during.add(&s.take())?;
+            during.add(s.take())?;
             s.shared.stop.store(true, Relaxed);
             let _ = s.handle.join();
             let (a, d) = (Percentiles::of(&alone), Percentiles::of(&during));

@@ -133,7 +133,7 @@ fn pass(paths: &[PathBuf], direct: bool, chunk: usize, depth: usize) -> Result<f
 
 /// Measures the read ceiling in `dir` (created if missing); the files are removed at the end.
 pub fn measure(dir: &Path, plan: ReadPlan) -> Result<ReadCeiling> {
-    if plan.chunk_bytes == 0 || plan.chunk_bytes % 4096 != 0 || plan.depth == 0 {
+    if plan.chunk_bytes == 0 || !plan.chunk_bytes.is_multiple_of(4096) || plan.depth == 0 {
         bail!("read chunk must be a positive multiple of 4096 and depth at least 1");
     }
     std::fs::create_dir_all(dir)?;
