@@ -50,6 +50,12 @@ pub struct ServeArgs {
     /// tern.max.decompressed.batch.bytes: most bytes one compressed batch may decompress to.
     #[arg(long)]
     pub max_decompressed_batch_bytes: Option<String>,
+    /// tern.fetch.readahead.bytes: cold fetches have the kernel read this far beyond them (0 = off).
+    #[arg(long)]
+    pub fetch_readahead_bytes: Option<String>,
+    /// tern.fetch.cold.read.bytes.per.sec: per-shard bandwidth bound on fetches from segment files (0 = none).
+    #[arg(long)]
+    pub fetch_cold_read_bytes_per_sec: Option<String>,
     /// Spin this many microseconds before parking an idle shard (lower cross-core latency, more CPU).
     #[arg(long)]
     pub spin_before_park_us: Option<u64>,
@@ -136,6 +142,12 @@ pub struct BrokerConfig {
     /// tern.max.decompressed.batch.bytes: the records of one compressed batch may decompress to
     /// at most this many bytes when they are validated (INVALID_RECORD beyond).
     pub max_decompressed_batch_bytes: usize,
+    /// tern.fetch.readahead.bytes: bytes beyond a cold fetch's range the kernel is asked to read
+    /// into the page cache ahead of the consumer (storage's `readahead.rs`); 0 = off.
+    pub fetch_readahead_bytes: u64,
+    /// tern.fetch.cold.read.bytes.per.sec: per-shard bound on the bytes/s fetches read from
+    /// segment files (storage's `cold_budget.rs`); 0 = unbounded.
+    pub fetch_cold_read_bytes_per_sec: u64,
     /// max.request.partition.size.limit: most partitions in one DescribeTopicPartitions
     /// response (Kafka's default 2000).
     pub max_request_partition_size_limit: i32,
@@ -294,7 +306,7 @@ impl BrokerConfig {
                 crate::configs::validate(def, value).map_err(|m| anyhow!("{m}"))?;
             }
         }
-        let flags: [(&str, &Option<String>); 17] = [
+        let flags: [(&str, &Option<String>); 19] = [
             ("log.retention.ms", &args.log_retention_ms),
             ("log.retention.bytes", &args.log_retention_bytes),
             (
@@ -315,6 +327,11 @@ impl BrokerConfig {
             (
                 "tern.max.decompressed.batch.bytes",
                 &args.max_decompressed_batch_bytes,
+            ),
+            ("tern.fetch.readahead.bytes", &args.fetch_readahead_bytes),
+            (
+                "tern.fetch.cold.read.bytes.per.sec",
+                &args.fetch_cold_read_bytes_per_sec,
             ),
             (
                 "group.initial.rebalance.delay.ms",
@@ -478,6 +495,20 @@ impl BrokerConfig {
                  {max_decompressed_batch_bytes} (must be >= 1024)"
             );
         }
+        let fetch_readahead_bytes: u64 = match get("tern.fetch.readahead.bytes") {
+            Some(v) => parse_num("tern.fetch.readahead.bytes", v)?,
+            None => tern_storage::DEFAULT_READAHEAD_BYTES,
+        };
+        if fetch_readahead_bytes > 1 << 30 {
+            bail!(
+                "invalid value for tern.fetch.readahead.bytes: {fetch_readahead_bytes} \
+                 (at most 1073741824)"
+            );
+        }
+        let fetch_cold_read_bytes_per_sec: u64 = parse_num(
+            "tern.fetch.cold.read.bytes.per.sec",
+            get("tern.fetch.cold.read.bytes.per.sec").unwrap_or("0"),
+        )?;
         let max_request_partition_size_limit: i32 = parse_num(
             "max.request.partition.size.limit",
             get("max.request.partition.size.limit").unwrap_or("2000"),
@@ -558,6 +589,8 @@ impl BrokerConfig {
             socket_request_max_bytes,
             tail_cache_bytes,
             max_decompressed_batch_bytes,
+            fetch_readahead_bytes,
+            fetch_cold_read_bytes_per_sec,
             max_request_partition_size_limit,
             spin_before_park_us: args.spin_before_park_us,
             cpus: args.cpus.as_ref().map(|c| c.0.clone()),

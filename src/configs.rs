@@ -714,6 +714,8 @@ pub fn log_config(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta)
         max_batch_bytes: n("max.message.bytes").max(0) as usize,
         max_decompressed_batch_bytes: cfg.max_decompressed_batch_bytes,
         keys_required: cleanup_policy(cfg, meta, topic).compact,
+        readahead_bytes: cfg.fetch_readahead_bytes,
+        cold_read_bytes_per_sec: cfg.fetch_cold_read_bytes_per_sec,
     }
 }
 

@@ -168,6 +168,11 @@ pub fn delete_topics(c: &mut Conn, names: &[String]) -> Result<()> {
 
 /// Latest offset of each partition in `parts` of `topic`.
 pub fn latest_offsets(c: &mut Conn, topic: &str, parts: &[i32]) -> Result<Vec<i64>> {
+    offsets_at(c, topic, parts, -1)
+}
+
+/// ListOffsets of each partition in `parts` for `timestamp` (-1 latest, -2 earliest).
+pub fn offsets_at(c: &mut Conn, topic: &str, parts: &[i32], timestamp: i64) -> Result<Vec<i64>> {
     let v = c.versions.list_offsets;
     let req = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -181,7 +186,7 @@ pub fn latest_offsets(c: &mut Conn, topic: &str, parts: &[i32]) -> Result<Vec<i6
                             ListOffsetsPartition::default()
                                 .with_partition_index(*p)
                                 .with_current_leader_epoch(-1)
-                                .with_timestamp(-1)
+                                .with_timestamp(timestamp)
                         })
                         .collect(),
                 ),

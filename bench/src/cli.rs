@@ -26,6 +26,9 @@ pub enum Cmd {
     /// Measure the storage ceiling: O_DIRECT appends of the workload's batch size, one file per
     /// partition, without and with fdatasync.
     Disk(DiskArgs),
+    /// Replay from the beginning: fill a topic, measure the disk's read ceiling, then consume
+    /// the whole backlog from the earliest offset (optionally beside a steady producer).
+    Backlog(BacklogArgs),
     /// List the named workload presets.
     Presets,
 }
@@ -111,9 +114,78 @@ pub struct DiskArgs {
     /// Directory to write in (on the broker's data-dir file system); created if missing.
     #[arg(long)]
     pub dir: String,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Write the result as JSON to this file.
     #[arg(long)]
     pub json: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BacklogArgs {
+    /// Broker to bootstrap from (host:port).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Partitions, record size, producers (fill), consumers (replay), fetch max wait, ...
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Bytes of record values to fill the topic with before the replay.
+    #[arg(long, default_value_t = 4_000_000_000)]
+    pub fill_bytes: u64,
+    /// Replay what the topic already holds (no fill).
+    #[arg(long)]
+    pub skip_fill: bool,
+    /// partition_max_bytes of each Fetch (Kafka's max.partition.fetch.bytes default: 1 MiB).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub fetch_partition_bytes: i32,
+    /// Drop the page cache before the replay (root only), so that no broker replays from memory.
+    #[arg(long)]
+    pub drop_caches: bool,
+    /// Replay a second time right after the first (page cache as the first pass left it).
+    #[arg(long)]
+    pub warm_pass: bool,
+    /// Also run a producer at this fixed rate (records/s) on a separate topic and compare its
+    /// produce latency alone and during the replay.
+    #[arg(long)]
+    pub steady_rate: Option<f64>,
+    /// Seconds the steady producer is measured alone before the replay starts.
+    #[arg(long, default_value_t = 10.0)]
+    pub steady_baseline: f64,
+    /// Directory for the read-ceiling files (on the broker's data-dir file system).
+    #[arg(long, default_value = "/tmp/tern-bench-disk")]
+    pub dir: String,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Label stored in the JSON result (e.g. the broker's name).
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Write the full result as JSON to this file.
+    #[arg(long)]
+    pub json: Option<String>,
+}
+
+/// How the disk's sequential read ceiling is measured (`disk` and `backlog`).
+#[derive(Args, Debug, Clone)]
+pub struct ReadArgs {
+    /// Bytes written once and read back (O_DIRECT, then buffered from a cold page cache).
+    #[arg(long, default_value_t = 4 << 30)]
+    pub read_bytes: u64,
+    /// Bytes per read (a multiple of 4096).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub read_chunk: usize,
+    /// Reads in flight (one thread each, each reading its own files).
+    #[arg(long, default_value_t = 4)]
+    pub read_depth: usize,
+}
+
+impl ReadArgs {
+    pub fn plan(&self) -> crate::disk_read::ReadPlan {
+        crate::disk_read::ReadPlan {
+            total_bytes: self.read_bytes,
+            chunk_bytes: self.read_chunk,
+            depth: self.read_depth,
+        }
+    }
 }
 
 /// Every knob is optional so that a preset supplies what the user did not.

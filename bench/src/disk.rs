@@ -1,10 +1,12 @@
 //! The `disk` command: the storage ceiling for the workload, as `link` is the network's. One
 //! thread per partition (up to 64) appends the workload's batch size with O_DIRECT to its own
 //! file in `--dir` — what a broker writing each partition's segment does — (1) without syncs
-//! (acks=1 in Tern), (2) with an `fdatasync` after every write (acks=all). The files are removed
-//! at the end. Run it on the file system the broker's data dir lives on.
+//! (acks=1 in Tern), (2) with an `fdatasync` after every write (acks=all); then the read ceiling
+//! (`disk_read.rs`): sequential O_DIRECT and cold buffered reads. The files are removed at the
+//! end. Run it on the file system the broker's data dir lives on.
 
 use crate::cli::DiskArgs;
+use crate::disk_read::{self, ReadCeiling};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::os::fd::AsRawFd;
@@ -33,16 +35,17 @@ pub struct DiskResult {
     pub seconds_per_phase: f64,
     pub unsynced: DiskPhase,
     pub synced: DiskPhase,
+    pub read: ReadCeiling,
 }
 
 /// A heap buffer aligned for O_DIRECT, filled with non-zero bytes.
-struct AlignedBuf {
-    ptr: *mut u8,
+pub(crate) struct AlignedBuf {
+    pub(crate) ptr: *mut u8,
     layout: std::alloc::Layout,
 }
 
 impl AlignedBuf {
-    fn new(len: usize) -> Result<AlignedBuf> {
+    pub(crate) fn new(len: usize) -> Result<AlignedBuf> {
         let layout = std::alloc::Layout::from_size_align(len, ALIGN)?;
         // SAFETY: the layout has a non-zero size (len >= ALIGN is checked by the caller).
         let ptr = unsafe { std::alloc::alloc(layout) };
@@ -54,7 +57,7 @@ impl AlignedBuf {
         Ok(AlignedBuf { ptr, layout })
     }
 
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` is valid and initialised for `layout.size()` bytes until drop.
         unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()) }
     }
@@ -163,6 +166,8 @@ pub fn run(args: DiskArgs) -> Result<()> {
             p.mb_per_sec, p.writes_per_sec
         );
     }
+    let read = disk_read::measure(&dir, args.read.plan())?;
+    print_read(&read);
     let res = DiskResult {
         dir: dir.display().to_string(),
         files,
@@ -170,10 +175,27 @@ pub fn run(args: DiskArgs) -> Result<()> {
         seconds_per_phase: secs,
         unsynced,
         synced,
+        read,
     };
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&res)?)?;
         println!("wrote {path}");
     }
     Ok(())
+}
+
+/// Prints the read ceiling's two lines.
+pub fn print_read(r: &ReadCeiling) {
+    let p = &r.plan;
+    println!(
+        "read ceiling: {:.1} GB in {} KiB reads, {} in flight",
+        p.total_bytes as f64 / 1e9,
+        p.chunk_bytes >> 10,
+        p.depth
+    );
+    println!("  O_DIRECT       : {:>8.1} MB/s", r.o_direct_mb_per_sec);
+    println!(
+        "  buffered (cold): {:>8.1} MB/s",
+        r.buffered_cold_mb_per_sec
+    );
 }

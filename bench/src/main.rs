@@ -4,11 +4,13 @@
 
 mod acks;
 mod admin;
+mod backlog;
 mod batch;
 mod cli;
 mod clock;
 mod consumer;
 mod disk;
+mod disk_read;
 mod keys;
 mod lag;
 mod link;
@@ -27,6 +29,7 @@ fn main() {
         cli::Cmd::Run(a) => run::run(a),
         cli::Cmd::Link(a) => link::run(a),
         cli::Cmd::Disk(a) => disk::run(a),
+        cli::Cmd::Backlog(a) => backlog::run(a),
         cli::Cmd::Presets => {
             presets::list();
             Ok(())

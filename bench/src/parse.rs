@@ -11,6 +11,8 @@ use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
 pub struct Walk {
     /// The offset to fetch next (last complete batch's last offset + 1), if any batch was complete.
     pub next_offset: Option<i64>,
+    /// Bytes of the complete batches walked (a truncated one at the end not included).
+    pub batch_bytes: usize,
 }
 
 #[inline]
@@ -122,6 +124,7 @@ pub fn walk<F: FnMut(i64, i64, &[u8])>(blob: &Bytes, from: i64, mut f: F) -> Res
             }
         }
         out.next_offset = Some(base_offset + last_delta as i64 + 1);
+        out.batch_bytes += total;
         at += total;
     }
     Ok(out)
@@ -150,6 +153,7 @@ mod tests {
             .unwrap();
             assert_eq!(seen, vec![(1, 1_000_000_001), (2, 1_000_000_002)]);
             assert_eq!(w.next_offset, Some(3));
+            assert_eq!(w.batch_bytes, one.len());
         }
     }
 }

@@ -408,6 +408,8 @@ impl GroupCoordinator {
             max_batch_bytes: 64 << 20,
             max_decompressed_batch_bytes: tern_storage::DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
             keys_required: false,
+            readahead_bytes: tern_storage::DEFAULT_READAHEAD_BYTES,
+            cold_read_bytes_per_sec: 0,
         }
     }
 

@@ -20,6 +20,7 @@
 //! - `compact_batch`: record-level filtering and rebuilding of a batch for the cleaner.
 
 pub mod batch;
+mod cold_budget;
 mod compact_batch;
 #[cfg(test)]
 mod compaction_tests;
@@ -34,6 +35,7 @@ mod io;
 mod log;
 pub mod offset_map;
 mod producer_state;
+mod readahead;
 mod records;
 mod recovery;
 #[cfg(test)]
@@ -78,7 +80,15 @@ pub struct LogConfig {
     /// `cleanup.policy` includes `compact`: every record needs a key (appends of records without
     /// one fail with [`AppendError::NullKeys`]).
     pub keys_required: bool,
+    /// Cold reads (from segment files) ask the kernel to read this many bytes beyond the
+    /// fetched range into the page cache ahead of the consumer (`readahead.rs`); 0 = off.
+    pub readahead_bytes: u64,
+    /// Bandwidth bound on cold reads per shard, bytes/s (`cold_budget.rs`); 0 = unbounded.
+    pub cold_read_bytes_per_sec: u64,
 }
+
+/// Default of [`LogConfig::readahead_bytes`].
+pub const DEFAULT_READAHEAD_BYTES: u64 = 8 << 20;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -89,6 +99,8 @@ impl Default for LogConfig {
             max_batch_bytes: 1_048_588,
             max_decompressed_batch_bytes: DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
             keys_required: false,
+            readahead_bytes: DEFAULT_READAHEAD_BYTES,
+            cold_read_bytes_per_sec: 0,
         }
     }
 }

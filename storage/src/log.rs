@@ -28,6 +28,7 @@ use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::epoch::{self, EpochCache};
 use crate::io::{self, ChunkReader};
 use crate::producer_state::{self, BatchIdent, ProducerState, SeqCheck, SeqError};
+use crate::readahead;
 use crate::records;
 use crate::recovery;
 use crate::segment::{MAX_SEGMENT_BYTES, Segment};
@@ -1157,6 +1158,19 @@ impl PartitionLog {
         let mut seg = self
             .segment_for(offset)
             .expect("offset >= log start has a segment");
+        // Fast path: the batch headers are in the page cache (the readahead of the previous
+        // cold fetch brought them in): no disk read before the sendfile.
+        if offset >= seg.base_offset {
+            let limit = seg.written.get();
+            let ipos = seg.offset_index.borrow().lookup(seg.rel(offset)).1 as u64;
+            if let Some((pos, h)) =
+                readahead::find_batch_cached(&seg.read_file, ipos, offset, limit)
+            {
+                return Ok(self
+                    .admit(self.file_range(&seg, pos, &h, limit, max_bytes))
+                    .await);
+            }
+        }
         // A cleaned segment may end (or be empty) before the next begins: the first batch at
         // or after `offset` may be in a later segment.
         let (seg, reader, pos, h) = loop {
@@ -1182,16 +1196,43 @@ impl PartitionLog {
                 _ => return Ok(Vec::new()),
             }
         };
-        let limit = reader.limit();
+        Ok(self
+            .admit(self.file_range(&seg, pos, &h, reader.limit(), max_bytes))
+            .await)
+    }
+
+    /// Waits until the cold read `chunks` fits the shard's cold-read bandwidth bound.
+    async fn admit(&self, chunks: Vec<ReadChunk>) -> Vec<ReadChunk> {
+        let rate = self.config.borrow().cold_read_bytes_per_sec;
+        let bytes = chunks.iter().map(ReadChunk::len).sum();
+        crate::cold_budget::admit(bytes, rate).await;
+        chunks
+    }
+
+    /// The file range of a cold read from the batch at `pos` (header `h`) of `seg`, below
+    /// `limit`: the first batch whole (KIP-74), then up to `max_bytes`. Starts the readahead
+    /// beyond it.
+    fn file_range(
+        &self,
+        seg: &Segment,
+        pos: u64,
+        h: &BatchHeader,
+        limit: u64,
+        max_bytes: usize,
+    ) -> Vec<ReadChunk> {
         let avail = limit - pos;
         let len = (h.size as u64)
             .max((max_bytes as u64).min(avail))
             .min(avail);
-        Ok(vec![ReadChunk::File {
+        let ahead = self.config.borrow().readahead_bytes;
+        if let Some((start, n)) = seg.readahead.next_range(pos, len, ahead, limit) {
+            readahead::advise_willneed(seg.read_file.clone(), start, n);
+        }
+        vec![ReadChunk::File {
             file: seg.read_file.clone(),
             offset: pos,
             len,
-        }])
+        }]
     }
 
     fn read_cached(&self, offset: i64, max_bytes: usize, hw: i64) -> Option<Vec<ReadChunk>> {

@@ -51,6 +51,8 @@ pub struct Segment {
     /// Whether the file's directory entry is known durable (an fsync of the directory followed
     /// its creation). A new segment's data is not durable before its entry is.
     pub entry_synced: Cell<bool>,
+    /// How far cold reads of `read_file` were advised to the kernel (see `readahead.rs`).
+    pub readahead: crate::readahead::Readahead,
 }
 
 impl Segment {
@@ -79,6 +81,7 @@ impl Segment {
             tail: RefCell::new(Vec::new()),
             zeroed: Cell::new(0),
             entry_synced: Cell::new(true),
+            readahead: Default::default(),
         }
     }
 
