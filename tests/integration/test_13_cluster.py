@@ -318,8 +318,12 @@ def test_data_dir_of_another_cluster_exits_2(make_cluster):
     n3.extra["log.dirs"] = str(other.node(3).log_dir)
     n3.start(wait=False)
     text = wait_exit_2(n3)
-    assert "cluster" in text.lower() and (other_id in text or this_id in text), \
+    assert "cluster" in text.lower() and other_id in text and this_id in text, \
         f"the refusal does not name the cluster mismatch:\n{n3.stderr_tail()}"
+    assert "panicked" not in text, f"node 3 panicked instead of refusing:\n{n3.stderr_tail()}"
+    for n in (c.node(1), c.node(2)):
+        assert n.running(), f"{n.name} stopped while node 3 was refused"
+        assert "panicked" not in n.proc.stderr_text(), f"{n.name} panicked:\n{n.stderr_tail()}"
     # The cluster is unharmed, and node 3 rejoins from its own data dir.
     del n3.extra["log.dirs"]
     n3.start()
