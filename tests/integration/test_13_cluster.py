@@ -338,14 +338,30 @@ def test_data_dir_of_another_cluster_exits_2(make_cluster):
 def test_duplicate_node_id_exits_2(make_cluster):
     c = make_cluster(1, mode="separate")
     dup = c.extra_node(4, "duplicate")
+    started = time.monotonic()
     dup.start(wait=False)
     text = wait_exit_2(dup)
+    print(f"duplicate node.id refused after {time.monotonic() - started:.2f}s")
     assert re.search(r"node\.id\D{0,40}4", text) and \
         re.search(r"duplicate|another broker|already", text, re.I), \
         f"the refusal does not name the duplicate node.id:\n{dup.stderr_tail()}"
+    # Refused because the live process was seen heartbeating after the duplicate asked (not
+    # after waiting out a session timeout).
+    assert "is alive" in text, f"the refusal was not the proven-duplicate one:\n{dup.stderr_tail()}"
     # The cluster is unharmed: broker 4 is still the one listed, and serves.
     c.wait_ready()
     create_topics(c.bootstrap, {"after-duplicate": 1}, rf=1)
+    confluent_round_trip(c.bootstrap, "after-duplicate", 1)
+    # A quick restart of broker 4 (its old session still registered) is not a duplicate: it
+    # registers once that session expires, and serves again.
+    b4 = c.node(4)
+    b4.kill9()
+    started = time.monotonic()
+    b4.start()
+    c.wait_ready()
+    print(f"broker 4 restarted with its old session alive: serving after "
+          f"{time.monotonic() - started:.2f}s")
+    assert "configuration error" not in b4.proc.stderr_text()
     confluent_round_trip(c.bootstrap, "after-duplicate", 1)
 
 

@@ -43,8 +43,20 @@ impl ControllerNode {
                     endpoints,
                     rack,
                 };
-                let (broker_epoch, records) =
-                    self.st.borrow_mut().controller.register_broker(&req, now)?;
+                let decided = self.st.borrow_mut().controller.register_broker(&req, now);
+                let (broker_epoch, records) = match decided {
+                    Err(e)
+                        if e.code == crate::cluster::controller::codes::DUPLICATE_BROKER_REGISTRATION
+                            && self
+                                .st
+                                .borrow()
+                                .controller
+                                .is_proven_duplicate(broker_id, incarnation_id) =>
+                    {
+                        return Ok(RpcReply::DuplicateBroker { message: e.message });
+                    }
+                    decided => decided?,
+                };
                 let offset = self.commit(records).await?;
                 log::info!("controller: broker {broker_id} registered with epoch {broker_epoch}");
                 Ok(RpcReply::Registered {

@@ -189,6 +189,10 @@ pub enum RpcReply {
         offset: u64,
     },
     Quorum(crate::cluster::status::QuorumStatus),
+    /// Registration refused for good (DUPLICATE_BROKER_REGISTRATION): another process with
+    /// this node.id is alive (its session kept heartbeating after this one asked). The plain
+    /// `Error` with that code means "maybe my own previous process": retry until it expires.
+    DuplicateBroker { message: String },
     /// `image` is a `MetadataImage::to_snapshot` (None: nothing newer than asked).
     Metadata {
         image: Option<Vec<u8>>,
