@@ -279,24 +279,35 @@ impl ControllerNode {
 
     /// Waits for a proposal to commit and be published on every shard; its offset (0 for none).
     pub async fn wait(self: &Rc<Self>, pending: Option<Pending>) -> Result<u64, ControllerError> {
+        let offset = self.wait_committed(pending).await?;
+        self.wait_published(offset).await;
+        Ok(offset)
+    }
+
+    /// Waits for a proposal to commit (applied to the controller's image, not yet published).
+    pub async fn wait_committed(
+        self: &Rc<Self>,
+        pending: Option<Pending>,
+    ) -> Result<u64, ControllerError> {
         let Some(Pending(rx)) = pending else {
             return Ok(0);
         };
         self.drain();
-        let offset = match rx.await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(ControllerError::new(
-                    codes::NOT_CONTROLLER,
-                    "proposal dropped",
-                ));
-            }
-        };
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(ControllerError::new(
+                codes::NOT_CONTROLLER,
+                "proposal dropped",
+            )),
+        }
+    }
+
+    /// Waits until `offset` is published on every shard of this node.
+    pub async fn wait_published(&self, offset: u64) {
         let publisher = self.publisher.borrow().clone();
         if let Some(p) = publisher {
             p.wait_for(offset).await;
         }
-        Ok(offset)
     }
 
     /// `propose` then `wait`.

@@ -101,12 +101,27 @@ impl ControllerNode {
                         configs: t.configs.into_iter().collect(),
                     })
                     .collect();
+                let started = std::time::Instant::now();
                 let (results, records) = self
                     .st
                     .borrow_mut()
                     .controller
                     .create_topics(&reqs, validate_only)?;
-                let offset = self.commit(records).await?;
+                let decided = started.elapsed();
+                let pending = self.propose(&records)?;
+                let offset = self.wait_committed(pending).await?;
+                let committed = started.elapsed();
+                self.wait_published(offset).await;
+                if !records.is_empty() {
+                    log::info!(
+                        "controller: CreateTopics of {} topics ({} records) at offset {offset}: decided in {} ms, committed at {} ms, published on this node at {} ms",
+                        reqs.len(),
+                        records.len(),
+                        decided.as_millis(),
+                        committed.as_millis(),
+                        started.elapsed().as_millis()
+                    );
+                }
                 let results = results
                     .into_iter()
                     .map(|r| item(r.map(|c| (c.topic_id, c.num_partitions, c.replication_factor))))
