@@ -13,8 +13,8 @@ pub mod driver;
 pub mod meta_properties;
 pub mod metadata_log;
 pub mod quorum;
-pub mod status;
 pub mod replication;
 #[cfg(test)]
 mod sim;
+pub mod status;
 pub mod view;

@@ -401,3 +401,29 @@ def test_standalone_data_dir_upgrades_in_place(make_cluster, broker_factory, tmp
     wait_led(c, "legacy", 3)
     assert str(metadata(c.node(0).broker_port, ["legacy"]).topics[0].topic_id) == topic_id
 
+
+
+def test_explicit_replica_assignment_reaches_the_controller(make_cluster):
+    """confluent-kafka's NewTopic(replica_assignment=...): the controller places the replicas as
+    asked (first replica leads) and refuses unknown brokers, duplicates and uneven counts with
+    INVALID_REPLICA_ASSIGNMENT."""
+    from confluent_kafka import KafkaError
+    c = make_cluster(3)
+    a = kc.admin(c.bootstrap)
+    want = [[2, 3, 1], [3, 1, 2], [1, 2, 3], [2, 1, 3]]
+    fs = a.create_topics([NewTopic("manual", len(want), replica_assignment=want)], request_timeout=OP)
+    fs["manual"].result(timeout=OP)
+    wait_led(c, "manual", len(want))
+    md = metadata(c.node(1).broker_port, ["manual"])
+    (t,) = [t for t in md.topics if t.name == "manual"]
+    got = {int(p.partition_index): [int(r) for r in p.replica_nodes] for p in t.partitions}
+    assert got == dict(enumerate(want)), got
+    assert leaders(md, "manual") == {i: r[0] for i, r in enumerate(want)}
+    for name, bad in [("unknown-broker", [[1, 9]]), ("dup-broker", [[1, 1]]),
+                      ("uneven", [[1, 2], [3]])]:
+        f = a.create_topics([NewTopic(name, len(bad), replica_assignment=bad)], request_timeout=OP)[name]
+        with pytest.raises(Exception) as e:
+            f.result(timeout=OP)
+        err = e.value.args[0]
+        assert err.code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, (name, err)
+    confluent_round_trip(c.bootstrap, "manual", len(want))

@@ -96,7 +96,9 @@ impl Controller {
                     ));
                 }
                 if let Some(session) = self.sessions.get_mut(&req.broker_id)
-                    && session.contested.is_none_or(|(inc, _)| inc != req.incarnation_id)
+                    && session
+                        .contested
+                        .is_none_or(|(inc, _)| inc != req.incarnation_id)
                 {
                     session.contested = Some((req.incarnation_id, 0));
                 }

@@ -187,9 +187,7 @@ impl Controller {
             .committed
             .brokers
             .keys()
-            .map(|&id| {
-(id, Session::new(now_ms))
-            })
+            .map(|&id| (id, Session::new(now_ms)))
             .collect();
         if self.committed.cluster_id.is_some() {
             return Vec::new();

@@ -103,7 +103,10 @@ impl Driver {
                 snapshot_every: SNAPSHOT_EVERY,
                 tick: Duration::from_millis(TICK_MS),
                 single_voter,
-                cluster_id: prepared.meta_properties.as_ref().map(|p| p.cluster_id.clone()),
+                cluster_id: prepared
+                    .meta_properties
+                    .as_ref()
+                    .map(|p| p.cluster_id.clone()),
                 log_dir: config.log_dir.clone(),
             };
             node = Some(ControllerNode::start(

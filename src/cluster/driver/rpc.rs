@@ -46,7 +46,8 @@ impl ControllerNode {
                 let decided = self.st.borrow_mut().controller.register_broker(&req, now);
                 let (broker_epoch, records) = match decided {
                     Err(e)
-                        if e.code == crate::cluster::controller::codes::DUPLICATE_BROKER_REGISTRATION
+                        if e.code
+                            == crate::cluster::controller::codes::DUPLICATE_BROKER_REGISTRATION
                             && self
                                 .st
                                 .borrow()
@@ -92,13 +93,16 @@ impl ControllerNode {
             } => {
                 let reqs: Vec<CreateTopic> = topics
                     .into_iter()
-                    .map(|t| CreateTopic {
-                        name: t.name,
-                        topic_id: t.topic_id,
-                        num_partitions: t.partitions,
-                        replication_factor: t.replication_factor,
-                        assignments: Vec::new(),
-                        configs: t.configs.into_iter().collect(),
+                    .map(|t| {
+                        let manual = !t.assignments.is_empty();
+                        CreateTopic {
+                            name: t.name,
+                            topic_id: t.topic_id,
+                            num_partitions: if manual { -1 } else { t.partitions },
+                            replication_factor: if manual { -1 } else { t.replication_factor },
+                            assignments: t.assignments,
+                            configs: t.configs.into_iter().collect(),
+                        }
                     })
                     .collect();
                 let started = std::time::Instant::now();

@@ -102,6 +102,9 @@ pub struct WireNewTopic {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: Vec<(String, String)>,
+    /// A manual replica assignment (partitions 0..n); then the counts above only echo it.
+    #[serde(default)]
+    pub assignments: Vec<Vec<i32>>,
 }
 
 /// A broker RPC to the (active) controller.
@@ -192,7 +195,9 @@ pub enum RpcReply {
     /// Registration refused for good (DUPLICATE_BROKER_REGISTRATION): another process with
     /// this node.id is alive (its session kept heartbeating after this one asked). The plain
     /// `Error` with that code means "maybe my own previous process": retry until it expires.
-    DuplicateBroker { message: String },
+    DuplicateBroker {
+        message: String,
+    },
     /// `image` is a `MetadataImage::to_snapshot` (None: nothing newer than asked).
     Metadata {
         image: Option<Vec<u8>>,
@@ -250,7 +255,9 @@ pub fn decode_raft_payload(payload: &[u8]) -> Result<(Option<String>, &[u8]), Wi
         .ok_or_else(|| WireError::Malformed("raft frame without a cluster id".into()))?;
     let n = n as usize;
     if n > MAX_CLUSTER_ID || rest.len() < n {
-        return Err(WireError::Malformed(format!("raft frame cluster id of {n} bytes")));
+        return Err(WireError::Malformed(format!(
+            "raft frame cluster id of {n} bytes"
+        )));
     }
     let id = std::str::from_utf8(&rest[..n])
         .map_err(|_| WireError::Malformed("raft frame cluster id is not UTF-8".into()))?;
@@ -289,7 +296,10 @@ mod tests {
     #[test]
     fn raft_payloads_carry_the_cluster_id() {
         let p = encode_raft_payload(Some("abc"), b"msg");
-        assert_eq!(decode_raft_payload(&p).unwrap(), (Some("abc".into()), &b"msg"[..]));
+        assert_eq!(
+            decode_raft_payload(&p).unwrap(),
+            (Some("abc".into()), &b"msg"[..])
+        );
         let p = encode_raft_payload(None, b"msg");
         assert_eq!(decode_raft_payload(&p).unwrap(), (None, &b"msg"[..]));
     }

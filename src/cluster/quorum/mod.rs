@@ -320,9 +320,8 @@ impl MetadataQuorum {
                 message.term, message.commit
             )));
         }
-        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.node.step(message)
-        }));
+        let stepped =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.node.step(message)));
         match stepped {
             Ok(res) => {
                 self.after_input();
