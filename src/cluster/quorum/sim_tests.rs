@@ -537,17 +537,18 @@ fn cluster_quorum_config_from_kafka_timeouts() {
 /// A follower whose log is another cluster's (entries 1..=4 of term 1, all committed).
 fn foreign_follower() -> MetadataQuorum {
     let entries: Vec<Entry> = (1..=4)
-        .map(|i| {
-            let mut e = Entry::default();
-            e.index = i;
-            e.term = 1;
-            e.data = b"x".to_vec().into();
-            e
+        .map(|i| Entry {
+            index: i,
+            term: 1,
+            data: b"x".to_vec().into(),
+            ..Default::default()
         })
         .collect();
-    let mut hs = HardState::default();
-    hs.term = 1;
-    hs.commit = 4;
+    let hs = HardState {
+        term: 1,
+        commit: 4,
+        ..Default::default()
+    };
     let state = PersistedState {
         hard_state: hs,
         snapshot: None,
@@ -591,9 +592,11 @@ fn an_append_of_another_history_below_the_commit_index_changes_nothing() {
     m.index = 1;
     m.log_term = 1;
     m.commit = 3;
-    let mut e = Entry::default();
-    e.index = 2;
-    e.term = 3;
+    let e = Entry {
+        index: 2,
+        term: 3,
+        ..Default::default()
+    };
     m.entries = vec![e].into();
     q.step(m).unwrap();
     assert_eq!(q.last_index(), 4);
