@@ -105,14 +105,14 @@ impl Controller {
         } else {
             t.replication_factor
         };
-        if replication_factor <= 0 {
+        if t.assignments.is_empty() && replication_factor <= 0 {
             return Err((
                 errors::INVALID_REPLICATION_FACTOR,
                 "Replication factor must be larger than 0, or -1 to use the default value."
                     .to_string(),
             ));
         }
-        if replication_factor as usize > live {
+        if t.assignments.is_empty() && replication_factor as usize > live {
             return Err((
                 errors::INVALID_REPLICATION_FACTOR,
                 format!(

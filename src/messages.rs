@@ -120,6 +120,9 @@ pub struct NewTopic {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: Vec<(String, String)>,
+    /// A manual replica assignment: the replicas of partitions 0..n (empty: placed by the
+    /// controller); the controller checks the brokers.
+    pub assignments: Vec<Vec<i32>>,
 }
 
 pub enum ShardMessage {

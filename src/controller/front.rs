@@ -124,6 +124,7 @@ impl Controller {
                                 partitions,
                                 replication_factor,
                                 configs,
+                                assignments: t.assignments.clone(),
                             });
                             sent.push(i);
                             results.push(None);

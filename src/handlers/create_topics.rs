@@ -1,6 +1,6 @@
 //! CreateTopics: validated and applied by the controller; replies once every shard has opened
-//! the new partitions. A manual replica assignment is checked here against the live brokers;
-//! the response reports each topic's partitions and replication factor as created.
+//! the new partitions. A manual replica assignment's shape is checked here and the assignment
+//! goes to the controller, which checks its brokers; the response reports each topic's partitions and replication factor as created.
 
 use std::rc::Rc;
 
@@ -18,11 +18,12 @@ use crate::messages::{ControllerRequest, CreatedTopic, NewTopic, ShardMessage, T
 use crate::metadata::{ClusterMetadata, TopicMeta};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
-/// The (partitions, replication factor) a manual replica assignment asks for, checked as
-/// Kafka's controller does (ReplicationControlManager): numPartitions and replicationFactor
-/// must then be -1, partition indexes 0..n without gaps or repeats, and every partition's
-/// replicas non-empty, distinct, on live brokers, and as many as the first partition's.
-fn from_assignments(t: &CreatableTopic, live_brokers: &[i32]) -> Result<(i32, i16), TopicError> {
+/// A manual replica assignment in partition order, checked for its shape here (as Kafka's
+/// ReplicationControlManager does): numPartitions and replicationFactor must then be -1, and
+/// the partition indexes 0..n without gaps or repeats. The replicas themselves (non-empty,
+/// distinct, registered brokers, as many for every partition) are the controller's to check,
+/// against the metadata it decides on.
+fn from_assignments(t: &CreatableTopic) -> Result<Vec<Vec<i32>>, TopicError> {
     if t.num_partitions != -1 || t.replication_factor != -1 {
         return Err((
             errors::INVALID_REQUEST,
@@ -31,51 +32,30 @@ fn from_assignments(t: &CreatableTopic, live_brokers: &[i32]) -> Result<(i32, i1
                 .to_string(),
         ));
     }
-    let bad = |m: String| Err((errors::INVALID_REPLICA_ASSIGNMENT, m));
-    let mut seen = std::collections::BTreeSet::new();
-    let mut replicas = None;
+    let mut by_partition = std::collections::BTreeMap::new();
     for a in &t.assignments {
-        if !seen.insert(a.partition_index) {
-            return bad(format!(
-                "Found multiple manual partition assignments for partition {}",
-                a.partition_index
+        let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+        if by_partition.insert(a.partition_index, ids).is_some() {
+            return Err((
+                errors::INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "Found multiple manual partition assignments for partition {}",
+                    a.partition_index
+                ),
             ));
         }
-        let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
-        if ids.is_empty() {
-            return bad("The manual partition assignment includes an empty replica list.".into());
-        }
-        for (i, id) in ids.iter().enumerate() {
-            if ids[..i].contains(id) {
-                return bad(format!(
-                    "The manual partition assignment includes the broker {id} more than once."
-                ));
-            }
-            if !live_brokers.contains(id) {
-                return bad(format!(
-                    "The manual partition assignment includes broker {id}, but no such broker is \
-                     registered."
-                ));
-            }
-        }
-        match replicas {
-            None => replicas = Some(ids.len()),
-            Some(n) if n != ids.len() => {
-                return bad(format!(
-                    "The manual partition assignment includes a partition with {} replica(s), but \
-                     this is not consistent with previous partitions, which have {n} replica(s).",
-                    ids.len()
-                ));
-            }
-            Some(_) => {}
-        }
     }
-    if !seen.iter().copied().eq(0..seen.len() as i32) {
-        return bad("partitions should be a consecutive 0-based integer sequence".into());
+    if !by_partition
+        .keys()
+        .copied()
+        .eq(0..by_partition.len() as i32)
+    {
+        return Err((
+            errors::INVALID_REPLICA_ASSIGNMENT,
+            "partitions should be a consecutive 0-based integer sequence".into(),
+        ));
     }
-    let partitions = i32::try_from(seen.len()).unwrap_or(i32::MAX);
-    let replicas = i16::try_from(replicas.unwrap_or(0)).unwrap_or(i16::MAX);
-    Ok((partitions, replicas))
+    Ok(by_partition.into_values().collect())
 }
 
 pub async fn handle(
@@ -83,22 +63,28 @@ pub async fn handle(
     h: ParsedHeader,
     req: CreateTopicsRequest,
 ) -> ResponseFrame {
-    let live = crate::controller::live_brokers(&state.config, &state.metadata());
     // Per topic: what goes to the controller, or the error found here.
     let requested: Vec<(String, Result<NewTopic, TopicError>)> = req
         .topics
         .iter()
         .map(|t| {
             let name = t.name.0.to_string();
-            let counts = if t.assignments.is_empty() {
-                Ok((t.num_partitions, t.replication_factor))
+            let assignments = if t.assignments.is_empty() {
+                Ok(Vec::new())
             } else {
-                from_assignments(t, &live)
+                from_assignments(t)
             };
-            let new = counts.map(|(partitions, replication_factor)| NewTopic {
+            let new = assignments.map(|assignments| NewTopic {
                 name: name.clone(),
-                partitions,
-                replication_factor,
+                partitions: if assignments.is_empty() {
+                    t.num_partitions
+                } else {
+                    assignments.len() as i32
+                },
+                replication_factor: match assignments.first() {
+                    Some(first) => i16::try_from(first.len()).unwrap_or(i16::MAX),
+                    None => t.replication_factor,
+                },
                 configs: t
                     .configs
                     .iter()
@@ -108,6 +94,7 @@ pub async fn handle(
                             .map(|v| (c.name.to_string(), v.to_string()))
                     })
                     .collect(),
+                assignments,
             });
             (name, new)
         })
@@ -243,6 +230,7 @@ pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::Re
         partitions: 3,
         replication_factor: 1,
         configs: vec![("retention.ms".into(), "1000".into())],
+        assignments: Vec::new(),
     };
     let cfg = BrokerConfig::load(&Default::default()).expect("default config");
     let configs = topic_configs(&cfg, &ClusterMetadata::default(), &new);

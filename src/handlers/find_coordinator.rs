@@ -104,6 +104,7 @@ fn create_offsets_topic(state: &Rc<ShardState>, meta: &ClusterMetadata) {
     let wanted = state.config.cluster.offsets_topic_replication_factor;
     let replication_factor = wanted.min(i16::try_from(live).unwrap_or(i16::MAX)).max(1);
     let topic = NewTopic {
+        assignments: Vec::new(),
         name: OFFSETS_TOPIC.to_string(),
         partitions: state.config.groups.offsets_partitions,
         replication_factor,

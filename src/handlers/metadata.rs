@@ -27,6 +27,7 @@ pub async fn auto_create(state: &Rc<ShardState>, names: Vec<String>) {
     let topics = names
         .into_iter()
         .map(|name| NewTopic {
+            assignments: Vec::new(),
             name,
             partitions: -1,
             replication_factor: -1,

@@ -318,8 +318,12 @@ def test_data_dir_of_another_cluster_exits_2(make_cluster):
     n3.extra["log.dirs"] = str(other.node(3).log_dir)
     n3.start(wait=False)
     text = wait_exit_2(n3)
-    assert "cluster" in text.lower() and (other_id in text or this_id in text), \
+    assert "cluster" in text.lower() and other_id in text and this_id in text, \
         f"the refusal does not name the cluster mismatch:\n{n3.stderr_tail()}"
+    assert "panicked" not in text, f"node 3 panicked instead of refusing:\n{n3.stderr_tail()}"
+    for n in (c.node(1), c.node(2)):
+        assert n.running(), f"{n.name} stopped while node 3 was refused"
+        assert "panicked" not in n.proc.stderr_text(), f"{n.name} panicked:\n{n.stderr_tail()}"
     # The cluster is unharmed, and node 3 rejoins from its own data dir.
     del n3.extra["log.dirs"]
     n3.start()
@@ -334,14 +338,30 @@ def test_data_dir_of_another_cluster_exits_2(make_cluster):
 def test_duplicate_node_id_exits_2(make_cluster):
     c = make_cluster(1, mode="separate")
     dup = c.extra_node(4, "duplicate")
+    started = time.monotonic()
     dup.start(wait=False)
     text = wait_exit_2(dup)
+    print(f"duplicate node.id refused after {time.monotonic() - started:.2f}s")
     assert re.search(r"node\.id\D{0,40}4", text) and \
         re.search(r"duplicate|another broker|already", text, re.I), \
         f"the refusal does not name the duplicate node.id:\n{dup.stderr_tail()}"
+    # Refused because the live process was seen heartbeating after the duplicate asked (not
+    # after waiting out a session timeout).
+    assert "is alive" in text, f"the refusal was not the proven-duplicate one:\n{dup.stderr_tail()}"
     # The cluster is unharmed: broker 4 is still the one listed, and serves.
     c.wait_ready()
     create_topics(c.bootstrap, {"after-duplicate": 1}, rf=1)
+    confluent_round_trip(c.bootstrap, "after-duplicate", 1)
+    # A quick restart of broker 4 (its old session still registered) is not a duplicate: it
+    # registers once that session expires, and serves again.
+    b4 = c.node(4)
+    b4.kill9()
+    started = time.monotonic()
+    b4.start()
+    c.wait_ready()
+    print(f"broker 4 restarted with its old session alive: serving after "
+          f"{time.monotonic() - started:.2f}s")
+    assert "configuration error" not in b4.proc.stderr_text()
     confluent_round_trip(c.bootstrap, "after-duplicate", 1)
 
 
@@ -381,3 +401,29 @@ def test_standalone_data_dir_upgrades_in_place(make_cluster, broker_factory, tmp
     wait_led(c, "legacy", 3)
     assert str(metadata(c.node(0).broker_port, ["legacy"]).topics[0].topic_id) == topic_id
 
+
+
+def test_explicit_replica_assignment_reaches_the_controller(make_cluster):
+    """confluent-kafka's NewTopic(replica_assignment=...): the controller places the replicas as
+    asked (first replica leads) and refuses unknown brokers, duplicates and uneven counts with
+    INVALID_REPLICA_ASSIGNMENT."""
+    from confluent_kafka import KafkaError
+    c = make_cluster(3)
+    a = kc.admin(c.bootstrap)
+    want = [[2, 3, 1], [3, 1, 2], [1, 2, 3], [2, 1, 3]]
+    fs = a.create_topics([NewTopic("manual", len(want), replica_assignment=want)], request_timeout=OP)
+    fs["manual"].result(timeout=OP)
+    wait_led(c, "manual", len(want))
+    md = metadata(c.node(1).broker_port, ["manual"])
+    (t,) = [t for t in md.topics if t.name == "manual"]
+    got = {int(p.partition_index): [int(r) for r in p.replica_nodes] for p in t.partitions}
+    assert got == dict(enumerate(want)), got
+    assert leaders(md, "manual") == {i: r[0] for i, r in enumerate(want)}
+    for name, bad in [("unknown-broker", [[1, 9]]), ("dup-broker", [[1, 1]]),
+                      ("uneven", [[1, 2], [3]])]:
+        f = a.create_topics([NewTopic(name, len(bad), replica_assignment=bad)], request_timeout=OP)[name]
+        with pytest.raises(Exception) as e:
+            f.result(timeout=OP)
+        err = e.value.args[0]
+        assert err.code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, (name, err)
+    confluent_round_trip(c.bootstrap, "manual", len(want))

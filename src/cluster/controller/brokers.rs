@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use super::{Controller, ControllerError, Decision, Session, codes};
+use super::{Controller, ControllerError, Decision, HEARTBEATS_PROVING_ALIVE, Session, codes};
 use crate::cluster::metadata_log::image::MetadataImage;
 use crate::cluster::metadata_log::records::{
     BrokerEndpoint, ConfigResource, MetadataRecord, NO_LEADER, PartitionChangeRecord,
@@ -44,6 +44,16 @@ pub struct HeartbeatReply {
 }
 
 impl Controller {
+    /// Whether the registered process of `broker_id` has proven alive after `incarnation_id`
+    /// asked to register: that registration is a duplicate node.id for good (the driver stops
+    /// that process at once instead of retrying until the session expires).
+    pub fn is_proven_duplicate(&self, broker_id: i32, incarnation_id: Uuid) -> bool {
+        self.sessions.get(&broker_id).is_some_and(|s| {
+            s.contested
+                .is_some_and(|(inc, n)| inc == incarnation_id && n >= HEARTBEATS_PROVING_ALIVE)
+        })
+    }
+
     /// Registers (or re-registers) a broker: a new broker epoch, fenced until caught up.
     /// A re-registration of an unfenced broker first takes it out of every ISR.
     pub fn register_broker(
@@ -76,6 +86,22 @@ impl Controller {
                 && alive
                 && !existing.fenced
             {
+                if self.is_proven_duplicate(req.broker_id, req.incarnation_id) {
+                    return Err(ControllerError::new(
+                        codes::DUPLICATE_BROKER_REGISTRATION,
+                        format!(
+                            "another broker process with node.id {} is alive: it kept heartbeating after this one asked to register",
+                            req.broker_id
+                        ),
+                    ));
+                }
+                if let Some(session) = self.sessions.get_mut(&req.broker_id)
+                    && session
+                        .contested
+                        .is_none_or(|(inc, _)| inc != req.incarnation_id)
+                {
+                    session.contested = Some((req.incarnation_id, 0));
+                }
                 return Err(ControllerError::new(
                     codes::DUPLICATE_BROKER_REGISTRATION,
                     format!(
@@ -101,12 +127,7 @@ impl Controller {
             rack: req.rack.clone(),
             fenced: true,
         }));
-        self.sessions.insert(
-            req.broker_id,
-            Session {
-                last_heartbeat_ms: now_ms,
-            },
-        );
+        self.sessions.insert(req.broker_id, Session::new(now_ms));
         Ok((broker_epoch, self.stage(records)?))
     }
 
@@ -118,12 +139,14 @@ impl Controller {
     ) -> Decision<(HeartbeatReply, Vec<MetadataRecord>)> {
         self.require_active()?;
         let fenced = self.check_epoch(req.broker_id, req.broker_epoch)?.fenced;
-        self.sessions.insert(
-            req.broker_id,
-            Session {
-                last_heartbeat_ms: now_ms,
-            },
-        );
+        let session = self
+            .sessions
+            .entry(req.broker_id)
+            .or_insert_with(|| Session::new(now_ms));
+        session.last_heartbeat_ms = now_ms;
+        if let Some((_, heartbeats)) = &mut session.contested {
+            *heartbeats = heartbeats.saturating_add(1);
+        }
         let is_caught_up = self
             .registration_offsets
             .get(&req.broker_id)

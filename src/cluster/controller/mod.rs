@@ -111,6 +111,24 @@ impl ControllerConfig {
 #[derive(Clone, Copy, Debug)]
 struct Session {
     last_heartbeat_ms: u64,
+    /// Another incarnation asked to register while this session was alive, and how many
+    /// heartbeats this session has had since. A broker has one heartbeat in flight at a time,
+    /// so the second one was sent after that registration: the session's process is alive,
+    /// and the other incarnation is a duplicate node.id (not a restart whose old session has
+    /// yet to expire).
+    contested: Option<(uuid::Uuid, u32)>,
+}
+
+/// Heartbeats after a contested registration that prove the registered process alive.
+const HEARTBEATS_PROVING_ALIVE: u32 = 2;
+
+impl Session {
+    fn new(now_ms: u64) -> Self {
+        Self {
+            last_heartbeat_ms: now_ms,
+            contested: None,
+        }
+    }
 }
 
 /// The controller state machine of one node.
@@ -169,14 +187,7 @@ impl Controller {
             .committed
             .brokers
             .keys()
-            .map(|&id| {
-                (
-                    id,
-                    Session {
-                        last_heartbeat_ms: now_ms,
-                    },
-                )
-            })
+            .map(|&id| (id, Session::new(now_ms)))
             .collect();
         if self.committed.cluster_id.is_some() {
             return Vec::new();

@@ -590,3 +590,55 @@ fn cluster_alter_partition_accepts_only_the_current_partition_epoch_and_eligible
             .unwrap_err();
     assert_eq!(e.code, rcodes::INELIGIBLE_REPLICA);
 }
+
+#[test]
+fn cluster_controller_duplicate_is_proven_by_the_live_sessions_heartbeats() {
+    let mut h = Harness::new(ControllerConfig::default());
+    let epochs = h.brokers(&[None, None]);
+    let dup = |id: i32, inc: u128| BrokerRegistration {
+        broker_id: id,
+        cluster_id: None,
+        incarnation_id: Uuid::from_u128(inc),
+        endpoints: Vec::new(),
+        rack: None,
+    };
+    // Broker 1's process keeps heartbeating: another process with node.id 1 is refused, at
+    // first as "maybe a restart", and for good after two heartbeats of the live one.
+    let second = dup(1, 999);
+    assert_eq!(
+        h.c.register_broker(&second, h.now).unwrap_err().code,
+        codes::DUPLICATE_BROKER_REGISTRATION
+    );
+    assert!(!h.c.is_proven_duplicate(1, second.incarnation_id));
+    h.now += 100;
+    h.heartbeat(1, epochs[0]);
+    // One heartbeat may have been in flight when the second process asked: not a proof.
+    assert!(!h.c.is_proven_duplicate(1, second.incarnation_id));
+    h.now += 100;
+    h.heartbeat(1, epochs[0]);
+    assert!(h.c.is_proven_duplicate(1, second.incarnation_id));
+    let err = h.c.register_broker(&second, h.now).unwrap_err();
+    assert_eq!(err.code, codes::DUPLICATE_BROKER_REGISTRATION);
+    assert!(err.message.contains("alive"), "{}", err.message);
+    // A third incarnation is not proven by heartbeats counted for the second.
+    assert!(!h.c.is_proven_duplicate(1, Uuid::from_u128(1000)));
+
+    // Broker 2's process died (a restart): its session is silent, so the new incarnation is
+    // never proven a duplicate and registers once the session expired.
+    let restart = dup(2, 777);
+    assert!(h.c.register_broker(&restart, h.now).is_err());
+    for _ in 0..100 {
+        h.now += 100;
+        h.heartbeat(1, epochs[0]);
+        for b in h.c.tick(h.now) {
+            h.commit(b);
+        }
+        assert!(!h.c.is_proven_duplicate(2, restart.incarnation_id));
+        if let Ok((epoch, records)) = h.c.register_broker(&restart, h.now) {
+            h.commit(records);
+            assert!(epoch > epochs[1]);
+            return;
+        }
+    }
+    panic!("the restarted broker 2 never registered");
+}

@@ -142,10 +142,13 @@ impl Controller {
                 ));
             }
             let rf = t.assignments[0].len();
-            if t.assignments.iter().any(|a| a.len() != rf) {
+            if let Some(other) = t.assignments.iter().find(|a| a.len() != rf) {
                 return Err(ControllerError::new(
                     codes::INVALID_REPLICA_ASSIGNMENT,
-                    "All partitions in the manual partition assignment must have the same number of replicas.",
+                    format!(
+                        "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {rf} replica(s).",
+                        other.len()
+                    ),
                 ));
             }
             for (p, a) in t.assignments.iter().enumerate() {
@@ -310,12 +313,17 @@ impl Controller {
 fn check_assignment(image: &MetadataImage, partition: usize, replicas: &[i32]) -> Decision<()> {
     let bad = |m: String| Err(ControllerError::new(codes::INVALID_REPLICA_ASSIGNMENT, m));
     if replicas.is_empty() {
-        return bad(format!("partition {partition} has no replicas"));
-    }
-    let distinct: BTreeSet<_> = replicas.iter().collect();
-    if distinct.len() != replicas.len() {
         return bad(format!(
-            "partition {partition} lists a broker twice: {replicas:?}"
+            "The manual partition assignment includes an empty replica list (partition {partition})."
+        ));
+    }
+    if let Some((_, b)) = replicas
+        .iter()
+        .enumerate()
+        .find(|(i, b)| replicas[..*i].contains(b))
+    {
+        return bad(format!(
+            "The manual partition assignment includes the broker {b} more than once (partition {partition})."
         ));
     }
     if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {

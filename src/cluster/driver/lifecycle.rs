@@ -2,8 +2,11 @@
 //! controller (a new incarnation id per process start, the advertised broker endpoint, the
 //! rack), then a heartbeat every `broker.heartbeat.interval.ms` carrying the metadata offset
 //! this node has applied; the controller unfences the broker once that offset reaches its
-//! registration, and fences it when the heartbeats stop. DUPLICATE_BROKER_REGISTRATION and
-//! INCONSISTENT_CLUSTER_ID stop the process with exit code 2. Also the data directory's
+//! registration, and fences it when the heartbeats stop. INCONSISTENT_CLUSTER_ID stops the
+//! process with exit code 2, and so does DUPLICATE_BROKER_REGISTRATION once the controller has
+//! seen the other process alive (two of its heartbeats after our first attempt); until then it
+//! may be our own previous process (a restart), so registration is retried until that session
+//! expires. Also the data directory's
 //! `meta.properties`: written once the cluster id is known, and a directory of another cluster
 //! is refused.
 
@@ -135,6 +138,13 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
                         me.broker_id
                     );
                 }
+            }
+            RpcReply::DuplicateBroker { message } => {
+                config_error(format!(
+                    "broker registration refused (duplicate node.id {}): {message}",
+                    me.broker_id
+                ));
+                return;
             }
             RpcReply::Error { code, message, .. }
                 if code == codes::DUPLICATE_BROKER_REGISTRATION

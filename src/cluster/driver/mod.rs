@@ -103,8 +103,18 @@ impl Driver {
                 snapshot_every: SNAPSHOT_EVERY,
                 tick: Duration::from_millis(TICK_MS),
                 single_voter,
+                cluster_id: prepared
+                    .meta_properties
+                    .as_ref()
+                    .map(|p| p.cluster_id.clone()),
+                log_dir: config.log_dir.clone(),
             };
-            node = Some(ControllerNode::start(node_id, setup, hooks.fatal.clone()));
+            node = Some(ControllerNode::start(
+                node_id,
+                setup,
+                hooks.fatal.clone(),
+                hooks.config_error.clone(),
+            ));
         }
         let driver = Rc::new_cyclic(|weak: &std::rc::Weak<Driver>| {
             let weak = weak.clone();
@@ -287,8 +297,8 @@ fn not_controller() -> RpcReply {
 struct NodeInbound(Rc<ControllerNode>);
 
 impl transport::Inbound for NodeInbound {
-    fn raft(&self, message: raft::prelude::Message) {
-        self.0.step(message);
+    fn raft(&self, cluster_id: Option<String>, message: raft::prelude::Message) {
+        self.0.step_from(cluster_id, message);
     }
     fn rpc(&self, rpc: Rpc) -> LocalBoxFuture<'static, RpcReply> {
         let node = self.0.clone();

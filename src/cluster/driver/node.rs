@@ -22,7 +22,7 @@ use crate::cluster::controller::{Controller, ControllerError, codes};
 use crate::cluster::metadata_log::image::MetadataImage;
 use crate::cluster::metadata_log::records::{self, MetadataRecord};
 use crate::cluster::quorum::disk::MetadataLogDisk;
-use crate::cluster::quorum::{MetadataQuorum, ProposeError, QuorumOutput};
+use crate::cluster::quorum::{MetadataQuorum, ProposeError, QuorumOutput, StepError};
 
 /// Why the node must stop the process (the metadata log cannot be trusted or written).
 pub type Fatal = Rc<dyn Fn(String)>;
@@ -66,6 +66,17 @@ pub struct ControllerNode {
     pub publisher: RefCell<Option<Rc<Publisher>>>,
     started: Instant,
     fatal: Fatal,
+    log_dir: std::path::PathBuf,
+    /// Exit code 2: this node's data directory does not belong to the quorum's cluster.
+    config_error: Fatal,
+    /// The cluster id before the committed image has one (meta.properties, or learned from
+    /// the quorum leader's frames).
+    known_cluster_id: RefCell<Option<String>>,
+    /// Peers already logged as being of another cluster (one line per peer).
+    foreign_peers: RefCell<std::collections::BTreeSet<i32>>,
+    /// Set when this node refused itself (config error): the quorum takes no more input while
+    /// the process stops.
+    halted: std::cell::Cell<bool>,
 }
 
 /// A proposal in flight.
@@ -81,10 +92,14 @@ pub struct NodeSetup {
     pub tick: Duration,
     /// A single voter campaigns at once instead of after an election timeout.
     pub single_voter: bool,
+    /// The data directory's cluster id (meta.properties), if formatted.
+    pub cluster_id: Option<String>,
+    /// Where the data directory's name goes in a refusal.
+    pub log_dir: std::path::PathBuf,
 }
 
 impl ControllerNode {
-    pub fn start(node_id: i32, setup: NodeSetup, fatal: Fatal) -> Rc<Self> {
+    pub fn start(node_id: i32, setup: NodeSetup, fatal: Fatal, config_error: Fatal) -> Rc<Self> {
         let (persist_tx, persist_rx) = mpsc::unbounded();
         let last_snapshot = setup.disk.snapshot_index();
         let node = Rc::new(Self {
@@ -105,6 +120,11 @@ impl ControllerNode {
             publisher: RefCell::new(None),
             started: Instant::now(),
             fatal,
+            config_error,
+            known_cluster_id: RefCell::new(setup.cluster_id),
+            foreign_peers: RefCell::new(Default::default()),
+            halted: std::cell::Cell::new(false),
+            log_dir: setup.log_dir,
         });
         tern_shard::task::spawn(persist_worker(Rc::downgrade(&node), setup.disk, persist_rx));
         let weak = Rc::downgrade(&node);
@@ -149,7 +169,17 @@ impl ControllerNode {
         }
     }
 
+    /// Refuses this node (exit code 2); the quorum takes no more input.
+    fn halt(&self, why: String) {
+        if !self.halted.replace(true) {
+            (self.config_error)(why);
+        }
+    }
+
     fn on_tick(self: &Rc<Self>) {
+        if self.halted.get() {
+            return;
+        }
         let now = self.now_ms();
         {
             let mut st = self.st.borrow_mut();
@@ -162,10 +192,66 @@ impl ControllerNode {
         self.drain();
     }
 
-    pub fn step(self: &Rc<Self>, m: raft::prelude::Message) {
+    /// The cluster this node belongs to: the committed image's id, else what it knew at start
+    /// (meta.properties) or learned from the leader; None on a node of a new cluster.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.st
+            .borrow()
+            .controller
+            .committed()
+            .cluster_id
+            .clone()
+            .or_else(|| self.known_cluster_id.borrow().clone())
+    }
+
+    /// A peer's raft message with the sender's cluster id. A message of another cluster never
+    /// reaches raft: from the quorum's leader (appends, heartbeats, snapshots) it means this
+    /// node's data directory belongs to another cluster, so the process exits with code 2;
+    /// anything else (a stray node's vote requests and answers) is refused with a log line.
+    /// A node without a cluster id learns the leader's.
+    pub fn step_from(self: &Rc<Self>, cluster_id: Option<String>, m: raft::prelude::Message) {
+        use raft::prelude::MessageType;
+        if self.halted.get() {
+            return;
+        }
+        let from_leader = matches!(
+            m.get_msg_type(),
+            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+        );
+        let from = m.from.saturating_sub(1) as i64;
+        match (self.cluster_id(), cluster_id) {
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                if from_leader {
+                    self.halt(format!(
+                        "the data directory {} belongs to cluster {mine}, but the metadata quorum's leader (node {from}, term {}) is of cluster {theirs}: \
+                         this node's data directory is another cluster's",
+                        self.log_dir.display(),
+                        m.term
+                    ));
+                } else if self.foreign_peers.borrow_mut().insert(from as i32) {
+                    log::warn!(
+                        "metadata quorum: node {from} is of cluster {theirs}, not {mine}: its raft messages are refused"
+                    );
+                }
+                return;
+            }
+            (None, Some(theirs)) if from_leader => {
+                log::info!("metadata quorum: learned cluster id {theirs} from leader {from}");
+                *self.known_cluster_id.borrow_mut() = Some(theirs);
+            }
+            _ => {}
+        }
         let res = self.st.borrow_mut().quorum.step(m);
-        if let Err(e) = res {
-            log::debug!("metadata quorum: message refused: {e}");
+        match res {
+            Ok(()) => {}
+            Err(StepError::Refused(e)) => log::debug!("metadata quorum: message refused: {e}"),
+            Err(StepError::Diverged(why)) => {
+                self.halt(format!(
+                    "the metadata log in {} does not match the quorum's ({why}): the data directory was lost or belongs to another cluster",
+                    self.log_dir.display()
+                ));
+                return;
+            }
         }
         self.drain();
     }
@@ -197,24 +283,35 @@ impl ControllerNode {
 
     /// Waits for a proposal to commit and be published on every shard; its offset (0 for none).
     pub async fn wait(self: &Rc<Self>, pending: Option<Pending>) -> Result<u64, ControllerError> {
+        let offset = self.wait_committed(pending).await?;
+        self.wait_published(offset).await;
+        Ok(offset)
+    }
+
+    /// Waits for a proposal to commit (applied to the controller's image, not yet published).
+    pub async fn wait_committed(
+        self: &Rc<Self>,
+        pending: Option<Pending>,
+    ) -> Result<u64, ControllerError> {
         let Some(Pending(rx)) = pending else {
             return Ok(0);
         };
         self.drain();
-        let offset = match rx.await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(ControllerError::new(
-                    codes::NOT_CONTROLLER,
-                    "proposal dropped",
-                ));
-            }
-        };
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(ControllerError::new(
+                codes::NOT_CONTROLLER,
+                "proposal dropped",
+            )),
+        }
+    }
+
+    /// Waits until `offset` is published on every shard of this node.
+    pub async fn wait_published(&self, offset: u64) {
         let publisher = self.publisher.borrow().clone();
         if let Some(p) = publisher {
             p.wait_for(offset).await;
         }
-        Ok(offset)
     }
 
     /// `propose` then `wait`.
@@ -242,8 +339,9 @@ impl ControllerNode {
     fn handle(self: &Rc<Self>, o: QuorumOutput) {
         match o {
             QuorumOutput::Send { to, message } => {
+                let cluster_id = self.cluster_id();
                 if let Some(p) = self.peers.borrow_mut().as_mut() {
-                    p.send(to, &message);
+                    p.send(to, &message, cluster_id.as_deref());
                 }
             }
             QuorumOutput::Persist {

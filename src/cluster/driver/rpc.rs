@@ -43,8 +43,21 @@ impl ControllerNode {
                     endpoints,
                     rack,
                 };
-                let (broker_epoch, records) =
-                    self.st.borrow_mut().controller.register_broker(&req, now)?;
+                let decided = self.st.borrow_mut().controller.register_broker(&req, now);
+                let (broker_epoch, records) = match decided {
+                    Err(e)
+                        if e.code
+                            == crate::cluster::controller::codes::DUPLICATE_BROKER_REGISTRATION
+                            && self
+                                .st
+                                .borrow()
+                                .controller
+                                .is_proven_duplicate(broker_id, incarnation_id) =>
+                    {
+                        return Ok(RpcReply::DuplicateBroker { message: e.message });
+                    }
+                    decided => decided?,
+                };
                 let offset = self.commit(records).await?;
                 log::info!("controller: broker {broker_id} registered with epoch {broker_epoch}");
                 Ok(RpcReply::Registered {
@@ -85,21 +98,39 @@ impl ControllerNode {
             } => {
                 let reqs: Vec<CreateTopic> = topics
                     .into_iter()
-                    .map(|t| CreateTopic {
-                        name: t.name,
-                        topic_id: t.topic_id,
-                        num_partitions: t.partitions,
-                        replication_factor: t.replication_factor,
-                        assignments: Vec::new(),
-                        configs: t.configs.into_iter().collect(),
+                    .map(|t| {
+                        let manual = !t.assignments.is_empty();
+                        CreateTopic {
+                            name: t.name,
+                            topic_id: t.topic_id,
+                            num_partitions: if manual { -1 } else { t.partitions },
+                            replication_factor: if manual { -1 } else { t.replication_factor },
+                            assignments: t.assignments,
+                            configs: t.configs.into_iter().collect(),
+                        }
                     })
                     .collect();
+                let started = std::time::Instant::now();
                 let (results, records) = self
                     .st
                     .borrow_mut()
                     .controller
                     .create_topics(&reqs, validate_only)?;
-                let offset = self.commit(records).await?;
+                let decided = started.elapsed();
+                let pending = self.propose(&records)?;
+                let offset = self.wait_committed(pending).await?;
+                let committed = started.elapsed();
+                self.wait_published(offset).await;
+                if !records.is_empty() {
+                    log::info!(
+                        "controller: CreateTopics of {} topics ({} records) at offset {offset}: decided in {} ms, committed at {} ms, published on this node at {} ms",
+                        reqs.len(),
+                        records.len(),
+                        decided.as_millis(),
+                        committed.as_millis(),
+                        started.elapsed().as_millis()
+                    );
+                }
                 let results = results
                     .into_iter()
                     .map(|r| item(r.map(|c| (c.topic_id, c.num_partitions, c.replication_factor))))

@@ -1,5 +1,6 @@
 //! The controller listener and the peer connections, on shard 0. Inbound: every accepted
-//! connection is read frame by frame (`wire::FrameDecoder`); raft messages go to the quorum,
+//! connection is read frame by frame (`wire::FrameDecoder`); raft messages (each with its
+//! sender's cluster id) go to the quorum,
 //! RPCs to the node's handler, whose answers go back on the same connection in completion
 //! order (each carries its correlation id). Outbound raft traffic: one connection per peer fed
 //! by a bounded queue (a full queue drops the message: raft retries), reconnecting with
@@ -48,7 +49,8 @@ pub fn listen(addr: SocketAddr, max_frame: usize, inbound: Rc<dyn Inbound>) -> s
 
 /// What the listener delivers to (the node on shard 0).
 pub trait Inbound {
-    fn raft(&self, message: Message);
+    /// A raft message and the cluster id its sender has (None while it has none).
+    fn raft(&self, cluster_id: Option<String>, message: Message);
     fn rpc(&self, rpc: Rpc) -> LocalBoxFuture<'static, RpcReply>;
     fn unreachable(&self, peer: i32);
 }
@@ -73,8 +75,15 @@ async fn serve_conn(stream: TcpStream, max_frame: usize, inbound: Rc<dyn Inbound
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some((FrameKind::Raft, payload))) => {
-                    match crate::cluster::quorum::decode_message(&payload) {
-                        Ok(m) => inbound.raft(m),
+                    let decoded = wire::decode_raft_payload(&payload)
+                        .map_err(|e| e.to_string())
+                        .and_then(|(cluster, bytes)| {
+                            crate::cluster::quorum::decode_message(bytes)
+                                .map(|m| (cluster, m))
+                                .map_err(|e| e.to_string())
+                        });
+                    match decoded {
+                        Ok((cluster, m)) => inbound.raft(cluster, m),
                         Err(e) => {
                             log::warn!("controller listener: bad raft message: {e}; closing");
                             break 'conn;
@@ -140,8 +149,9 @@ impl Peers {
         Self { queues }
     }
 
-    /// Queues a raft message; dropped (raft retries) when the peer's queue is full or unknown.
-    pub fn send(&mut self, to: i32, message: &Message) {
+    /// Queues a raft message with this node's cluster id; dropped (raft retries) when the
+    /// peer's queue is full or unknown.
+    pub fn send(&mut self, to: i32, message: &Message, cluster_id: Option<&str>) {
         let Some(q) = self.queues.get_mut(&to) else {
             log::warn!("raft message to unknown peer {to} dropped");
             return;
@@ -150,7 +160,10 @@ impl Peers {
         wire::encode_frame(
             &mut out,
             FrameKind::Raft,
-            &crate::cluster::quorum::encode_message(message),
+            &wire::encode_raft_payload(
+                cluster_id,
+                &crate::cluster::quorum::encode_message(message),
+            ),
         );
         if q.try_send(out.to_vec()).is_err() {
             log::debug!("peer {to}: queue full; raft message dropped");

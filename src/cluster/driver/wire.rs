@@ -102,6 +102,9 @@ pub struct WireNewTopic {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: Vec<(String, String)>,
+    /// A manual replica assignment (partitions 0..n); then the counts above only echo it.
+    #[serde(default)]
+    pub assignments: Vec<Vec<i32>>,
 }
 
 /// A broker RPC to the (active) controller.
@@ -193,6 +196,12 @@ pub enum RpcReply {
         offset: u64,
     },
     Quorum(crate::cluster::status::QuorumStatus),
+    /// Registration refused for good (DUPLICATE_BROKER_REGISTRATION): another process with
+    /// this node.id is alive (its session kept heartbeating after this one asked). The plain
+    /// `Error` with that code means "maybe my own previous process": retry until it expires.
+    DuplicateBroker {
+        message: String,
+    },
     /// `image` is a `MetadataImage::to_snapshot` (None: nothing newer than asked).
     Metadata {
         image: Option<Vec<u8>>,
@@ -232,6 +241,38 @@ pub fn decode_rpc<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<(u64, 
     Ok((e.id, e.body))
 }
 
+/// Longest cluster id a raft frame carries (ours are 22 characters, Kafka's too).
+pub const MAX_CLUSTER_ID: usize = 64;
+
+/// The payload of a raft frame: `[u8 n][n bytes: the sender's cluster id, n = 0 while it has
+/// none][raft message protobuf]`, so that a node refuses a peer of another cluster before raft
+/// sees its message.
+pub fn encode_raft_payload(cluster_id: Option<&str>, message: &[u8]) -> Vec<u8> {
+    let id = cluster_id.unwrap_or("").as_bytes();
+    assert!(id.len() <= MAX_CLUSTER_ID, "cluster id too long");
+    let mut out = Vec::with_capacity(1 + id.len() + message.len());
+    out.push(id.len() as u8);
+    out.extend_from_slice(id);
+    out.extend_from_slice(message);
+    out
+}
+
+/// Splits a raft frame's payload into the sender's cluster id and the message bytes.
+pub fn decode_raft_payload(payload: &[u8]) -> Result<(Option<String>, &[u8]), WireError> {
+    let (&n, rest) = payload
+        .split_first()
+        .ok_or_else(|| WireError::Malformed("raft frame without a cluster id".into()))?;
+    let n = n as usize;
+    if n > MAX_CLUSTER_ID || rest.len() < n {
+        return Err(WireError::Malformed(format!(
+            "raft frame cluster id of {n} bytes"
+        )));
+    }
+    let id = std::str::from_utf8(&rest[..n])
+        .map_err(|_| WireError::Malformed("raft frame cluster id is not UTF-8".into()))?;
+    Ok(((n > 0).then(|| id.to_string()), &rest[n..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +300,17 @@ mod tests {
         assert_eq!((got[0].0, &got[0].1[..]), (FrameKind::Raft, &b"abc"[..]));
         assert_eq!(got[1].0, FrameKind::Request);
         assert_eq!(decode_rpc::<Rpc>(&got[1].1).unwrap(), (7, req));
+    }
+
+    #[test]
+    fn raft_payloads_carry_the_cluster_id() {
+        let p = encode_raft_payload(Some("abc"), b"msg");
+        assert_eq!(
+            decode_raft_payload(&p).unwrap(),
+            (Some("abc".into()), &b"msg"[..])
+        );
+        let p = encode_raft_payload(None, b"msg");
+        assert_eq!(decode_raft_payload(&p).unwrap(), (None, &b"msg"[..]));
     }
 
     #[test]
@@ -295,6 +347,9 @@ mod tests {
             }
         }
         assert!(decode_rpc::<Rpc>(b"{not json").is_err());
+        assert!(decode_raft_payload(b"").is_err());
+        assert!(decode_raft_payload(&[5, b'a']).is_err());
+        assert!(decode_raft_payload(&[200; 300]).is_err());
         assert!(decode_rpc::<RpcReply>(b"{\"id\":1,\"body\":{\"Nope\":1}}").is_err());
     }
 }

@@ -22,7 +22,7 @@ mod store;
 use std::collections::VecDeque;
 
 use protobuf::Message as _;
-use raft::prelude::{Entry, EntryType, HardState, Message, Snapshot};
+use raft::prelude::{Entry, EntryType, HardState, Message, MessageType, Snapshot};
 use raft::{Config, RawNode, StateRole};
 use rand::Rng;
 use rand::SeedableRng;
@@ -140,6 +140,17 @@ pub enum QuorumOutput {
     LeaderReady { term: u64 },
     /// Leadership changed: `leader` is the known leader (None during an election).
     LeaderChanged { term: u64, leader: Option<i32> },
+}
+
+/// Why a peer's message was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Refused by the wrapper or raft-rs; harmless.
+    #[error("{0}")]
+    Refused(raft::Error),
+    /// The message contradicts this node's log: the node must stop.
+    #[error("{0}")]
+    Diverged(String),
 }
 
 /// Why a proposal was not taken.
@@ -284,19 +295,49 @@ impl MetadataQuorum {
     }
 
     /// A message from a peer. Messages of another cluster member's stale incarnation are
-    /// harmless (raft checks terms); a malformed one is refused.
-    pub fn step(&mut self, message: Message) -> raft::Result<()> {
+    /// harmless (raft checks terms); one from a non-voter is refused. One that does not fit
+    /// this node's log (a commit index past its end: the log was lost, or belongs to another
+    /// cluster) is `StepError::Diverged`, never a panic: raft-rs asserts on such messages, so
+    /// they are checked first, and any other assertion raft-rs makes is caught and reported the
+    /// same way. After `Diverged` the quorum must not be used again (the driver exits).
+    pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         if !self.cfg.voters.iter().any(|&v| raft_id(v) == message.from)
             || message.to != raft_id(self.node_id)
         {
-            return Err(raft::Error::NotExists {
+            return Err(StepError::Refused(raft::Error::NotExists {
                 id: message.from,
                 set: "voters",
-            });
+            }));
         }
-        let res = self.node.step(message);
-        self.after_input();
-        res
+        let from = node_id(message.from);
+        let last_index = self.node.raft.raft_log.last_index();
+        if message.get_msg_type() == MessageType::MsgHeartbeat
+            && message.term >= self.node.raft.term
+            && message.commit > last_index
+        {
+            return Err(StepError::Diverged(format!(
+                "leader {from} (term {}) has index {} committed, but this node's metadata log ends at {last_index}",
+                message.term, message.commit
+            )));
+        }
+        let stepped =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.node.step(message)));
+        match stepped {
+            Ok(res) => {
+                self.after_input();
+                res.map_err(StepError::Refused)
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("raft-rs assertion");
+                Err(StepError::Diverged(format!(
+                    "a message from node {from} does not fit this node's metadata log: {what}"
+                )))
+            }
+        }
     }
 
     /// Proposes one log entry (a batch of metadata records). Returns (term, index): the entry is

@@ -533,3 +533,72 @@ fn cluster_quorum_config_from_kafka_timeouts() {
         (9000, 1)
     );
 }
+
+/// A follower whose log is another cluster's (entries 1..=4 of term 1, all committed).
+fn foreign_follower() -> MetadataQuorum {
+    let entries: Vec<Entry> = (1..=4)
+        .map(|i| Entry {
+            index: i,
+            term: 1,
+            data: b"x".to_vec().into(),
+            ..Default::default()
+        })
+        .collect();
+    let hs = HardState {
+        term: 1,
+        commit: 4,
+        ..Default::default()
+    };
+    let state = PersistedState {
+        hard_state: hs,
+        snapshot: None,
+        entries,
+    };
+    MetadataQuorum::restart(quorum_config(2, 7), state).unwrap()
+}
+
+fn from_leader(kind: MessageType, term: u64) -> Message {
+    let mut m = Message::default();
+    m.set_msg_type(kind);
+    m.from = raft_id(0);
+    m.to = raft_id(2);
+    m.term = term;
+    m
+}
+
+#[test]
+fn a_heartbeat_past_the_log_end_is_refused_not_a_panic() {
+    let mut q = foreign_follower();
+    // raft-rs asserts "to_commit 9 is out of range [last_index 4]" on this one.
+    let mut m = from_leader(MessageType::MsgHeartbeat, 5);
+    m.commit = 9;
+    match q.step(m) {
+        Err(StepError::Diverged(why)) => assert!(why.contains("ends at 4"), "{why}"),
+        other => panic!("expected Diverged, got {other:?}"),
+    }
+    // A heartbeat that fits is taken.
+    let mut ok = from_leader(MessageType::MsgHeartbeat, 5);
+    ok.commit = 4;
+    q.step(ok).unwrap();
+    assert_eq!(q.leader(), Some(0));
+}
+
+#[test]
+fn an_append_of_another_history_below_the_commit_index_changes_nothing() {
+    let mut q = foreign_follower();
+    // Another history from index 2 on, below our commit index: raft-rs answers with its commit
+    // index and keeps its log (the cluster-id check of the driver refuses such a leader first).
+    let mut m = from_leader(MessageType::MsgAppend, 5);
+    m.index = 1;
+    m.log_term = 1;
+    m.commit = 3;
+    let e = Entry {
+        index: 2,
+        term: 3,
+        ..Default::default()
+    };
+    m.entries = vec![e].into();
+    q.step(m).unwrap();
+    assert_eq!(q.last_index(), 4);
+    assert_eq!(q.committed_index(), 4);
+}
