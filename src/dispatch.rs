@@ -42,6 +42,9 @@ pub async fn dispatch_request(
         RequestKind::ListOffsets(req) => {
             Dispatched::respond(handlers::list_offsets::handle(state, header, req))
         }
+        RequestKind::OffsetForLeaderEpoch(req) => Dispatched::respond(
+            handlers::offset_for_leader_epoch::handle(state, header, req),
+        ),
         RequestKind::Metadata(req) => {
             Dispatched::respond(handlers::metadata::handle(state, header, req))
         }
@@ -175,6 +178,11 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
         ShardMessage::ListOffsets { items, reply } => {
             let res = handlers::list_offsets::handle_local(&state, &items).await;
             let _ = reply.send(res);
+        }
+        ShardMessage::OffsetForLeaderEpoch { items, reply } => {
+            let _ = reply.send(handlers::offset_for_leader_epoch::handle_local(
+                &state, &items,
+            ));
         }
         ShardMessage::Controller(req) => match &state.controller {
             Some(c) => c.handle(&state, req).await,

@@ -48,6 +48,14 @@ pub struct FetchResult {
     pub bytes: usize,
 }
 
+/// One partition of an OffsetForLeaderEpoch request.
+#[derive(Clone, Debug)]
+pub struct EpochQuery {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub leader_epoch: i32,
+}
+
 /// One partition of a ListOffsets request.
 #[derive(Clone, Debug)]
 pub struct ListOffsetsItem {
@@ -157,6 +165,10 @@ pub enum ShardMessage {
     ListOffsets {
         items: Vec<ListOffsetsItem>,
         reply: Reply<Vec<ListOffsetsResult>>,
+    },
+    OffsetForLeaderEpoch {
+        items: Vec<EpochQuery>,
+        reply: Reply<Vec<crate::handlers::offset_for_leader_epoch::EpochAnswer>>,
     },
     Controller(ControllerRequest),
     ApplyMetadata {

@@ -371,6 +371,24 @@ def list_offsets_factory(w, v):
     return spec, check
 
 
+@factory(23, "OffsetForLeaderEpoch")
+def offset_for_leader_epoch_factory(w, v):
+    # The newest epoch at or below a huge one is the log's latest: it ends at the log end.
+    spec = {"replica_id": -1, "topics": [{"topic": TOPIC, "partitions": [
+        {"partition": p, "current_leader_epoch": -1, "leader_epoch": 2**31 - 1}
+        for p in range(PARTITIONS)]}]}
+
+    def check(r):
+        (t,) = r.topics
+        assert t.topic == TOPIC
+        assert sorted(p.partition for p in t.partitions) == list(range(PARTITIONS))
+        for p in t.partitions:
+            ok(p.error_code, f"partition {p.partition}")
+            assert p.leader_epoch >= 0, p
+            assert p.end_offset == BATCHES * BATCH_RECORDS, p
+    return spec, check
+
+
 @factory(3, "Metadata")
 def metadata_factory(w, v):
     spec = {"topics": [{"name": TOPIC}], "allow_auto_topic_creation": False,

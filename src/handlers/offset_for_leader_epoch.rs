@@ -1,0 +1,175 @@
+//! OffsetForLeaderEpoch (API 23, v2–4): for each partition and leader epoch, the largest epoch
+//! at or below it that this log has and the offset where that epoch ends (the next epoch's
+//! start, or the log end for the latest). Clients use it to validate their position after a
+//! leader change (KIP-320), followers to find where to truncate (KIP-279). A request naming a
+//! current leader epoch is fenced against the partition's (FENCED_LEADER_EPOCH /
+//! UNKNOWN_LEADER_EPOCH); a broker that does not lead the partition answers
+//! NOT_LEADER_OR_FOLLOWER. Split by owning shard, reassembled in request order.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use tern_net::{ParsedHeader, ResponseFrame};
+
+use crate::errors;
+use crate::messages::{EpochQuery, ShardMessage};
+use crate::shard_state::ShardState;
+
+/// (error code, leader epoch, end offset) of one partition.
+pub type EpochAnswer = (i16, i32, i64);
+
+fn failed(code: i16) -> EpochAnswer {
+    (code, -1, -1)
+}
+
+pub async fn handle(
+    state: Rc<ShardState>,
+    h: ParsedHeader,
+    req: OffsetForLeaderEpochRequest,
+) -> ResponseFrame {
+    let meta = state.metadata();
+    let mut queries: Vec<(usize, EpochQuery)> = Vec::new();
+    let mut answers: Vec<EpochAnswer> = Vec::new();
+    for t in &req.topics {
+        let topic: Arc<str> = Arc::from(t.topic.0.as_str());
+        for p in &t.partitions {
+            let early = crate::routing::leader_refusal(
+                &meta,
+                state.config.node_id,
+                &topic,
+                p.partition,
+                p.current_leader_epoch,
+            );
+            let owner = if early == errors::NONE {
+                state.owner(&topic, p.partition)
+            } else {
+                usize::MAX
+            };
+            answers.push(failed(if early == errors::NONE {
+                errors::REQUEST_TIMED_OUT
+            } else {
+                early
+            }));
+            queries.push((
+                owner,
+                EpochQuery {
+                    topic: topic.clone(),
+                    partition: p.partition,
+                    leader_epoch: p.leader_epoch,
+                },
+            ));
+        }
+    }
+    let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, (owner, _)) in queries.iter().enumerate() {
+        if *owner != usize::MAX {
+            by_shard.entry(*owner).or_default().push(i);
+        }
+    }
+    let calls = by_shard.iter().map(|(shard, idxs)| {
+        let batch: Vec<EpochQuery> = idxs.iter().map(|i| queries[*i].1.clone()).collect();
+        let state = state.clone();
+        async move {
+            state
+                .call(*shard, |reply| ShardMessage::OffsetForLeaderEpoch {
+                    items: batch,
+                    reply,
+                })
+                .await
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    for ((_, idxs), reply) in by_shard.iter().zip(replies) {
+        if let Some(reply) = reply {
+            for (i, a) in idxs.iter().zip(reply) {
+                answers[*i] = a;
+            }
+        }
+    }
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    let mut k = 0;
+    for t in &req.topics {
+        let mut tr = OffsetForLeaderTopicResult::default();
+        tr.topic = t.topic.clone();
+        for p in &t.partitions {
+            let (code, epoch, end) = answers[k];
+            k += 1;
+            let mut e = EpochEndOffset::default();
+            e.partition = p.partition;
+            e.error_code = code;
+            e.leader_epoch = epoch;
+            e.end_offset = end;
+            tr.partitions.push(e);
+        }
+        resp.topics.push(tr);
+    }
+    super::encode(&h, &resp)
+}
+
+/// The owner shard's half.
+pub fn handle_local(state: &Rc<ShardState>, items: &[EpochQuery]) -> Vec<EpochAnswer> {
+    let meta = state.metadata();
+    items
+        .iter()
+        .map(|q| {
+            let log = state.partitions.get(&q.topic, q.partition);
+            let refusal = crate::routing::owner_refusal(
+                &meta,
+                state.config.node_id,
+                &q.topic,
+                q.partition,
+                log.is_some(),
+            );
+            let (None, Some(log)) = (refusal, log) else {
+                return failed(refusal.unwrap_or(errors::UNKNOWN_TOPIC_OR_PARTITION));
+            };
+            let current = meta
+                .topic(&q.topic)
+                .map_or(-1, |t| t.leader_epoch(q.partition));
+            answer(
+                log.last_epoch(),
+                current,
+                q.leader_epoch,
+                || log.end_offset_for_epoch(q.leader_epoch),
+                log.log_end_offset(),
+            )
+        })
+        .collect()
+}
+
+/// The answer for `requested` given the log's last batch epoch (`last`, -1 with none) and the
+/// partition's current leader epoch: a log that has no epoch yet (nothing written in any
+/// epoch) is all in the current one.
+fn answer(
+    last: i32,
+    current: i32,
+    requested: i32,
+    lookup: impl FnOnce() -> (i32, i64),
+    log_end: i64,
+) -> EpochAnswer {
+    if last < 0 {
+        if requested >= current && current >= 0 {
+            return (errors::NONE, current, log_end);
+        }
+        return (errors::NONE, -1, -1);
+    }
+    let (epoch, end) = lookup();
+    (errors::NONE, epoch, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_log_is_all_in_the_current_epoch() {
+        assert_eq!(answer(-1, 3, 3, || unreachable!(), 0), (0, 3, 0));
+        assert_eq!(answer(-1, 3, 2, || unreachable!(), 0), (0, -1, -1));
+        assert_eq!(answer(2, 3, 1, || (1, 40), 90), (0, 1, 40));
+    }
+}
