@@ -13,7 +13,9 @@ use std::sync::Arc;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
-use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use kafka_protocol::messages::{
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+};
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use crate::errors;
@@ -91,16 +93,34 @@ pub async fn handle(
             }
         }
     }
-    let mut resp = OffsetForLeaderEpochResponse::default();
     let mut k = 0;
-    for t in &req.topics {
+    let topics: Vec<(TopicName, Vec<(i32, EpochAnswer)>)> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    k += 1;
+                    (p.partition, answers[k - 1])
+                })
+                .collect();
+            (t.topic.clone(), parts)
+        })
+        .collect();
+    super::encode(&h, &build_response(&topics))
+}
+
+/// The response for per-topic, per-partition answers, in request order.
+fn build_response(topics: &[(TopicName, Vec<(i32, EpochAnswer)>)]) -> OffsetForLeaderEpochResponse {
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    for (name, parts) in topics {
         let mut tr = OffsetForLeaderTopicResult::default();
-        tr.topic = t.topic.clone();
-        for p in &t.partitions {
-            let (code, epoch, end) = answers[k];
-            k += 1;
+        tr.topic = name.clone();
+        for &(partition, (code, epoch, end)) in parts {
             let mut e = EpochEndOffset::default();
-            e.partition = p.partition;
+            e.partition = partition;
             e.error_code = code;
             e.leader_epoch = epoch;
             e.end_offset = end;
@@ -108,7 +128,35 @@ pub async fn handle(
         }
         resp.topics.push(tr);
     }
-    super::encode(&h, &resp)
+    resp
+}
+
+/// Every response shape the handler builds: answers, fenced and unknown epochs, not-leader,
+/// unknown partition (see `version_guard`).
+#[cfg(test)]
+pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
+    let topics = vec![
+        (
+            TopicName(super::str_bytes("orders")),
+            vec![
+                (0, (errors::NONE, 3, 120)),
+                (1, (errors::NONE, -1, -1)),
+                (2, failed(errors::FENCED_LEADER_EPOCH)),
+                (3, failed(errors::UNKNOWN_LEADER_EPOCH)),
+                (4, failed(errors::NOT_LEADER_OR_FOLLOWER)),
+            ],
+        ),
+        (
+            TopicName(super::str_bytes("missing")),
+            vec![(0, failed(errors::UNKNOWN_TOPIC_OR_PARTITION))],
+        ),
+    ];
+    let mut throttled = build_response(&topics);
+    throttled.throttle_time_ms = 10;
+    vec![
+        kafka_protocol::messages::ResponseKind::OffsetForLeaderEpoch(build_response(&topics)),
+        kafka_protocol::messages::ResponseKind::OffsetForLeaderEpoch(throttled),
+    ]
 }
 
 /// The owner shard's half.
@@ -171,5 +219,13 @@ mod tests {
         assert_eq!(answer(-1, 3, 3, || unreachable!(), 0), (0, 3, 0));
         assert_eq!(answer(-1, 3, 2, || unreachable!(), 0), (0, -1, -1));
         assert_eq!(answer(2, 3, 1, || (1, 40), 90), (0, 1, 40));
+    }
+
+    #[test]
+    fn guard_responses_encode_at_every_advertised_version() {
+        crate::handlers::test_fixtures::assert_guard_encodes(
+            kafka_protocol::messages::ApiKey::OffsetForLeaderEpoch,
+            guard_responses,
+        );
     }
 }

@@ -22,6 +22,10 @@ const GUARDS: &[(ApiKey, Guard)] = &[
         handlers::list_offsets::guard_responses as Guard,
     ),
     (
+        ApiKey::OffsetForLeaderEpoch,
+        handlers::offset_for_leader_epoch::guard_responses as Guard,
+    ),
+    (
         ApiKey::Metadata,
         handlers::metadata::guard_responses as Guard,
     ),
