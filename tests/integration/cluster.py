@@ -346,6 +346,9 @@ class QuorumInfo:
         self.high_watermark = int(part.high_watermark)
         self.voters = [(int(v.replica_id), int(v.log_end_offset)) for v in part.current_voters]
         self.observers = [(int(v.replica_id), int(v.log_end_offset)) for v in part.observers]
+        # v1: Unix ms of the leader's last message from each voter (-1: none yet).
+        self.last_fetch = {int(v.replica_id): int(v.last_fetch_timestamp)
+                           for v in part.current_voters}
 
     def __repr__(self):
         return (f"QuorumInfo(error={self.error_code}, leader={self.leader_id}, "

@@ -143,6 +143,13 @@ def test_combined_cluster_forms_and_spreads_leaders(make_cluster, n):
     assert q.error_code == 0, q
     assert sorted(v for v, _ in q.voters) == ids, q
     assert q.leader_id in ids, q
+    # Every voter has been heard from by the leader: last_fetch_timestamp is a Unix-ms time.
+    deadline = time.monotonic() + 30
+    while min(q.last_fetch.values(), default=-1) < 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        q = c.describe_quorum()
+    now_ms = time.time() * 1000
+    assert q.last_fetch and all(0 < t <= now_ms + 1000 for t in q.last_fetch.values()), q.last_fetch
     for b in c.broker_nodes():
         dc = describe_cluster(b.broker_port)
         assert int(dc.error_code) == 0

@@ -56,6 +56,9 @@ pub struct NodeState {
     /// Per broker, the metadata offset its last heartbeat to this node reported (the active
     /// controller's view; `tern_broker_metadata_lag`).
     pub broker_offsets: BTreeMap<i32, u64>,
+    /// Per peer, the wall-clock time (Unix ms) its last raft message reached this node:
+    /// DescribeQuorum's `last_fetch_timestamp` (on the leader, followers' appends answers).
+    pub peer_last_heard_ms: BTreeMap<i32, i64>,
 }
 
 pub struct ControllerNode {
@@ -114,6 +117,7 @@ impl ControllerNode {
                 snapshot_every: setup.snapshot_every.max(1),
                 leader: None,
                 broker_offsets: BTreeMap::new(),
+                peer_last_heard_ms: BTreeMap::new(),
             }),
             peers: RefCell::new(None),
             persist_tx,
@@ -241,7 +245,11 @@ impl ControllerNode {
             }
             _ => {}
         }
-        let res = self.st.borrow_mut().quorum.step(m);
+        let res = {
+            let mut st = self.st.borrow_mut();
+            st.peer_last_heard_ms.insert(from as i32, unix_now_ms());
+            st.quorum.step(m)
+        };
         match res {
             Ok(()) => {}
             Err(StepError::Refused(e)) => log::debug!("metadata quorum: message refused: {e}"),
@@ -538,4 +546,12 @@ async fn persist_worker(
             }
         }
     }
+}
+
+/// Wall-clock now in Unix milliseconds (DescribeQuorum's timestamps).
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

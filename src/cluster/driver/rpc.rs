@@ -278,24 +278,34 @@ impl ControllerNode {
                 "not the active controller",
             ));
         }
-        let now = self.now_ms() as i64;
+        let now = super::node::unix_now_ms();
+        let committed = st.quorum.committed_index();
         let voters = st
             .quorum
             .voter_progress()
             .into_iter()
-            .map(|(id, matched)| ReplicaStatus {
-                replica_id: id,
-                log_end_offset: if id == self.node_id {
-                    st.quorum.last_index() as i64
-                } else {
-                    matched as i64
-                },
-                last_fetch_ms: -1,
-                last_caught_up_ms: if matched >= st.quorum.committed_index() {
+            .map(|(id, matched)| {
+                let me = id == self.node_id;
+                let heard = if me {
                     now
                 } else {
-                    -1
-                },
+                    st.peer_last_heard_ms.get(&id).copied().unwrap_or(-1)
+                };
+                ReplicaStatus {
+                    replica_id: id,
+                    log_end_offset: if me {
+                        st.quorum.last_index() as i64
+                    } else {
+                        matched as i64
+                    },
+                    last_fetch_ms: heard,
+                    // Caught up as of the last answer that showed it at the commit index.
+                    last_caught_up_ms: if me || matched >= committed {
+                        heard
+                    } else {
+                        -1
+                    },
+                }
             })
             .collect();
         Ok(QuorumStatus {
