@@ -101,22 +101,12 @@ pub async fn handle(
             }
         }
     }
-    let mut k = 0;
-    let topics: Vec<(TopicName, Vec<(i32, ListOffsetsResult)>)> = req
-        .topics
-        .iter()
-        .map(|t| {
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    k += 1;
-                    (p.partition_index, results[k - 1].clone())
-                })
-                .collect();
-            (t.name.clone(), parts)
-        })
-        .collect();
+    let topics = super::answers_by_topic(
+        &req.topics,
+        |t| (&t.name, &t.partitions[..]),
+        |p| p.partition_index,
+        results,
+    );
     super::encode(&h, &build_response(h.api_version, &topics))
 }
 

@@ -94,6 +94,30 @@ fn encode_failed(
     }
 }
 
+/// Answers computed in request order (one per partition, flattened over the request's topics),
+/// regrouped as each topic's (partition, answer) pairs for a response builder.
+pub(crate) fn answers_by_topic<T, P, A>(
+    topics: &[T],
+    parts: impl Fn(&T) -> (&kafka_protocol::messages::TopicName, &[P]),
+    partition: impl Fn(&P) -> i32,
+    answers: Vec<A>,
+) -> Vec<(kafka_protocol::messages::TopicName, Vec<(i32, A)>)> {
+    let mut flat = answers.into_iter();
+    let grouped = topics
+        .iter()
+        .map(|t| {
+            let (name, ps) = parts(t);
+            let pairs = ps
+                .iter()
+                .map(|p| (partition(p), flat.next().expect("one answer per partition")))
+                .collect();
+            (name.clone(), pairs)
+        })
+        .collect();
+    assert!(flat.next().is_none(), "more answers than partitions");
+    grouped
+}
+
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }

@@ -93,22 +93,12 @@ pub async fn handle(
             }
         }
     }
-    let mut k = 0;
-    let topics: Vec<(TopicName, Vec<(i32, EpochAnswer)>)> = req
-        .topics
-        .iter()
-        .map(|t| {
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    k += 1;
-                    (p.partition, answers[k - 1])
-                })
-                .collect();
-            (t.topic.clone(), parts)
-        })
-        .collect();
+    let topics = super::answers_by_topic(
+        &req.topics,
+        |t| (&t.topic, &t.partitions[..]),
+        |p| p.partition,
+        answers,
+    );
     super::encode(&h, &build_response(&topics))
 }
 

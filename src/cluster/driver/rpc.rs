@@ -299,12 +299,9 @@ impl ControllerNode {
                         matched as i64
                     },
                     last_fetch_ms: heard,
-                    // Caught up as of the last answer that showed it at the commit index.
-                    last_caught_up_ms: if me || matched >= committed {
-                        heard
-                    } else {
-                        -1
-                    },
+                    // Caught up as of the last answer that showed it at the commit index (the
+                    // leader's own match is its last index: always caught up, as of now).
+                    last_caught_up_ms: if matched >= committed { heard } else { -1 },
                 }
             })
             .collect();
