@@ -115,4 +115,52 @@ impl ShardState {
         self.deliver(shard, build(tx)).await;
         rx.await.ok()
     }
+
+    /// Sends every owner shard its items in one message (`build`), all shards at once, and
+    /// writes each reply's answers back at its items' positions in `answers`. Items routed to
+    /// `None` (answered by the caller) and the items of a shard that dropped its reply keep the
+    /// answer already in `answers`. `answers` has one slot per item.
+    pub async fn fan_out<I, R>(
+        self: &Rc<Self>,
+        items: Vec<(Option<ShardId>, I)>,
+        answers: &mut [R],
+        build: impl Fn(Vec<I>, Reply<Vec<R>>) -> ShardMessage,
+    ) {
+        assert_eq!(items.len(), answers.len(), "one answer slot per item");
+        let groups = group_by_owner(items);
+        let build = &build;
+        let calls = groups
+            .into_iter()
+            .map(|(shard, (positions, batch))| async move {
+                let reply = self.call(shard, |reply| build(batch, reply)).await;
+                (positions, reply)
+            });
+        for (positions, reply) in futures::future::join_all(calls).await {
+            let Some(reply) = reply else { continue };
+            assert!(
+                reply.len() <= positions.len(),
+                "a shard answered items it was not sent"
+            );
+            for (i, r) in positions.into_iter().zip(reply) {
+                answers[i] = r;
+            }
+        }
+    }
+}
+
+/// `items` grouped by owner shard, each group keeping the items' request positions and order;
+/// items owned by no shard (`None`) are left out.
+pub fn group_by_owner<I>(
+    items: Vec<(Option<ShardId>, I)>,
+) -> std::collections::BTreeMap<ShardId, (Vec<usize>, Vec<I>)> {
+    let mut groups: std::collections::BTreeMap<ShardId, (Vec<usize>, Vec<I>)> =
+        std::collections::BTreeMap::new();
+    for (i, (owner, item)) in items.into_iter().enumerate() {
+        if let Some(shard) = owner {
+            let group = groups.entry(shard).or_default();
+            group.0.push(i);
+            group.1.push(item);
+        }
+    }
+    groups
 }

@@ -1,7 +1,6 @@
 //! DeleteRecords: moves the log start offset of each partition (offset -1 = the high watermark)
 //! on its owner shard; whole segments below it are deleted. Replies with the new low watermark.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -24,41 +23,22 @@ pub async fn handle(
     h: ParsedHeader,
     req: DeleteRecordsRequest,
 ) -> ResponseFrame {
-    let mut items: Vec<(usize, Item)> = Vec::new();
+    let mut items: Vec<(Option<usize>, Item)> = Vec::new();
     for t in &req.topics {
         let topic: Arc<str> = Arc::from(t.name.0.as_str());
         for p in &t.partitions {
             items.push((
-                state.owner(&topic, p.partition_index),
+                Some(state.owner(&topic, p.partition_index)),
                 (topic.clone(), p.partition_index, p.offset),
             ));
         }
     }
-    let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, (owner, _)) in items.iter().enumerate() {
-        by_shard.entry(*owner).or_default().push(i);
-    }
-    let calls = by_shard.iter().map(|(shard, idxs)| {
-        let batch: Vec<_> = idxs.iter().map(|i| items[*i].1.clone()).collect();
-        let state = state.clone();
-        async move {
-            state
-                .call(*shard, |reply| ShardMessage::DeleteRecords {
-                    items: batch,
-                    reply,
-                })
-                .await
-        }
-    });
-    let replies = futures::future::join_all(calls).await;
     let mut results = vec![(errors::REQUEST_TIMED_OUT, -1i64); items.len()];
-    for ((_, idxs), reply) in by_shard.iter().zip(replies) {
-        if let Some(reply) = reply {
-            for (i, r) in idxs.iter().zip(reply) {
-                results[*i] = r;
-            }
-        }
-    }
+    state
+        .fan_out(items, &mut results, |items, reply| {
+            ShardMessage::DeleteRecords { items, reply }
+        })
+        .await;
     for (code, _) in &results {
         if *code != errors::NONE {
             state.metrics.error(h.api_key, *code);

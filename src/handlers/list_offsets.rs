@@ -4,7 +4,6 @@
 //! current leader epoch is fenced against the partition's. Split by owning shard, reassembled
 //! in request order.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -43,12 +42,11 @@ pub async fn handle(
     let meta = state.metadata();
     // Flatten in request order, remembering each item's owner; fenced requests (and unknown
     // partitions) are answered here.
-    let mut items: Vec<(usize, ListOffsetsItem)> = Vec::new();
+    let mut items: Vec<(Option<usize>, ListOffsetsItem)> = Vec::new();
     let mut results: Vec<ListOffsetsResult> = Vec::new();
     for t in &req.topics {
         let topic: Arc<str> = Arc::from(t.name.0.as_str());
         for p in &t.partitions {
-            let owner = state.owner(&topic, p.partition_index);
             let early = crate::routing::leader_refusal(
                 &meta,
                 state.config.node_id,
@@ -56,17 +54,14 @@ pub async fn handle(
                 p.partition_index,
                 p.current_leader_epoch,
             );
-            results.push(failed(if early == errors::NONE {
+            let owner = (early == errors::NONE).then(|| state.owner(&topic, p.partition_index));
+            results.push(failed(if owner.is_some() {
                 errors::REQUEST_TIMED_OUT
             } else {
                 early
             }));
             items.push((
-                if early == errors::NONE {
-                    owner
-                } else {
-                    usize::MAX
-                },
+                owner,
                 ListOffsetsItem {
                     topic: topic.clone(),
                     partition: p.partition_index,
@@ -75,32 +70,11 @@ pub async fn handle(
             ));
         }
     }
-    let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, (owner, _)) in items.iter().enumerate() {
-        if *owner != usize::MAX {
-            by_shard.entry(*owner).or_default().push(i);
-        }
-    }
-    let calls = by_shard.iter().map(|(shard, idxs)| {
-        let batch: Vec<ListOffsetsItem> = idxs.iter().map(|i| items[*i].1.clone()).collect();
-        let state = state.clone();
-        async move {
-            state
-                .call(*shard, |reply| ShardMessage::ListOffsets {
-                    items: batch,
-                    reply,
-                })
-                .await
-        }
-    });
-    let replies = futures::future::join_all(calls).await;
-    for ((_, idxs), reply) in by_shard.iter().zip(replies) {
-        if let Some(reply) = reply {
-            for (i, r) in idxs.iter().zip(reply) {
-                results[*i] = r;
-            }
-        }
-    }
+    state
+        .fan_out(items, &mut results, |items, reply| {
+            ShardMessage::ListOffsets { items, reply }
+        })
+        .await;
     let topics = super::answers_by_topic(
         &req.topics,
         |t| (&t.name, &t.partitions[..]),

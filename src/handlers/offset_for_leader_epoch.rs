@@ -6,7 +6,6 @@
 //! UNKNOWN_LEADER_EPOCH); a broker that does not lead the partition answers
 //! NOT_LEADER_OR_FOLLOWER. Split by owning shard, reassembled in request order.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -35,7 +34,7 @@ pub async fn handle(
     req: OffsetForLeaderEpochRequest,
 ) -> ResponseFrame {
     let meta = state.metadata();
-    let mut queries: Vec<(usize, EpochQuery)> = Vec::new();
+    let mut queries: Vec<(Option<usize>, EpochQuery)> = Vec::new();
     let mut answers: Vec<EpochAnswer> = Vec::new();
     for t in &req.topics {
         let topic: Arc<str> = Arc::from(t.topic.0.as_str());
@@ -47,12 +46,8 @@ pub async fn handle(
                 p.partition,
                 p.current_leader_epoch,
             );
-            let owner = if early == errors::NONE {
-                state.owner(&topic, p.partition)
-            } else {
-                usize::MAX
-            };
-            answers.push(failed(if early == errors::NONE {
+            let owner = (early == errors::NONE).then(|| state.owner(&topic, p.partition));
+            answers.push(failed(if owner.is_some() {
                 errors::REQUEST_TIMED_OUT
             } else {
                 early
@@ -67,32 +62,11 @@ pub async fn handle(
             ));
         }
     }
-    let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, (owner, _)) in queries.iter().enumerate() {
-        if *owner != usize::MAX {
-            by_shard.entry(*owner).or_default().push(i);
-        }
-    }
-    let calls = by_shard.iter().map(|(shard, idxs)| {
-        let batch: Vec<EpochQuery> = idxs.iter().map(|i| queries[*i].1.clone()).collect();
-        let state = state.clone();
-        async move {
-            state
-                .call(*shard, |reply| ShardMessage::OffsetForLeaderEpoch {
-                    items: batch,
-                    reply,
-                })
-                .await
-        }
-    });
-    let replies = futures::future::join_all(calls).await;
-    for ((_, idxs), reply) in by_shard.iter().zip(replies) {
-        if let Some(reply) = reply {
-            for (i, a) in idxs.iter().zip(reply) {
-                answers[*i] = a;
-            }
-        }
-    }
+    state
+        .fan_out(queries, &mut answers, |items, reply| {
+            ShardMessage::OffsetForLeaderEpoch { items, reply }
+        })
+        .await;
     let topics = super::answers_by_topic(
         &req.topics,
         |t| (&t.topic, &t.partitions[..]),
