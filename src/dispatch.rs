@@ -210,6 +210,8 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
                     &state,
                     &state.metadata(),
                 );
+                // Group coordinators follow the leadership of their offsets partitions.
+                crate::groups::on_metadata(&state, &state.metadata());
             }
             let _ = reply.send(());
         }

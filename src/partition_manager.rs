@@ -202,19 +202,16 @@ impl PartitionManager {
     }
 }
 
-/// True when broker `node` keeps the log of partition `p` of topic `name`: every partition on a
-/// standalone node; in cluster mode those with a replica on `node`, except `__consumer_offsets`,
-/// whose data the group coordinator keeps itself (`groups`, under `__tern_groups`).
+/// True when broker `node` keeps the log of partition `p` of a topic (named `_name`): every partition on a
+/// standalone node; in cluster mode those with a replica on `node` (`__consumer_offsets` too: it
+/// is replicated like any topic, and the group coordinator loads from the leader's log).
 pub fn hosted_here(
     meta: &ClusterMetadata,
     node: i32,
-    name: &str,
+    _name: &str,
     topic: &TopicMeta,
     p: i32,
 ) -> bool {
-    if meta.is_cluster() && name == crate::groups::OFFSETS_TOPIC {
-        return false;
-    }
     crate::routing::hosts_replica(meta, topic, p, node)
 }
 
@@ -247,13 +244,15 @@ mod tests {
         meta.topics
             .insert(crate::groups::OFFSETS_TOPIC.into(), offsets);
         let o = |p: i32| ("orders".to_string(), p);
-        // Replicas: p0 on 1,2,3; p1 on 2,1; p2 on 3,4 (__consumer_offsets: never a log here).
-        assert_eq!(hosted(&meta, 1), vec![o(0), o(1)]);
-        assert_eq!(hosted(&meta, 2), vec![o(0), o(1)]);
-        assert_eq!(hosted(&meta, 3), vec![o(0), o(2)]);
+        let c = |p: i32| (crate::groups::OFFSETS_TOPIC.to_string(), p);
+        // Replicas: p0 on 1,2,3; p1 on 2,1; p2 on 3,4 (__consumer_offsets is placed the same
+        // way here and replicated like any topic).
+        assert_eq!(hosted(&meta, 1), vec![c(0), c(1), o(0), o(1)]);
+        assert_eq!(hosted(&meta, 2), vec![c(0), c(1), o(0), o(1)]);
+        assert_eq!(hosted(&meta, 3), vec![c(0), c(2), o(0), o(2)]);
         assert_eq!(hosted(&meta, 5), vec![]);
         // A reassignment moves p1 off broker 1: it is no longer hosted there.
         meta.topics.get_mut("orders").unwrap().placement[1].replicas = vec![2, 3];
-        assert_eq!(hosted(&meta, 1), vec![o(0)]);
+        assert_eq!(hosted(&meta, 1), vec![c(0), c(1), o(0)]);
     }
 }

@@ -96,7 +96,7 @@ fn ms(v: i32) -> Duration {
     Duration::from_millis(v.max(0) as u64)
 }
 
-fn join_error(version: i16, member_id: &str, code: i16) -> JoinGroupResponse {
+pub(crate) fn join_error(version: i16, member_id: &str, code: i16) -> JoinGroupResponse {
     let mut r = JoinGroupResponse::default();
     r.error_code = code;
     r.generation_id = -1;
@@ -107,7 +107,7 @@ fn join_error(version: i16, member_id: &str, code: i16) -> JoinGroupResponse {
     r
 }
 
-fn sync_response(
+pub(crate) fn sync_response(
     version: i16,
     code: i16,
     g: Option<&ClassicGroup>,

@@ -22,6 +22,7 @@
 pub mod assignor;
 mod classic;
 mod consumer;
+pub mod leadership;
 mod offsets;
 pub mod protocol;
 pub mod records;
@@ -29,7 +30,7 @@ pub mod records;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -362,10 +363,40 @@ pub struct GroupCoordinator {
     /// Shutdown has begun: new JoinGroups are answered NOT_COORDINATOR instead of parked.
     pub draining: Cell<bool>,
     last_retention_check: Cell<Option<Instant>>,
+    /// Cluster mode: the offsets partitions are the replicated `__consumer_offsets` topic's logs
+    /// (opened by the partition manager), served while this broker leads them (`leadership`).
+    /// Standalone: this coordinator's own logs under `__tern_groups`, always served.
+    replicated: Cell<bool>,
+    pub leadership: RefCell<leadership::CoordinatorLeadership>,
+    /// The shard this coordinator belongs to (set by `start`), for the acks=all wait of writes.
+    shard_state: RefCell<Weak<ShardState>>,
+}
+
+/// A failed write to an offsets partition: the Kafka error code the request gets.
+#[derive(Debug, Clone)]
+pub struct WriteError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl WriteError {
+    fn new(code: i16, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (error {})", self.message, self.code)
+    }
 }
 
 impl GroupCoordinator {
     pub fn new(shard: ShardId, shards: usize, config: Arc<BrokerConfig>) -> Self {
+        let replicated = !config.cluster.standalone;
         Self {
             shard,
             shards,
@@ -376,6 +407,9 @@ impl GroupCoordinator {
             closed: Cell::new(false),
             draining: Cell::new(false),
             last_retention_check: Cell::new(None),
+            replicated: Cell::new(replicated),
+            leadership: RefCell::new(leadership::CoordinatorLeadership::default()),
+            shard_state: RefCell::new(Weak::new()),
         }
     }
 
@@ -415,6 +449,10 @@ impl GroupCoordinator {
 
     /// Opens and replays every offsets partition this shard owns. Runs before the shard serves.
     pub async fn load(&self) -> Result<()> {
+        if self.replicated.get() {
+            // Cluster mode: partitions load when this broker becomes their leader.
+            return Ok(());
+        }
         let started = Instant::now();
         let mut records = 0usize;
         let compact_min = std::env::var("TERN_OFFSETS_COMPACT_MIN_BYTES")
@@ -616,25 +654,97 @@ impl GroupCoordinator {
     }
 
     /// Appends `records` to offsets partition `p` now (so appends keep call order); the returned
-    /// future resolves with the batch's base offset once it is fdatasynced.
+    /// future resolves with the batch's base offset once it is fdatasynced and, in cluster mode,
+    /// replicated to the partition's ISR (acks=all: the high watermark passed it).
     pub fn append(
         &self,
         p: i32,
         recs: &[LogRecord],
-    ) -> LocalBoxFuture<'static, Result<i64, String>> {
+    ) -> LocalBoxFuture<'static, Result<i64, WriteError>> {
+        use codes::{COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR};
         if self.closed.get() {
-            return Box::pin(async { Err("coordinator is shutting down".to_string()) });
+            return Box::pin(async {
+                Err(WriteError::new(
+                    NOT_COORDINATOR,
+                    "coordinator is shutting down",
+                ))
+            });
         }
-        let Some(log) = self.logs.borrow().get(&p).cloned() else {
-            return Box::pin(async move { Err(format!("offsets partition {p} is not open here")) });
+        let epoch = if self.replicated.get() {
+            match self.leadership.borrow().loaded_epoch(p) {
+                Some(e) => e,
+                None => {
+                    return Box::pin(async move {
+                        Err(WriteError::new(
+                            NOT_COORDINATOR,
+                            format!("{OFFSETS_TOPIC}-{p} is not led here"),
+                        ))
+                    });
+                }
+            }
+        } else {
+            0
         };
-        match log.append(records::encode_batch(recs), 0, Durability::Synced) {
+        let Some(log) = self.logs.borrow().get(&p).cloned() else {
+            return Box::pin(async move {
+                Err(WriteError::new(
+                    NOT_COORDINATOR,
+                    format!("offsets partition {p} is not open here"),
+                ))
+            });
+        };
+        let state = self.shard_state.borrow().upgrade();
+        if let Some(state) = &state
+            && let Err(code) = state.replicas.check_produce(OFFSETS_TOPIC, p, -1)
+        {
+            // Kafka answers a coordinator write below min.insync.replicas this way.
+            return Box::pin(async move {
+                Err(WriteError::new(
+                    COORDINATOR_NOT_AVAILABLE,
+                    format!("{OFFSETS_TOPIC}-{p}: ISR too small ({code})"),
+                ))
+            });
+        }
+        match log.append(records::encode_batch(recs), epoch, Durability::Synced) {
             Ok(a) => {
                 let base = a.base_offset;
+                let last = a.last_offset;
                 let done = a.done;
-                Box::pin(async move { done.await.map(|_| base).map_err(|e| e.to_string()) })
+                Box::pin(async move {
+                    done.await
+                        .map_err(|e| WriteError::new(COORDINATOR_NOT_AVAILABLE, e.to_string()))?;
+                    if let Some(state) = state {
+                        // A no-op without a replication role (standalone, factor 1).
+                        crate::cluster::replication::driver::ShardReplicas::after_append(
+                            &state,
+                            OFFSETS_TOPIC,
+                            p,
+                            last,
+                            -1,
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .map_err(|code| {
+                            // Kafka's mapping for coordinator writes.
+                            let mapped = if code == crate::errors::NOT_LEADER_OR_FOLLOWER {
+                                NOT_COORDINATOR
+                            } else {
+                                COORDINATOR_NOT_AVAILABLE
+                            };
+                            WriteError::new(
+                                mapped,
+                                format!("{OFFSETS_TOPIC}-{p}: replication failed with {code}"),
+                            )
+                        })?;
+                    }
+                    Ok(base)
+                })
             }
-            Err(e) => Box::pin(async move { Err(e.to_string()) }),
+            Err(e) => {
+                Box::pin(
+                    async move { Err(WriteError::new(COORDINATOR_NOT_AVAILABLE, e.to_string())) },
+                )
+            }
         }
     }
 
@@ -655,6 +765,34 @@ impl GroupCoordinator {
         });
     }
 
+    /// Leadership of offsets partition `p` moved away: its groups leave memory and their parked
+    /// requests answer NOT_COORDINATOR (clients find the new coordinator and rejoin there).
+    fn unload(&self, p: i32) {
+        self.logs.borrow_mut().remove(&p);
+        let mut groups = self.groups.borrow_mut();
+        let mut n = 0usize;
+        groups.retain(|_, g| {
+            if g.partition != p {
+                return true;
+            }
+            if let Kind::Classic(c) = &mut g.kind {
+                c.fail_parked(codes::NOT_COORDINATOR);
+            }
+            n += 1;
+            false
+        });
+        log::info!("{OFFSETS_TOPIC}-{p}: no longer coordinator, unloaded {n} groups");
+    }
+
+    /// The error code for a request to `group` on this shard: None when it is served here
+    /// (always in standalone mode; in cluster mode once its partition is loaded).
+    pub fn refusal(&self, group: &str) -> Option<i16> {
+        if !self.replicated.get() {
+            return None;
+        }
+        self.leadership.borrow().refusal(self.partition_of(group))
+    }
+
     /// Answers every request parked in a group (JoinGroup/SyncGroup) with NOT_COORDINATOR, so
     /// shutdown does not wait for rebalances; clients retry against the restarted broker.
     pub fn shutdown(&self) {
@@ -669,6 +807,9 @@ impl GroupCoordinator {
     pub async fn close(&self) {
         self.closed.set(true);
         let logs: Vec<(i32, Rc<PartitionLog>)> = self.logs.borrow_mut().drain().collect();
+        if self.replicated.get() {
+            return; // the partition manager's logs: it closes them
+        }
         for (p, log) in logs {
             if let Err(e) = log.close().await {
                 log::error!("closing {OFFSETS_TOPIC}-{p}: {e}");
@@ -694,8 +835,88 @@ impl GroupCoordinator {
     }
 }
 
+/// Cluster mode, after the replication roles followed new metadata: the offsets partitions this
+/// shard owns and this broker leads (with a leader role when replicated, so writes wait for
+/// the ISR) are loaded from their logs, the others unloaded (`leadership`).
+pub fn on_metadata(state: &Rc<ShardState>, meta: &crate::metadata::ClusterMetadata) {
+    let co = &state.groups;
+    if !co.replicated.get() || co.closed.get() {
+        return;
+    }
+    let node = state.config.node_id;
+    let mut led = Vec::new();
+    if let Some(tm) = meta.topic(OFFSETS_TOPIC) {
+        for p in co.owned_partitions() {
+            let Some(pm) = tm.partition_meta(p) else {
+                continue;
+            };
+            let replicated_ok = pm.replicas.len() <= 1 || state.replicas.leads(OFFSETS_TOPIC, p);
+            if pm.leader == node
+                && replicated_ok
+                && state.partitions.get(OFFSETS_TOPIC, p).is_some()
+            {
+                led.push((p, pm.leader_epoch));
+            }
+        }
+    }
+    let actions = co.leadership.borrow_mut().on_metadata(&led);
+    for action in actions {
+        match action {
+            leadership::LeadershipAction::Unload { partition } => co.unload(partition),
+            leadership::LeadershipAction::Load { partition, epoch } => {
+                let state = state.clone();
+                tern_shard::task::spawn(async move {
+                    load_partition(&state, partition, epoch).await;
+                });
+            }
+        }
+    }
+}
+
+/// Rebuilds the groups of offsets partition `p` from its log (a new leadership at `epoch`).
+async fn load_partition(state: &Rc<ShardState>, p: i32, epoch: i32) {
+    let co = &state.groups;
+    let started = Instant::now();
+    let Some(log) = state.partitions.get(OFFSETS_TOPIC, p) else {
+        co.leadership.borrow_mut().on_load_failed(p, epoch);
+        return;
+    };
+    match read_log(&log).await {
+        Ok(recs) => {
+            // No await from here on: the check and the apply see the same leadership.
+            if !co.leadership.borrow_mut().on_loaded(p, epoch) {
+                log::info!(
+                    "{OFFSETS_TOPIC}-{p}: load at epoch {epoch} discarded (leadership moved)"
+                );
+                return;
+            }
+            co.groups.borrow_mut().retain(|_, g| g.partition != p);
+            let n = recs.len();
+            for (off, rec) in recs {
+                co.apply_record(p, off, rec);
+            }
+            co.logs.borrow_mut().insert(p, log);
+            let groups = co
+                .groups
+                .borrow()
+                .values()
+                .filter(|g| g.partition == p)
+                .count();
+            log::info!(
+                "{OFFSETS_TOPIC}-{p}: coordinator at leader epoch {epoch}: loaded {groups} groups from {n} records in {:?}",
+                started.elapsed()
+            );
+        }
+        Err(e) => {
+            co.leadership.borrow_mut().on_load_failed(p, epoch);
+            log::error!("{OFFSETS_TOPIC}-{p}: loading groups failed: {e}");
+        }
+    }
+}
+
 /// Start-up: replay the offsets partitions, then run the timer task.
 pub async fn start(state: &Rc<ShardState>) -> Result<()> {
+    *state.groups.shard_state.borrow_mut() = Rc::downgrade(state);
     state.groups.load().await?;
     // The first retention check runs one interval after start-up.
     state.groups.last_retention_check.set(Some(Instant::now()));
@@ -779,6 +1000,10 @@ async fn read_log(log: &PartitionLog) -> Result<Vec<(i64, LogRecord)>, String> {
 
 /// Runs a forwarded group request on this (the owning) shard.
 pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
+    let Some(msg) = refuse_unserved(&state.groups, msg) else {
+        return;
+    };
+    let co = &state.groups;
     match msg {
         GroupMessage::Join {
             version,
@@ -813,7 +1038,13 @@ pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
         GroupMessage::Fetch { groups, reply } => {
             let out = groups
                 .into_iter()
-                .map(|g| offsets::fetch(&state.groups, g))
+                .map(|g| match co.refusal(&g.group_id) {
+                    Some(code) => FetchedGroup {
+                        error_code: code,
+                        topics: Vec::new(),
+                    },
+                    None => offsets::fetch(co, g),
+                })
                 .collect();
             let _ = reply.send(out);
         }
@@ -831,12 +1062,26 @@ pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
         } => {
             let out = groups
                 .iter()
-                .map(|g| describe(&state, version, g))
+                .map(|g| {
+                    let mut d = describe(&state, version, g);
+                    if let Some(code) = co.refusal(g) {
+                        d.error_code = code;
+                    }
+                    d
+                })
                 .collect();
             let _ = reply.send(out);
         }
         GroupMessage::Delete { groups, reply } => {
-            let out = offsets::delete_groups(&state.groups, groups).await;
+            let (refused, served): (Vec<String>, Vec<String>) =
+                groups.into_iter().partition(|g| co.refusal(g).is_some());
+            let mut out = offsets::delete_groups(co, served).await;
+            for g in refused {
+                let mut r = DeletableGroupResult::default();
+                r.error_code = co.refusal(&g).unwrap_or(codes::NOT_COORDINATOR);
+                r.group_id = crate::handlers::str_bytes(&g).into();
+                out.push(r);
+            }
             let _ = reply.send(out);
         }
         GroupMessage::OffsetDelete { req, reply } => {
@@ -856,11 +1101,88 @@ pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
         GroupMessage::ConsumerDescribe { groups, reply } => {
             let out = groups
                 .iter()
-                .map(|g| consumer::describe(&state, g))
+                .map(|g| {
+                    let mut d = consumer::describe(&state, g);
+                    if let Some(code) = co.refusal(g) {
+                        d.error_code = code;
+                    }
+                    d
+                })
                 .collect();
             let _ = reply.send(out);
         }
     }
+}
+
+/// Cluster mode: a single-group request for a group whose offsets partition is not served on
+/// this shard (loading: COORDINATOR_LOAD_IN_PROGRESS; not led: NOT_COORDINATOR) is answered
+/// with that code here, before it can touch any state. Everything else is returned to run.
+fn refuse_unserved(co: &GroupCoordinator, msg: GroupMessage) -> Option<GroupMessage> {
+    let group = match &msg {
+        GroupMessage::Join { req, .. } => req.group_id.0.to_string(),
+        GroupMessage::Sync { req, .. } => req.group_id.0.to_string(),
+        GroupMessage::Heartbeat { req, .. } => req.group_id.0.to_string(),
+        GroupMessage::Leave { req, .. } => req.group_id.0.to_string(),
+        GroupMessage::Commit { req, .. } => req.group_id.0.to_string(),
+        GroupMessage::OffsetDelete { req, .. } => req.group_id.0.to_string(),
+        GroupMessage::ConsumerHeartbeat { req, .. } => req.group_id.0.to_string(),
+        // Multi-group requests patch the refused groups' entries (ListGroups lists only
+        // loaded groups: the others are not in memory).
+        GroupMessage::Fetch { .. }
+        | GroupMessage::List { .. }
+        | GroupMessage::Describe { .. }
+        | GroupMessage::Delete { .. }
+        | GroupMessage::ConsumerDescribe { .. } => return Some(msg),
+    };
+    let Some(code) = co.refusal(&group) else {
+        return Some(msg);
+    };
+    match msg {
+        GroupMessage::Join {
+            version,
+            req,
+            reply,
+            ..
+        } => {
+            let _ = reply.send(classic::join_error(version, req.member_id.as_str(), code));
+        }
+        GroupMessage::Sync { version, reply, .. } => {
+            let _ = reply.send(classic::sync_response(
+                version,
+                code,
+                None,
+                bytes::Bytes::new(),
+            ));
+        }
+        GroupMessage::Heartbeat { reply, .. } => {
+            let _ = reply.send(code);
+        }
+        GroupMessage::Leave { reply, .. } => {
+            let mut r = LeaveGroupResponse::default();
+            r.error_code = code;
+            let _ = reply.send(r);
+        }
+        GroupMessage::Commit { req, reply, .. } => {
+            let rows = req
+                .topics
+                .iter()
+                .map(|t| vec![code; t.partitions.len()])
+                .collect();
+            let _ = reply.send(offsets::commit_response(&req.topics, rows));
+        }
+        GroupMessage::OffsetDelete { reply, .. } => {
+            let mut r = OffsetDeleteResponse::default();
+            r.error_code = code;
+            let _ = reply.send(r);
+        }
+        GroupMessage::ConsumerHeartbeat { reply, .. } => {
+            let mut r = ConsumerGroupHeartbeatResponse::default();
+            r.error_code = code;
+            let _ = reply.send(r);
+        }
+        _ => {}
+    }
+    None
 }
 
 fn list(co: &GroupCoordinator, states: &[String], types: &[String]) -> Vec<ListedGroup> {

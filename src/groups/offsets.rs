@@ -208,7 +208,7 @@ pub async fn commit(
 }
 
 /// The OffsetCommit response: one code per requested partition, in request order.
-fn commit_response(
+pub(crate) fn commit_response(
     topics: &[OffsetCommitRequestTopic],
     codes_out: Vec<Vec<i16>>,
 ) -> OffsetCommitResponse {

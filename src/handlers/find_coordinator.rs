@@ -108,7 +108,7 @@ fn create_offsets_topic(state: &Rc<ShardState>, meta: &ClusterMetadata) {
         name: OFFSETS_TOPIC.to_string(),
         partitions: state.config.groups.offsets_partitions,
         replication_factor,
-        configs: Vec::new(),
+        configs: vec![("cleanup.policy".to_string(), "compact".to_string())],
     };
     log::info!(
         "creating {OFFSETS_TOPIC} ({} partitions, replication factor {replication_factor})",
