@@ -219,7 +219,8 @@ def test_deleting_a_topic_frees_space_and_writes_resume(small_fs, broker_factory
     kc.flush(p)
     assert [e.code() for e, _, _ in d.errors] == [KafkaError.KAFKA_STORAGE_ERROR]
 
-    kc.admin(b.bootstrap).delete_topics(["bulk"])["bulk"].result(timeout=30)
+    a = kc.admin(b.bootstrap)
+    a.delete_topics(["bulk"])["bulk"].result(timeout=30)
     kc.wait_topic_absent(b.bootstrap, "bulk")
     _wait_gauge(b.metrics_url, "tern_log_dir_below_min_free", 0)
     p = kc.producer(b.bootstrap, acks="all", enable_idempotence=True)
