@@ -127,6 +127,10 @@ pub async fn run_shard(
     tern_shard::task::spawn(
         crate::retention::RetentionTask::new(state.clone(), life.clone()).run(),
     );
+    // Disk full: a named periodic task per shard reading the log dir's free space.
+    tern_shard::task::spawn(
+        crate::disk_space::DiskSpaceTask::new(state.clone(), life.clone()).run(),
+    );
     // The log cleaner: a named low-priority task queue per shard, cleaning this shard's
     // compacted partitions.
     if let Some(cleaner) = crate::cleaner::CleanerTask::new(state.clone(), life.clone()) {

@@ -166,6 +166,9 @@ pub struct BrokerConfig {
     /// tern.metrics.request.queue.enable: measure `tern_request_queue_seconds` (one
     /// `recvmsg(MSG_PEEK)` per request; default true).
     pub request_queue_metric: bool,
+    /// Disk full: the free-space floor of the log dir and how often each shard checks it
+    /// (`tern.log.dir.*`, see `disk_space.rs`).
+    pub disk_space: crate::disk_space::FreeSpaceConfig,
     /// Every key set in the config file or by a flag (for DescribeConfigs' STATIC_BROKER_CONFIG).
     pub static_props: BTreeMap<String, String>,
     /// The KRaft settings (standalone when none is given).
@@ -222,6 +225,10 @@ const KNOWN_KEYS: &[&str] = &[
     "log.preallocate",
     "unclean.leader.election.enable",
     "replica.lag.time.max.ms",
+    // Disk full (see `disk_space.rs`).
+    "tern.log.dir.min.free.bytes",
+    "tern.log.dir.min.free.percent",
+    "tern.log.dir.free.space.check.interval.ms",
 ];
 
 /// Parses `key=value` lines (`#`/`!` comments, blank lines, `key: value` also accepted).
@@ -552,6 +559,29 @@ impl BrokerConfig {
         if retention_check_interval_ms == 0 {
             bail!("invalid value for log.retention.check.interval.ms: must be >= 1");
         }
+        let disk_space = crate::disk_space::FreeSpaceConfig {
+            min_free_bytes: parse_num(
+                "tern.log.dir.min.free.bytes",
+                get("tern.log.dir.min.free.bytes").unwrap_or("1073741824"),
+            )?,
+            min_free_percent: parse_num(
+                "tern.log.dir.min.free.percent",
+                get("tern.log.dir.min.free.percent").unwrap_or("0"),
+            )?,
+            check_interval_ms: parse_num(
+                "tern.log.dir.free.space.check.interval.ms",
+                get("tern.log.dir.free.space.check.interval.ms").unwrap_or("1000"),
+            )?,
+        };
+        if !(0.0..=100.0).contains(&disk_space.min_free_percent) {
+            bail!(
+                "invalid value for tern.log.dir.min.free.percent: {} (0 to 100)",
+                disk_space.min_free_percent
+            );
+        }
+        if disk_space.check_interval_ms == 0 {
+            bail!("invalid value for tern.log.dir.free.space.check.interval.ms: must be >= 1");
+        }
         let metrics_listener = match get("tern.metrics.listener")
             .unwrap_or("0.0.0.0:9644")
             .trim()
@@ -600,6 +630,7 @@ impl BrokerConfig {
             retention_check_interval_ms,
             metrics_listener,
             request_queue_metric,
+            disk_space,
             static_props,
             cluster,
         })

@@ -471,6 +471,33 @@ pub const BROKER_CONFIGS: &[Def] = &[
         "true",
         false,
         "",
+    ), // Disk full (see `disk_space.rs`).
+    d(
+        "tern.log.dir.min.free.bytes",
+        "",
+        LONG0,
+        "1073741824",
+        false,
+        "",
+    ),
+    d(
+        "tern.log.dir.min.free.percent",
+        "",
+        Kind::Double {
+            min: 0.0,
+            max: 100.0,
+        },
+        "0",
+        false,
+        "",
+    ),
+    d(
+        "tern.log.dir.free.space.check.interval.ms",
+        "",
+        Kind::Long { min: 1 },
+        "1000",
+        false,
+        "",
     ),
 ];
 

@@ -11,6 +11,7 @@ mod config;
 mod configs;
 mod connection;
 mod controller;
+mod disk_space;
 mod dispatch;
 mod errors;
 mod groups;

@@ -208,6 +208,18 @@ pub struct ShardStats {
     pub partitions: Vec<PartitionStat>,
     /// (group, topic, partition, committed offset) of the groups this shard coordinates.
     pub group_offsets: Vec<(String, String, i32, i64)>,
+    /// Disk full: this shard's last reading of the log dir (see `disk_space`).
+    pub log_dir: LogDirSpace,
+}
+
+/// A shard's view of the log dir's free space.
+#[derive(Clone, Debug, Default)]
+pub struct LogDirSpace {
+    /// Bytes free at the last check (None before the first).
+    pub free_bytes: Option<u64>,
+    /// The free-space floor below which Produce is refused.
+    pub floor_bytes: u64,
+    pub below_floor: bool,
 }
 
 /// This shard's snapshot (runs on the shard).
@@ -254,6 +266,11 @@ pub fn collect_local(state: &ShardState) -> ShardStats {
         cleaner: m.cleaner.borrow().clone(),
         partitions,
         group_offsets,
+        log_dir: LogDirSpace {
+            free_bytes: state.disk.last().map(|s| s.free),
+            floor_bytes: state.disk.floor(),
+            below_floor: state.disk.below_floor(),
+        },
     }
 }
 
@@ -332,6 +349,49 @@ fn fmt_f64(v: f64) -> String {
         format!("{}", v as i64)
     } else {
         format!("{v}")
+    }
+}
+
+/// Disk full: each shard's last reading of the log dir's free space, its floor, and whether it
+/// refuses Produce (1) for being below it.
+fn render_log_dir(o: &mut Out, stats: &[ShardStats]) {
+    o.family(
+        "tern_log_dir_free_bytes",
+        "gauge",
+        "Bytes free in the log dir's file system at the shard's last check.",
+    );
+    for s in stats {
+        if let Some(free) = s.log_dir.free_bytes {
+            o.sample(
+                "tern_log_dir_free_bytes",
+                &[("shard", &s.shard.to_string())],
+                free as f64,
+            );
+        }
+    }
+    o.family(
+        "tern_log_dir_min_free_bytes",
+        "gauge",
+        "Free-space floor of the log dir (tern.log.dir.min.free.bytes / .percent).",
+    );
+    for s in stats {
+        o.sample(
+            "tern_log_dir_min_free_bytes",
+            &[("shard", &s.shard.to_string())],
+            s.log_dir.floor_bytes as f64,
+        );
+    }
+    o.family(
+        "tern_log_dir_below_min_free",
+        "gauge",
+        "1 while the shard refuses Produce because the log dir is below its free-space floor.",
+    );
+    for s in stats {
+        o.sample(
+            "tern_log_dir_below_min_free",
+            &[("shard", &s.shard.to_string())],
+            if s.log_dir.below_floor { 1.0 } else { 0.0 },
+        );
     }
 }
 
@@ -684,6 +744,7 @@ pub fn render(stats: &[ShardStats]) -> String {
             hw.insert((p.topic.clone(), p.partition), p.high_watermark);
         }
     }
+    render_log_dir(&mut o, stats);
     o.family(
         "tern_group_committed_offset",
         "gauge",

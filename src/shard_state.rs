@@ -40,6 +40,8 @@ pub struct ShardState {
     /// Replication roles of this shard's partitions (cluster mode; see
     /// `cluster::replication::driver`).
     pub replicas: crate::cluster::replication::driver::ShardReplicas,
+    /// The log dir's free space as this shard last read it (see `disk_space`).
+    pub disk: crate::disk_space::DiskSpace,
 }
 
 impl ShardState {
@@ -66,6 +68,7 @@ impl ShardState {
             in_flight: Cell::new(0),
             metrics: Default::default(),
             replicas: Default::default(),
+            disk: Default::default(),
         }
     }
 

@@ -381,6 +381,15 @@ pub async fn handle_local(
             .topic(&item.topic)
             .filter(|t| t.has_partition(item.partition))
             .map_or(0, |t| t.leader_epoch(item.partition));
+        // Disk full: below the free-space floor Produce is refused (retriable), reads go on.
+        if state.disk.below_floor() {
+            state.metrics.error(0, errors::KAFKA_STORAGE_ERROR);
+            results.push(error_result(
+                errors::KAFKA_STORAGE_ERROR,
+                Some(state.disk.refusal()),
+            ));
+            continue;
+        }
         // Replicated partitions (cluster mode): acks=all needs enough in-sync replicas.
         if let Err(code) = state
             .replicas
@@ -406,6 +415,11 @@ pub async fn handle_local(
                 pending.push((i, appended.done, replicated));
             }
             Err(e) => {
+                if let AppendError::Io(se) = &e
+                    && se.is_no_space()
+                {
+                    state.disk.note_no_space();
+                }
                 let (code, msg) = append_error_code(&e);
                 state.metrics.error(0, code);
                 if code == errors::KAFKA_STORAGE_ERROR || code == errors::CORRUPT_MESSAGE {
@@ -429,6 +443,9 @@ pub async fn handle_local(
     // Everything above ran synchronously; from here on order no longer matters.
     for (i, done, replicated) in pending {
         if let Err(e) = done.await {
+            if e.is_no_space() {
+                state.disk.note_no_space();
+            }
             log::error!("write failed: {e}");
             results[i] = error_result(errors::KAFKA_STORAGE_ERROR, Some(e.to_string()));
             continue;

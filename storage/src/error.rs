@@ -21,6 +21,11 @@ pub enum StorageError {
     /// An offset outside the log (DeleteRecords above the high watermark).
     #[error("offset out of range: {0}")]
     OutOfRange(String),
+    /// The disk is full (ENOSPC, EDQUOT or a short write). Retriable: nothing from the failed
+    /// write on was acknowledged, and the log cuts itself back to what it had written and then
+    /// accepts appends again (see `PartitionLog::rewind_unwritten`).
+    #[error("no space left on the log device: {0}")]
+    NoSpace(String),
 }
 
 impl From<glommio::GlommioError<()>> for StorageError {
@@ -35,7 +40,27 @@ impl StorageError {
         match self {
             StorageError::Failed(s) => StorageError::Failed(s.clone()),
             StorageError::Closed => StorageError::Closed,
+            StorageError::NoSpace(s) => StorageError::NoSpace(s.clone()),
             other => StorageError::Failed(other.to_string()),
+        }
+    }
+
+    /// Whether this error means the disk is full: ENOSPC or EDQUOT from the kernel, a short
+    /// DMA write (what O_DIRECT returns when only part of a write found room), or
+    /// [`StorageError::NoSpace`].
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StorageError::NoSpace(_) => true,
+            StorageError::Io(e) => {
+                matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+                    || matches!(
+                        e.kind(),
+                        std::io::ErrorKind::StorageFull
+                            | std::io::ErrorKind::QuotaExceeded
+                            | std::io::ErrorKind::WriteZero
+                    )
+            }
+            _ => false,
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! - Gates hold every data write (`append_aligned`) or every fdatasync of this thread until
 //!   released, so a test can act while an append is queued, being written or being synced.
-//! - Armed failures make the next write or fdatasync return an I/O error.
+//! - Armed failures make the next write or fdatasync return an I/O error; a disk-full failure
+//!   makes the next segment (`.log`) write fail with ENOSPC, or tear it (its first half reaches
+//!   the file, then the write reports a short count, as O_DIRECT does on a full disk).
 //! - The power-cut model ([`power_cut`]) drops what POSIX does not promise to keep: bytes of a
 //!   file written after its last fdatasync (the file is cut back to its synced length), and
 //!   directory entries (files or directories created or renamed into place) not followed by an
@@ -35,6 +37,8 @@ struct Sim {
     sync_gate: Option<Gate>,
     fail_write: bool,
     fail_sync: bool,
+    /// The next segment write fails for lack of space (see [`NoSpaceFault`]).
+    no_space: Option<NoSpaceFault>,
     /// Writes and syncs waiting at a gate now.
     held: usize,
     /// Crash points (steps of a multi-step operation such as a clean) passed so far.
@@ -86,6 +90,21 @@ pub fn hold_syncs() -> oneshot::Sender<()> {
 /// The next data write fails with an I/O error (after passing any gate).
 pub fn fail_next_write() {
     with(|s| s.fail_write = true);
+}
+
+/// How an armed disk-full failure hits the next segment write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoSpaceFault {
+    /// Nothing is written; the write returns ENOSPC.
+    Enospc,
+    /// The first half of the write's bytes reach the file, then it reports a short write.
+    Torn,
+}
+
+/// The next data write to a segment file (`*.log`) fails for lack of space (after passing
+/// any gate); writes of other files (indexes, checkpoints) are not affected.
+pub fn fail_next_segment_write_no_space(how: NoSpaceFault) {
+    with(|s| s.no_space = Some(how));
 }
 
 /// The next fdatasync fails with an I/O error (after passing any gate).
@@ -149,7 +168,8 @@ pub async fn until_held(n: usize) {
     panic!("no I/O reached the gate");
 }
 
-pub(crate) async fn before_write(path: &Path) -> std::io::Result<()> {
+/// Called before each data write; `Ok(Some(Torn))` asks the caller to tear this write.
+pub(crate) async fn before_write(path: &Path) -> std::io::Result<Option<NoSpaceFault>> {
     let gate = with(|s| {
         if !s.enabled {
             return None;
@@ -159,14 +179,22 @@ pub(crate) async fn before_write(path: &Path) -> std::io::Result<()> {
             .or_insert_with(|| file_len(path));
         Some(s.write_gate.clone())
     });
-    let Some(gate) = gate else { return Ok(()) };
+    let Some(gate) = gate else { return Ok(None) };
     wait(gate).await;
     with(|s| {
         if std::mem::take(&mut s.fail_write) {
-            Err(injected("write"))
-        } else {
-            Ok(())
+            return Err(injected("write"));
         }
+        if path.extension().is_some_and(|e| e == "log") {
+            match s.no_space.take() {
+                Some(NoSpaceFault::Enospc) => {
+                    return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+                Some(NoSpaceFault::Torn) => return Ok(Some(NoSpaceFault::Torn)),
+                None => {}
+            }
+        }
+        Ok(None)
     })
 }
 
@@ -246,6 +274,7 @@ pub fn process_crash() {
         s.sync_gate = None;
         s.fail_write = false;
         s.fail_sync = false;
+        s.no_space = None;
         s.held = 0;
     });
 }

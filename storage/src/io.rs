@@ -94,7 +94,19 @@ pub async fn append_aligned(
     #[cfg(test)]
     {
         let path = file.path().map(|p| p.to_path_buf()).unwrap_or_default();
-        crate::fault::before_write(&path).await?;
+        if crate::fault::before_write(&path).await?.is_some() {
+            // A torn write: half of the bytes reach the file, then a short count.
+            use std::os::unix::fs::FileExt;
+            let half = &buf.as_bytes()[..buf_len / 2];
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)?
+                .write_at(half, aligned_start)?;
+            return Err(StorageError::Io(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short DMA write: {} of {buf_len} bytes", half.len()),
+            )));
+        }
     }
     let n = file.write_at(buf, aligned_start).await?;
     if n != buf_len {

@@ -24,6 +24,8 @@ mod cold_budget;
 mod compact_batch;
 #[cfg(test)]
 mod compaction_tests;
+#[cfg(test)]
+mod disk_full_tests;
 pub mod epoch;
 mod error;
 #[cfg(test)]

@@ -180,6 +180,9 @@ pub struct PartitionLog {
     closed: Cell<bool>,
     busy: Cell<bool>,
     failed: RefCell<Option<String>>,
+    /// A write found the disk full: appends are refused (`StorageError::NoSpace`) until the
+    /// log is cut back to its written end (see [`PartitionLog::rewind_unwritten`]).
+    rewinding: Cell<bool>,
     sync_count: Cell<u64>,
     /// Data writes issued (one per coalesced group of queued batches).
     write_count: Cell<u64>,
@@ -438,6 +441,7 @@ impl PartitionLog {
             closed: Cell::new(false),
             busy: Cell::new(false),
             failed: RefCell::new(None),
+            rewinding: Cell::new(false),
             sync_count: Cell::new(0),
             write_count: Cell::new(0),
             delete_lock: futures::lock::Mutex::new(()),
@@ -511,6 +515,12 @@ impl PartitionLog {
     }
 
     /// Number of segments.
+    /// Whether the log is cutting back writes that found the disk full (appends are refused
+    /// with [`StorageError::NoSpace`] meanwhile; reads go on).
+    pub fn rewinding(&self) -> bool {
+        self.rewinding.get()
+    }
+
     pub fn segment_count(&self) -> usize {
         self.segments.borrow().len()
     }
@@ -531,6 +541,7 @@ impl PartitionLog {
         if self.closed.get() {
             return Err(AppendError::Closed);
         }
+        self.refuse_while_rewinding()?;
         if self.busy.get() {
             return Err(AppendError::Io(StorageError::Busy));
         }
@@ -665,9 +676,7 @@ impl PartitionLog {
                 && seg.created.elapsed().as_millis() >= segment_ms as u128;
             if too_old || !seg.fits(h.size as u64, last, segment_bytes) {
                 if let Err(e) = self.roll(base) {
-                    let err = e.to_failed();
-                    self.fail(&e);
-                    return Err(AppendError::Io(err));
+                    return Err(self.roll_failed(e, i == 0));
                 }
                 seg = self.active.borrow().clone();
             }
@@ -702,6 +711,29 @@ impl PartitionLog {
                 .map(|r| r.unwrap_or(Err(StorageError::Closed)))
                 .boxed_local(),
         })
+    }
+
+    /// Refuses an append while the log is being cut back after a full disk.
+    pub(crate) fn refuse_while_rewinding(&self) -> Result<(), AppendError> {
+        if self.rewinding.get() {
+            return Err(AppendError::Io(StorageError::NoSpace(
+                "the log is cutting back writes that found the disk full".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// A roll could not create the new segment. Out of space at the first batch of an append
+    /// call, nothing was applied yet: the append is refused and the log stays as it was. Any
+    /// other case fails the log (batches of this call are applied already).
+    pub(crate) fn roll_failed(&self, e: StorageError, first_batch: bool) -> AppendError {
+        if first_batch && e.is_no_space() {
+            log::warn!("{}: cannot roll a segment: {e}", self.dir.display());
+            return AppendError::Io(StorageError::NoSpace(e.to_string()));
+        }
+        let err = e.to_failed();
+        self.fail(&e);
+        AppendError::Io(err)
     }
 
     /// The acknowledgement of retries whose originals end at `last`: at once if they are
@@ -937,6 +969,10 @@ impl PartitionLog {
         .await;
         let (new_tail, dma) = match res {
             Ok(x) => x,
+            Err(e) if e.is_no_space() => {
+                self.rewind_unwritten(&e, ws);
+                return;
+            }
             Err(e) => {
                 for w in ws {
                     if let Some((_, tx)) = w.waiter {
@@ -983,6 +1019,82 @@ impl PartitionLog {
             }
             self.resolve_syncs(r);
         }
+    }
+
+    /// A data write found the disk full. Nothing from this write on was acknowledged (writes
+    /// complete, and are acknowledged, in offset order), so its waiters and everything queued
+    /// behind it fail with [`StorageError::NoSpace`] and appends are refused while a task cuts
+    /// the log back to its written end (`hw`): the in-memory state (log end, segments,
+    /// indexes, producer state, leader epochs) forgets the unwritten batches and the file is
+    /// truncated to the written size, which removes whatever part of a torn write reached it.
+    /// Then the log accepts appends again. Only a failure of that cut fails the log.
+    fn rewind_unwritten(&self, e: &StorageError, ws: Vec<PendingWrite>) {
+        let msg = e.to_string();
+        log::warn!(
+            "{}: disk full at offset {}: {msg}; cutting the log back to its written end",
+            self.dir.display(),
+            self.hw.get()
+        );
+        self.rewinding.set(true);
+        let offset = ws[0].header.base_offset;
+        let pos = ws[0].pos;
+        let no_space = || StorageError::NoSpace(msg.clone());
+        for w in ws {
+            if let Some((_, tx)) = w.waiter {
+                let _ = tx.send(Err(no_space()));
+            }
+        }
+        let queued: Vec<Op> = self.queue.borrow_mut().drain(..).collect();
+        for op in queued {
+            match op {
+                Op::Write(PendingWrite { waiter, .. }) => {
+                    if let Some((_, tx)) = waiter {
+                        let _ = tx.send(Err(no_space()));
+                    }
+                }
+                Op::Ack(AckOp { tx, .. }) => {
+                    let _ = tx.send(Err(no_space()));
+                }
+                // Rolls queued behind an unwritten batch: their old segment is not fully
+                // written, so the cut makes the segment holding `offset` active again.
+                Op::Roll(_) => {}
+            }
+        }
+        debug_assert_eq!(offset, self.hw.get(), "writes complete in offset order");
+        let Some(me) = self.me.upgrade() else { return };
+        glommio::spawn_local(async move {
+            let r = me.cut_unwritten(offset, pos).await;
+            me.rewinding.set(false);
+            match r {
+                Ok(()) => log::info!(
+                    "{}: cut back to offset {offset} after a full disk; accepting appends",
+                    me.dir.display()
+                ),
+                Err(e) => me.fail(&e),
+            }
+        })
+        .detach();
+    }
+
+    /// The cut of [`PartitionLog::rewind_unwritten`]: the log end goes back to `offset`, the
+    /// written end of its segment, whose file position is `pos`.
+    async fn cut_unwritten(&self, offset: i64, pos: u64) -> Result<(), StorageError> {
+        if self.closed.get() {
+            return Err(StorageError::Closed);
+        }
+        let _guard = self.delete_lock.lock().await;
+        if self.busy.replace(true) {
+            return Err(StorageError::Busy);
+        }
+        self.wait_idle().await;
+        // A truncation that ran first may have cut below `offset` already.
+        let r = if self.leo.get() > offset && self.hw.get() == offset {
+            self.truncate_inner(offset, Some(pos)).await
+        } else {
+            Ok(())
+        };
+        self.busy.set(false);
+        r
     }
 
     fn resolve_syncs(&self, r: Result<(), StorageError>) {
@@ -1041,10 +1153,24 @@ impl PartitionLog {
             ));
         }
         old.tail.borrow_mut().clear();
-        old.write_indexes().await?;
-        let r = self.write_snapshot(r.snapshot_offset, &r.snapshot).await;
+        // Indexes and snapshots are rebuilt at open when missing, so a full disk here costs a
+        // rebuild after a restart, not the log.
+        let r = match old.write_indexes().await {
+            Ok(()) => self.write_snapshot(r.snapshot_offset, &r.snapshot).await,
+            Err(e) => Err(e),
+        };
         old.finalized.set(true);
-        r
+        match r {
+            Err(e) if e.is_no_space() => {
+                log::warn!(
+                    "{}: segment {} finalised without its indexes or snapshot: {e}",
+                    self.dir.display(),
+                    old.base_offset
+                );
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     async fn write_snapshot(&self, offset: i64, data: &[u8]) -> Result<(), StorageError> {
@@ -1591,12 +1717,18 @@ impl PartitionLog {
         if self.busy.replace(true) {
             return Err(StorageError::Busy);
         }
-        let r = self.truncate_inner(offset).await;
+        let r = self.truncate_inner(offset, None).await;
         self.busy.set(false);
         r
     }
 
-    async fn truncate_inner(&self, offset: i64) -> Result<(), StorageError> {
+    /// `known_pos`: the file position of `offset` in its segment when the caller knows it
+    /// (the written end, after a full disk); else it is looked up in the index and the file.
+    async fn truncate_inner(
+        &self,
+        offset: i64,
+        known_pos: Option<u64>,
+    ) -> Result<(), StorageError> {
         self.wait_idle().await;
         if let Some(f) = self.failed.borrow().clone() {
             return Err(StorageError::Failed(f));
@@ -1616,6 +1748,8 @@ impl PartitionLog {
             .expect("offset >= log start has a segment");
         let pos = if offset == seg.base_offset {
             0
+        } else if let Some(pos) = known_pos {
+            pos
         } else {
             let (_, ipos) = seg.offset_index.borrow().lookup(seg.rel(offset));
             let mut reader = ChunkReader::new(seg.dma().await?, seg.written.get(), READ_CHUNK);
@@ -1675,7 +1809,17 @@ impl PartitionLog {
         seg.load_tail().await?;
         *self.active.borrow_mut() = seg;
         if self.epochs.borrow_mut().truncate_from(offset) {
-            self.write_epochs().await?;
+            match self.write_epochs().await {
+                // Rewritten with the next write; open cuts a stale checkpoint at the log end.
+                Err(e) if e.is_no_space() => {
+                    log::warn!(
+                        "{}: leader-epoch-checkpoint not rewritten: {e}",
+                        self.dir.display()
+                    );
+                    self.epochs_dirty.set(true);
+                }
+                r => r?,
+            }
         }
         let (_, snaps) = list_dir(&self.dir)?;
         for s in snaps.into_iter().filter(|&s| s > offset) {

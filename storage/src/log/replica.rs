@@ -62,6 +62,7 @@ impl PartitionLog {
         if self.closed.get() {
             return Err(AppendError::Closed);
         }
+        self.refuse_while_rewinding()?;
         if self.busy.get() {
             return Err(AppendError::Io(StorageError::Busy));
         }
@@ -115,9 +116,7 @@ impl PartitionLog {
                 && seg.created.elapsed().as_millis() >= segment_ms as u128;
             if too_old || !seg.fits(h.size as u64, last, segment_bytes) {
                 if let Err(e) = self.roll(h.base_offset) {
-                    let err = e.to_failed();
-                    self.fail(&e);
-                    return Err(AppendError::Io(err));
+                    return Err(self.roll_failed(e, i == 0));
                 }
                 seg = self.active.borrow().clone();
             }
