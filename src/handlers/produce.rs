@@ -445,8 +445,10 @@ pub async fn handle_local(
         if let Err(e) = done.await {
             if e.is_no_space() {
                 state.disk.note_no_space();
+                log::warn!("write refused, retriable: {e}");
+            } else {
+                log::error!("write failed: {e}");
             }
-            log::error!("write failed: {e}");
             results[i] = error_result(errors::KAFKA_STORAGE_ERROR, Some(e.to_string()));
             continue;
         }
