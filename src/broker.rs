@@ -252,7 +252,9 @@ pub async fn run_shard(
         );
     }
     barrier(&life.drained, count).await;
-    // Phase 2: no request is running anywhere; close the logs cleanly.
+    // Phase 2: no request is running anywhere; persist the high watermarks
+    // (replication-offset-checkpoint) and close the logs cleanly.
+    crate::cluster::replication::driver::ShardReplicas::write_checkpoint(&state).await;
     state.partitions.close_all().await;
     state.groups.close().await;
     barrier(&life.closed, count).await;

@@ -173,6 +173,14 @@ pub struct BrokerConfig {
     pub static_props: BTreeMap<String, String>,
     /// The KRaft settings (standalone when none is given).
     pub cluster: crate::cluster::config::ClusterConfig,
+    // --- Replication durability (issue 11, docs/cluster.md "Durability settings") ---
+    /// tern.replication.ack.durability: what a replica of a replicated partition has done with
+    /// a record before it counts towards the high watermark (`synced`, the default, or
+    /// `written`).
+    pub replication_ack_durability: crate::cluster::replication::AckDurability,
+    /// replica.high.watermark.checkpoint.interval.ms: how often each log dir's
+    /// `replication-offset-checkpoint` is rewritten (Kafka's default 5000).
+    pub hw_checkpoint_interval_ms: u64,
 }
 
 /// Keys this broker understands (everything else is warned about).
@@ -229,6 +237,9 @@ const KNOWN_KEYS: &[&str] = &[
     "tern.log.dir.min.free.bytes",
     "tern.log.dir.min.free.percent",
     "tern.log.dir.free.space.check.interval.ms",
+    // Replication durability (issue 11)
+    "tern.replication.ack.durability",
+    "replica.high.watermark.checkpoint.interval.ms",
 ];
 
 /// Parses `key=value` lines (`#`/`!` comments, blank lines, `key: value` also accepted).
@@ -600,6 +611,23 @@ impl BrokerConfig {
             "tern.metrics.request.queue.enable",
             get("tern.metrics.request.queue.enable").unwrap_or("true"),
         )?;
+        // Replication durability (issue 11).
+        let replication_ack_durability = crate::cluster::replication::AckDurability::parse(
+            get("tern.replication.ack.durability").unwrap_or("synced"),
+        )
+        .ok_or_else(|| {
+            anyhow!(
+                "invalid value for tern.replication.ack.durability: {:?} (expected synced or written)",
+                get("tern.replication.ack.durability").unwrap_or_default()
+            )
+        })?;
+        let hw_checkpoint_interval_ms: u64 = parse_num(
+            "replica.high.watermark.checkpoint.interval.ms",
+            get("replica.high.watermark.checkpoint.interval.ms").unwrap_or("5000"),
+        )?;
+        if hw_checkpoint_interval_ms == 0 {
+            bail!("invalid value for replica.high.watermark.checkpoint.interval.ms: must be >= 1");
+        }
         let mut static_props = props.clone();
         if let Some(n) = args.shards {
             static_props.insert("tern.shards".into(), n.to_string());
@@ -633,6 +661,8 @@ impl BrokerConfig {
             disk_space,
             static_props,
             cluster,
+            replication_ack_durability,
+            hw_checkpoint_interval_ms,
         })
     }
 }

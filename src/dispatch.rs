@@ -145,9 +145,12 @@ pub async fn dispatch_request(
 /// Handles a message from another shard (or from this one, delivered inline).
 pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
     match msg {
-        ShardMessage::Produce { acks, items, reply } => {
-            handlers::produce::handle_local(state, acks, items, reply).await
-        }
+        ShardMessage::Produce {
+            acks,
+            timeout,
+            items,
+            reply,
+        } => handlers::produce::handle_local(state, acks, timeout, items, reply).await,
         ShardMessage::Fetch { items, reply } => {
             let res = handlers::fetch::read_local(&state, &items).await;
             let _ = reply.send(res);

@@ -136,6 +136,9 @@ pub struct NewTopic {
 pub enum ShardMessage {
     Produce {
         acks: i16,
+        /// The request's timeout_ms: how long acks=all waits for the ISR (replicated
+        /// partitions).
+        timeout: std::time::Duration,
         items: Vec<ProduceItem>,
         reply: Option<Reply<Vec<ProduceResult>>>,
     },

@@ -51,6 +51,9 @@ pub async fn dispatch(
     body: Option<Bytes>,
 ) -> Dispatched {
     let acks = req.acks;
+    // acks=all waits for the ISR up to the request's timeout_ms (Kafka's DelayedProduce);
+    // a negative timeout is taken as 0.
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
     let transactional = req.transactional_id.is_some();
     let topic_data = std::mem::take(&mut req.topic_data);
     drop(req);
@@ -181,7 +184,15 @@ pub async fn dispatch(
             (Some(tx), Some(rx))
         };
         state
-            .deliver(shard, ShardMessage::Produce { acks, items, reply })
+            .deliver(
+                shard,
+                ShardMessage::Produce {
+                    acks,
+                    timeout,
+                    items,
+                    reply,
+                },
+            )
             .await;
         if let Some(rx) = rx {
             waits.push((idxs, rx));
@@ -344,13 +355,12 @@ fn append_error_code(e: &AppendError) -> (i16, Option<String>) {
 }
 
 /// The owner shard's half: appends synchronously (in arrival order), then waits for durability.
-/// How long an acks=all produce to a replicated partition waits for its ISR (the request's
-/// own timeout is not passed to the owner shard yet).
-const ACKS_ALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
+/// acks=all on a replicated partition waits for the high watermark up to `timeout` (the
+/// request's timeout_ms), then answers REQUEST_TIMED_OUT for that partition.
 pub async fn handle_local(
     state: Rc<ShardState>,
     acks: i16,
+    timeout: std::time::Duration,
     items: Vec<ProduceItem>,
     reply: Option<Reply<Vec<ProduceResult>>>,
 ) {
@@ -400,6 +410,13 @@ pub async fn handle_local(
             continue;
         }
         let replicated = state.replicas.leads(&item.topic, item.partition);
+        // A replicated acks=all append waits for the leader's own part at the broker's
+        // tern.replication.ack.durability (`written`: no fdatasync on this path).
+        let durability = if replicated && acks == -1 {
+            state.config.replication_ack_durability.storage()
+        } else {
+            durability
+        };
         state.metrics.produce_batch(item.records.len());
         match log.append(item.records, leader_epoch, durability) {
             Ok(appended) => {
@@ -455,12 +472,7 @@ pub async fn handle_local(
         // A replicated partition: the rules learn of the append; acks=all waits for the HW.
         if let Some((topic, partition, last)) = replicated
             && let Err(code) = crate::cluster::replication::driver::ShardReplicas::after_append(
-                &state,
-                &topic,
-                partition,
-                last,
-                acks,
-                ACKS_ALL_TIMEOUT,
+                &state, &topic, partition, last, acks, timeout,
             )
             .await
         {

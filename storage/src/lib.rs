@@ -50,7 +50,10 @@ mod tail_cache;
 mod tests;
 
 pub use error::{AppendError, ReadError, StorageError};
-pub use io::{create_dir_all_durable, prepare_data_dir, write_file_atomic_blocking};
+pub use io::{
+    create_dir_all_durable, prepare_data_dir, read_small_file, write_file_atomic,
+    write_file_atomic_blocking,
+};
 pub use log::{
     CLEANER_CHECKPOINT_FILE, CleanOutcome, Cleanable, CompactionConfig, IoThrottle,
     LOG_START_OFFSET_FILE, PartitionLog, RetentionOutcome,

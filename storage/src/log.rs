@@ -1741,6 +1741,12 @@ impl PartitionLog {
             )));
         }
         if offset == leo {
+            // Nothing to cut from the data, but epochs noted at the log end without records
+            // (a leadership that wrote nothing) go, as Kafka's truncateFromEnd does: else a
+            // follower keeps sending that epoch as LastFetchedEpoch and diverges forever.
+            if self.epochs.borrow_mut().truncate_from(offset) {
+                self.write_epochs().await?;
+            }
             return Ok(());
         }
         let seg = self

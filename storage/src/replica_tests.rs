@@ -134,3 +134,21 @@ fn reads_below_a_limit_stop_at_its_batch() {
         }
     });
 }
+
+#[test]
+fn truncating_to_the_log_end_drops_epochs_noted_there_without_records() {
+    run(|dir| async move {
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        let mut a = log
+            .append_replicated(leader_batch(0, 3, 1, -1, -1), Durability::Synced)
+            .unwrap();
+        (&mut a.done).await.unwrap();
+        // A leadership at epoch 2 that wrote nothing, then the new leader says epoch 1 ends at 3.
+        log.note_epoch_start(2);
+        assert_eq!(log.last_epoch(), 2);
+        log.truncate_to(3).await.unwrap();
+        assert_eq!(log.leader_epochs(), vec![(1, 0)]);
+        assert_eq!((log.last_epoch(), log.log_end_offset()), (1, 3));
+        log.close().await.unwrap();
+    });
+}

@@ -71,6 +71,7 @@ pub struct LeaderPartition {
     followers: BTreeMap<i32, FollowerState>,
     high_watermark: i64,
     log_end: i64,
+    written_end: i64,
     synced_end: i64,
     waiters: Vec<Waiter>,
     outputs: Vec<LeaderOutput>,
@@ -126,6 +127,7 @@ impl LeaderPartition {
             followers,
             high_watermark: high_watermark.min(log.log_end_offset()),
             log_end: log.log_end_offset(),
+            written_end: log.written_end_offset(),
             synced_end: log.synced_end_offset(),
             waiters: Vec::new(),
             outputs: Vec::new(),
@@ -189,6 +191,7 @@ impl LeaderPartition {
             "a leader's log never shrinks"
         );
         self.log_end = log.log_end_offset();
+        self.written_end = log.written_end_offset();
         self.synced_end = log.synced_end_offset();
         self.maybe_advance_hw();
     }
@@ -260,7 +263,7 @@ impl LeaderPartition {
     /// The offset that counts as replicated on the leader itself.
     fn own_replicated(&self) -> i64 {
         match self.cfg.ack_durability {
-            AckDurability::Written => self.log_end,
+            AckDurability::Written => self.written_end,
             AckDurability::Synced => self.synced_end,
         }
     }

@@ -24,6 +24,11 @@ pub struct LogEntry {
 /// What the leader and follower rules need to know about a replica's log.
 pub trait ReplicaLog {
     fn log_end_offset(&self) -> i64;
+    /// Offsets below this are written (their write completed; not necessarily synced). The
+    /// model writes at append time.
+    fn written_end_offset(&self) -> i64 {
+        self.log_end_offset()
+    }
     /// Offsets below this are fdatasynced.
     fn synced_end_offset(&self) -> i64;
     /// OffsetForLeaderEpoch: largest epoch <= `epoch` and where it ends; (-1, -1) if none.

@@ -14,6 +14,7 @@
 
 pub mod driver;
 pub mod follower;
+pub mod hw_checkpoint;
 pub mod leader;
 pub mod log_model;
 #[cfg(test)]
@@ -39,7 +40,7 @@ pub mod codes {
 }
 
 /// What a replica must have done with a record before it counts towards the high watermark
-/// (and so towards an acks=all answer). Proposed setting: `tern.replication.ack.durability`.
+/// (and so towards an acks=all answer). Broker setting: `tern.replication.ack.durability`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckDurability {
     /// Written to the replica's log (page cache), as Kafka: acknowledged records survive any
@@ -50,6 +51,25 @@ pub enum AckDurability {
     /// node does for acks=all): acknowledged records survive any power loss as long as one ISR
     /// member's disk does. The default.
     Synced,
+}
+
+impl AckDurability {
+    /// The setting's value (`synced` / `written`, case-insensitive).
+    pub fn parse(v: &str) -> Option<Self> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "synced" => Some(Self::Synced),
+            "written" => Some(Self::Written),
+            _ => None,
+        }
+    }
+
+    /// The storage durability an append must reach before this replica counts it.
+    pub fn storage(self) -> tern_storage::Durability {
+        match self {
+            Self::Written => tern_storage::Durability::Written,
+            Self::Synced => tern_storage::Durability::Synced,
+        }
+    }
 }
 
 /// A deliberately wrong rule, switched on only by the simulator's mutation tests to show the

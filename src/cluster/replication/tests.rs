@@ -499,3 +499,113 @@ fn replication_log_model_crash_loses_the_unsynced_tail_and_keeps_a_torn_prefix()
     assert_eq!(log.check_sequence(6, 1), SequenceCheck::OutOfOrder);
     assert_eq!(log.check_sequence(6, 0), SequenceCheck::Next);
 }
+
+#[test]
+fn replication_acks_all_waiters_time_out_at_their_own_request_deadline() {
+    // Each acks=all produce carries its request's timeout_ms: a short one times out while a
+    // longer one, waiting for the same ISR, keeps waiting.
+    let (mut l, mut log) = leader(2, &[1, 2], 0);
+    let first = log.append_as_leader(1, -1, 0, 1);
+    l.on_log_progress(&log);
+    l.await_replication(1, first, 300);
+    let second = log.append_as_leader(1, -1, 0, 2);
+    l.on_log_progress(&log);
+    l.await_replication(2, second, 2_000);
+    l.tick(299);
+    assert!(done(&mut l).is_empty(), "no deadline reached yet");
+    l.tick(300);
+    assert_eq!(done(&mut l), vec![(1, Err(codes::REQUEST_TIMED_OUT))]);
+    l.tick(1_999);
+    assert!(done(&mut l).is_empty());
+    l.on_fetch(&fetch(2, 2, 1), &log, true, 1_999);
+    assert_eq!(
+        done(&mut l),
+        vec![(2, Ok(1))],
+        "answered once the ISR has it"
+    );
+    // A zero timeout (timeout_ms 0): answered at once when the HW already covers it.
+    l.await_replication(3, second, 0);
+    assert_eq!(done(&mut l), vec![(3, Ok(1))]);
+}
+
+/// A log whose writes have not all completed yet (the storage log's written end lags its end).
+struct Unwritten<'a> {
+    log: &'a PartitionLogModel,
+    written: i64,
+}
+
+impl ReplicaLog for Unwritten<'_> {
+    fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+    fn written_end_offset(&self) -> i64 {
+        self.written
+    }
+    fn synced_end_offset(&self) -> i64 {
+        self.log.synced_end_offset().min(self.written)
+    }
+    fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.log.end_offset_for_epoch(epoch)
+    }
+    fn last_fetched_epoch(&self) -> i32 {
+        self.log.last_fetched_epoch()
+    }
+}
+
+#[test]
+fn replication_written_durability_counts_completed_writes_without_fdatasync() {
+    let mut log = PartitionLogModel::default();
+    log.start_epoch(1);
+    let mut l = LeaderPartition::new(
+        cfg(2, AckDurability::Written),
+        1,
+        10,
+        T,
+        0,
+        &state(&[1, 2], 1),
+        &log,
+        0,
+        0,
+    );
+    for i in 0..4 {
+        log.append_as_leader(1, -1, 0, i);
+    }
+    // Appended 4, writes completed for 3, nothing synced.
+    l.on_log_progress(&Unwritten {
+        log: &log,
+        written: 3,
+    });
+    l.on_fetch(&fetch(2, 4, 1), &log, true, 1);
+    assert_eq!(
+        l.high_watermark(),
+        3,
+        "the leader counts its completed writes, not its appended end, and no sync"
+    );
+    l.on_log_progress(&log);
+    assert_eq!(l.high_watermark(), 4);
+    assert_eq!(log.synced_end_offset(), 0, "nothing was fdatasynced");
+    // The follower side reports its log end (written) as replicated, synced or not.
+    let mut flog = PartitionLogModel::default();
+    flog.append_as_follower(&log.read(0, 4));
+    let mut fp = FollowerPartition::new(2, 22, 1, 1, AckDurability::Written, 0);
+    let (_, req) = fp.next_fetch(&flog);
+    assert_eq!((req.fetch_offset, req.replicated_offset), (4, 4));
+}
+
+#[test]
+fn replication_ack_durability_setting_parses_synced_and_written() {
+    assert_eq!(AckDurability::parse("synced"), Some(AckDurability::Synced));
+    assert_eq!(
+        AckDurability::parse(" Written "),
+        Some(AckDurability::Written)
+    );
+    assert_eq!(AckDurability::parse("fsync"), None);
+    assert_eq!(
+        AckDurability::Written.storage(),
+        tern_storage::Durability::Written
+    );
+    assert_eq!(
+        AckDurability::Synced.storage(),
+        tern_storage::Durability::Synced
+    );
+}

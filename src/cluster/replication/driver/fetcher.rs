@@ -3,8 +3,9 @@
 //! ReplicaState = this broker's id and broker epoch, sessionless) covering every partition
 //! this shard follows from that leader, each from `FollowerPartition::next_fetch`. The
 //! leader long-polls (`replica.fetch.wait.max.ms`, 500 ms) and answers as soon as it has data.
-//! Answers go back to the rules: fetched batches are appended unchanged and fdatasynced
-//! before the next round (so the fetch offset is also the synced end the leader counts),
+//! Answers go back to the rules: fetched batches are appended unchanged and written (and
+//! fdatasynced under `tern.replication.ack.durability=synced`) before the next round, so the
+//! fetch offset is what the leader counts for this replica,
 //! DivergingEpoch truncates the local log, errors back off until the metadata moves. The task
 //! ends when this shard follows nothing from the leader any more.
 
@@ -297,7 +298,10 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
             FollowerAction::Append(batches) => {
                 progressed = true;
                 let bytes = BytesMut::from(&batches.bytes[..]);
-                match log.append_replicated(bytes, tern_storage::Durability::Synced) {
+                // What this replica does before its fetch offset counts on the leader:
+                // fdatasync (`synced`) or the write alone (`written`).
+                let durability = state.config.replication_ack_durability.storage();
+                match log.append_replicated(bytes, durability) {
                     Ok(a) => {
                         if let Err(e) = a.done.await {
                             log::error!("{}-{}: replicated write failed: {e}", s.key.0, s.key.1);

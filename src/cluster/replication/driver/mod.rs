@@ -9,6 +9,7 @@
 //! (shard, leader broker) (`fetcher.rs`). The leader's answers to follower fetches are in
 //! `serve.rs`. The rules themselves stay sans-IO in `leader.rs` / `follower.rs`.
 
+mod checkpoint;
 mod fetcher;
 pub mod serve;
 
@@ -36,6 +37,11 @@ pub struct StorageLog<'a>(pub &'a PartitionLog);
 impl ReplicaLog for StorageLog<'_> {
     fn log_end_offset(&self) -> i64 {
         self.0.log_end_offset()
+    }
+
+    fn written_end_offset(&self) -> i64 {
+        // The storage log's own high watermark: offsets whose write completed.
+        self.0.high_watermark()
     }
 
     fn synced_end_offset(&self) -> i64 {
@@ -83,6 +89,13 @@ pub struct ShardReplicas {
     fetchers: RefCell<HashSet<i32>>,
     ticking: Cell<bool>,
     clock: Cell<Option<Instant>>,
+    // --- Persisted high watermarks (`checkpoint.rs`) ---
+    /// Loaded checkpoint files plus the high watermarks of ended roles (None: not loaded yet).
+    checkpointed: RefCell<Option<super::hw_checkpoint::HighWatermarks>>,
+    /// The content of this shard's file as last written.
+    last_checkpoint: RefCell<Option<String>>,
+    checkpointing: Cell<bool>,
+    checkpoint_busy: Cell<bool>,
 }
 
 /// The replication settings of a partition of `topic`: min.insync.replicas from the topic,
@@ -102,7 +115,7 @@ fn replication_config(
     ReplicationConfig {
         min_insync_replicas: crate::configs::min_insync_replicas(&state.config, meta, topic),
         replica_lag_time_max_ms: lag,
-        ack_durability: AckDurability::Synced,
+        ack_durability: state.config.replication_ack_durability,
         ..ReplicationConfig::default()
     }
 }
@@ -250,11 +263,13 @@ impl ShardReplicas {
             )
     }
 
-    /// After an append ending at `last_offset` is written (acks=1) or synced (acks=all): the
-    /// log progress goes to the rules; acks=all then waits for the high watermark to pass it
-    /// (or an error code: NOT_ENOUGH_REPLICAS_AFTER_APPEND, REQUEST_TIMED_OUT,
-    /// NOT_LEADER_OR_FOLLOWER). acks=1 appends are synced in the background so the high
-    /// watermark (counting synced data) advances for them too.
+    /// After an append ending at `last_offset` is written (acks=1) or durable at the broker's
+    /// `tern.replication.ack.durability` (acks=all): the log progress goes to the rules;
+    /// acks=all then waits up to `timeout` (the request's timeout_ms) for the high watermark
+    /// to pass it (or an error code: NOT_ENOUGH_REPLICAS_AFTER_APPEND, REQUEST_TIMED_OUT,
+    /// NOT_LEADER_OR_FOLLOWER). Under `synced`, acks=1 appends are synced in the background so
+    /// the high watermark (counting synced data) advances for them too; under `written` the
+    /// written data counts at once.
     pub async fn after_append(
         state: &Rc<ShardState>,
         topic: &str,
@@ -269,6 +284,12 @@ impl ShardReplicas {
             Some(Role::Leader(l)) => l.log.clone(),
             _ => return Ok(()),
         };
+        if acks != -1 && state.config.replication_ack_durability == AckDurability::Written {
+            me.with_leader(state, &key, |l, _| {
+                l.rules.on_log_progress(&StorageLog(&l.log))
+            });
+            return Ok(());
+        }
         if acks != -1 {
             let state2 = state.clone();
             tern_shard::task::spawn(async move {
@@ -352,7 +373,11 @@ impl ShardReplicas {
                     me.with_leader(state, &key, |_, _| ());
                     continue;
                 }
-                let hw = me.drop_role(state, &key).unwrap_or(0);
+                let hw = super::hw_checkpoint::starting_high_watermark(
+                    me.drop_role(state, &key),
+                    me.checkpointed_hw(state, &key),
+                    log.log_end_offset(),
+                );
                 let role = if pm.leader == node {
                     if !pm.isr.contains(&node) {
                         log::warn!(
@@ -395,7 +420,7 @@ impl ShardReplicas {
                             broker_epoch,
                             pm.leader,
                             pm.leader_epoch,
-                            AckDurability::Synced,
+                            state.config.replication_ack_durability,
                             hw,
                         ),
                         log,
@@ -449,21 +474,27 @@ impl ShardReplicas {
             let state = state.clone();
             tern_shard::task::spawn(async move { ShardReplicas::run_ticks(state).await });
         }
+        if !me.roles.borrow().is_empty() && !me.checkpointing.replace(true) {
+            let state = state.clone();
+            tern_shard::task::spawn(async move { ShardReplicas::run_checkpoints(state).await });
+        }
     }
 
     /// Ends a role: a leader's waiters get NOT_LEADER_OR_FOLLOWER. Returns the high watermark
-    /// the role knew (a new role starts from it).
+    /// the role knew (a new role starts from it; the checkpoint keeps it).
     fn drop_role(&self, state: &Rc<ShardState>, key: &Key) -> Option<i64> {
         let role = self.roles.borrow_mut().remove(key)?;
-        match role {
+        let hw = match role {
             Role::Leader(mut l) => {
                 let hw = l.rules.high_watermark();
                 let outputs = l.rules.resign();
                 self.carry_out(state, key, outputs);
-                Some(hw)
+                hw
             }
-            Role::Follower(f) => Some(f.rules.high_watermark()),
-        }
+            Role::Follower(f) => f.rules.high_watermark(),
+        };
+        self.remember_hw(key, hw);
+        Some(hw)
     }
 
     async fn run_ticks(state: Rc<ShardState>) {

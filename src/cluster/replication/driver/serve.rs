@@ -275,7 +275,9 @@ async fn answer(
         leader_epoch: it.leader_epoch,
         fetch_offset: it.fetch_offset,
         last_fetched_epoch: it.last_fetched_epoch,
-        // Followers fetch only once their appends are synced: the fetch offset is synced.
+        // Followers fetch only once their appends are done at their own
+        // tern.replication.ack.durability (written, or written and synced): the fetch
+        // offset is what counts for them.
         replicated_offset: it.fetch_offset,
     };
     let decided = state.replicas.with_leader(state, &key, |l, now| {
