@@ -144,6 +144,7 @@ impl Controller {
             .entry(req.broker_id)
             .or_insert_with(|| Session::new(now_ms));
         session.last_heartbeat_ms = now_ms;
+        session.lost_ms = None;
         if let Some((_, heartbeats)) = &mut session.contested {
             *heartbeats = heartbeats.saturating_add(1);
         }
@@ -172,6 +173,31 @@ impl Controller {
             should_shut_down: req.want_shutdown,
         };
         Ok((reply, self.stage(records)?))
+    }
+
+    /// Evidence that broker `broker_id`'s process is gone: the connection that carried its
+    /// heartbeats closed (`broker_epoch` = the epoch those heartbeats named; ignored unless it
+    /// is still the registered one, so an old incarnation's socket cannot end a restart's
+    /// session), or its controller listener refused a connection (`None`). Its session then
+    /// ends `CONNECTION_LOSS_GRACE_MS` from now unless it heartbeats first; `tick` fences it.
+    pub fn broker_connection_lost(
+        &mut self,
+        broker_id: i32,
+        broker_epoch: Option<i64>,
+        now_ms: u64,
+    ) {
+        if !self.active {
+            return;
+        }
+        let Some(b) = self.working.brokers.get(&broker_id) else {
+            return;
+        };
+        if b.fenced || broker_epoch.is_some_and(|e| e != b.registration.broker_epoch) {
+            return;
+        }
+        if let Some(s) = self.sessions.get_mut(&broker_id) {
+            s.lost_ms.get_or_insert(now_ms);
+        }
     }
 
     /// Clock tick: fences every unfenced broker whose session expired (one batch each).
@@ -238,9 +264,11 @@ impl Controller {
     }
 
     fn session_alive(&self, broker_id: i32, now_ms: u64) -> bool {
-        self.sessions
-            .get(&broker_id)
-            .is_some_and(|s| now_ms < s.last_heartbeat_ms + self.cfg.session_timeout_ms)
+        self.sessions.get(&broker_id).is_some_and(|s| {
+            now_ms < s.last_heartbeat_ms + self.cfg.session_timeout_ms
+                && s.lost_ms
+                    .is_none_or(|lost| now_ms < lost + super::CONNECTION_LOSS_GRACE_MS)
+        })
     }
 
     /// ISR removals (with new leaders) then the fence record.

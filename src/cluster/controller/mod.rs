@@ -117,7 +117,19 @@ struct Session {
     /// and the other incarnation is a duplicate node.id (not a restart whose old session has
     /// yet to expire).
     contested: Option<(uuid::Uuid, u32)>,
+    /// When the controller last saw evidence that the broker's process is gone (the
+    /// connection its heartbeats came on closed, or its controller listener refused a
+    /// connection) with no heartbeat since: the session then ends `CONNECTION_LOSS_GRACE_MS`
+    /// later instead of at the session timeout.
+    lost_ms: Option<u64>,
 }
+
+/// How long a broker whose connection was lost may take to heartbeat again before it is
+/// fenced (capped by broker.session.timeout.ms). A kill -9 closes every socket of the process
+/// at once, so a crashed leader's partitions move in about this long instead of a whole
+/// session timeout; a live broker reconnects and heartbeats within it, else it is fenced and
+/// unfenced again at its next heartbeat (a leadership blip, no lost writes).
+pub const CONNECTION_LOSS_GRACE_MS: u64 = 500;
 
 /// Heartbeats after a contested registration that prove the registered process alive.
 const HEARTBEATS_PROVING_ALIVE: u32 = 2;
@@ -127,6 +139,7 @@ impl Session {
         Self {
             last_heartbeat_ms: now_ms,
             contested: None,
+            lost_ms: None,
         }
     }
 }

@@ -642,3 +642,54 @@ fn cluster_controller_duplicate_is_proven_by_the_live_sessions_heartbeats() {
     }
     panic!("the restarted broker 2 never registered");
 }
+
+#[test]
+fn cluster_controller_lost_connection_fences_after_the_grace_not_the_session() {
+    let mut h = Harness::new(ControllerConfig::default());
+    let epochs = h.brokers(&[None, None, None]);
+    h.create("t", 3, 3).unwrap();
+    // Broker 1's heartbeat connection closed (a kill -9 closes every socket at once).
+    h.c.broker_connection_lost(1, Some(epochs[0]), h.now);
+    h.now += CONNECTION_LOSS_GRACE_MS - 1;
+    assert!(h.c.tick(h.now).is_empty(), "fenced inside the grace");
+    h.now += 1;
+    let batches = h.c.tick(h.now);
+    assert_eq!(batches.len(), 1);
+    assert!(matches!(
+        batches[0].last(),
+        Some(MetadataRecord::FenceBroker { broker_id: 1, .. })
+    ));
+    h.commit(batches[0].clone());
+    for p in partitions(h.c.committed(), "t") {
+        assert_ne!(p.leader, 1);
+        assert!(!p.isr.contains(&1));
+    }
+    // Far inside the 9 s session timeout: the grace, not the session, ended it.
+    assert!(CONNECTION_LOSS_GRACE_MS < h.c.cfg.session_timeout_ms);
+}
+
+#[test]
+fn cluster_controller_heartbeat_after_a_lost_connection_keeps_the_session() {
+    let mut h = Harness::new(ControllerConfig::default());
+    let epochs = h.brokers(&[None, None]);
+    // A refused connection to broker 2's controller listener, then it heartbeats again on a
+    // new connection within the grace: a live broker, not fenced.
+    h.c.broker_connection_lost(2, None, h.now);
+    h.now += CONNECTION_LOSS_GRACE_MS / 2;
+    h.heartbeat(2, epochs[1]);
+    h.now += CONNECTION_LOSS_GRACE_MS;
+    h.heartbeat(1, epochs[0]);
+    assert!(h.c.tick(h.now).is_empty());
+    assert!(!h.c.committed().brokers[&2].fenced);
+}
+
+#[test]
+fn cluster_controller_old_incarnations_closed_connection_does_not_end_a_new_session() {
+    let mut h = Harness::new(ControllerConfig::default());
+    let epochs = h.brokers(&[None]);
+    // The heartbeats of an older epoch came on the connection that closed: not this session.
+    h.c.broker_connection_lost(1, Some(epochs[0] - 1), h.now);
+    h.now += CONNECTION_LOSS_GRACE_MS * 4;
+    assert!(h.c.tick(h.now).is_empty());
+    assert!(!h.c.committed().brokers[&1].fenced);
+}

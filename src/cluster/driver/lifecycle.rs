@@ -107,7 +107,11 @@ impl BrokerLifecycle {
 
 /// Registration then heartbeats, for the life of the process.
 pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fatal) {
-    let first_attempt = Instant::now();
+    // When the controller first refused us as a duplicate. The old incarnation's session runs
+    // from the controller's clock, which may have started it after our first attempt (a whole
+    // cluster restarted: a new active controller gives every registered broker a fresh
+    // session), but never after its refusal: so the window starts at the first refusal.
+    let mut first_refusal: Option<Instant> = None;
     'register: loop {
         let reply = driver
             .call(
@@ -148,7 +152,8 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
             }
             RpcReply::Error { code, message, .. }
                 if code == codes::DUPLICATE_BROKER_REGISTRATION
-                    && first_attempt.elapsed() < me.session_timeout =>
+                    && first_refusal.get_or_insert_with(Instant::now).elapsed()
+                        < me.session_timeout =>
             {
                 // Our previous incarnation's session may still be alive (a restart): it
                 // expires within one session timeout; another live process would not.

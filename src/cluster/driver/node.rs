@@ -268,6 +268,16 @@ impl ControllerNode {
         self.st.borrow_mut().quorum.unreachable(peer);
     }
 
+    /// Evidence that broker `broker_id`'s process is gone (see
+    /// `Controller::broker_connection_lost`); the next tick fences it after the grace.
+    pub fn broker_connection_lost(&self, broker_id: i32, broker_epoch: Option<i64>) {
+        let now = self.now_ms();
+        self.st
+            .borrow_mut()
+            .controller
+            .broker_connection_lost(broker_id, broker_epoch, now);
+    }
+
     /// Proposes a batch the controller just staged (call it before any await, so proposals go
     /// out in staging order). `None` for an empty batch.
     pub fn propose(&self, records: &[MetadataRecord]) -> Result<Option<Pending>, ControllerError> {

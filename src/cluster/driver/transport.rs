@@ -53,6 +53,9 @@ pub trait Inbound {
     fn raft(&self, cluster_id: Option<String>, message: Message);
     fn rpc(&self, rpc: Rpc) -> LocalBoxFuture<'static, RpcReply>;
     fn unreachable(&self, peer: i32);
+    /// The connection that carried broker `broker_id`'s heartbeats (naming `broker_epoch`)
+    /// closed.
+    fn heartbeats_connection_closed(&self, broker_id: i32, broker_epoch: i64);
 }
 
 async fn serve_conn(stream: TcpStream, max_frame: usize, inbound: Rc<dyn Inbound>) {
@@ -71,6 +74,8 @@ async fn serve_conn(stream: TcpStream, max_frame: usize, inbound: Rc<dyn Inbound
     let decoder = FrameDecoder::new(max_frame);
     let mut buf = BytesMut::new();
     let mut chunk = vec![0u8; READ_CHUNK];
+    // (broker id, broker epoch) of the last heartbeat that came on this connection.
+    let mut heartbeats_of: Option<(i32, i64)> = None;
     'conn: loop {
         loop {
             match decoder.decode(&mut buf) {
@@ -93,6 +98,14 @@ async fn serve_conn(stream: TcpStream, max_frame: usize, inbound: Rc<dyn Inbound
                 Ok(Some((FrameKind::Request, payload))) => {
                     match wire::decode_rpc::<Rpc>(&payload) {
                         Ok((id, rpc)) => {
+                            if let Rpc::Heartbeat {
+                                broker_id,
+                                broker_epoch,
+                                ..
+                            } = &rpc
+                            {
+                                heartbeats_of = Some((*broker_id, *broker_epoch));
+                            }
                             let fut = inbound.rpc(rpc);
                             let tx = reply_tx.clone();
                             tern_shard::task::spawn(async move {
@@ -130,6 +143,9 @@ async fn serve_conn(stream: TcpStream, max_frame: usize, inbound: Rc<dyn Inbound
     }
     drop(reply_tx);
     let _ = writer.await;
+    if let Some((broker_id, broker_epoch)) = heartbeats_of {
+        inbound.heartbeats_connection_closed(broker_id, broker_epoch);
+    }
 }
 
 /// Outbound raft connections, one per peer.
