@@ -222,6 +222,10 @@ const KNOWN_KEYS: &[&str] = &[
     "log.preallocate",
     "unclean.leader.election.enable",
     "replica.lag.time.max.ms",
+    // Leadership (cluster/controller/leadership.rs).
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
+    "leader.imbalance.per.broker.percentage",
 ];
 
 /// Parses `key=value` lines (`#`/`!` comments, blank lines, `key: value` also accepted).
