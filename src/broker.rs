@@ -31,6 +31,9 @@ pub struct Lifecycle {
     /// Set once the metadata is ready to serve clients (this broker is registered and
     /// unfenced); shards bind their client listener only then.
     pub metadata_ready: AtomicBool,
+    /// Set by shard 0 once its controlled shutdown is over (this broker leads nothing, or the
+    /// wait gave up); the other shards serve clients until then.
+    pub leadership_released: AtomicBool,
     /// What the main thread read for the driver (taken by shard 0).
     pub cluster_start: std::sync::Mutex<Option<crate::cluster::driver::prepare::Prepared>>,
     /// The metadata every shard starts from.
@@ -59,6 +62,8 @@ static METRICS_ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 const LIFECYCLE_POLL: Duration = Duration::from_millis(20);
 /// How long shutdown waits for in-flight requests (long polls included) before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on the other shards' wait for shard 0's controlled shutdown (its own bound plus slack).
+const RELEASE_WAIT_LIMIT: Duration = Duration::from_secs(40);
 
 async fn barrier(counter: &AtomicUsize, count: usize) {
     counter.fetch_add(1, Ordering::SeqCst);
@@ -226,11 +231,24 @@ pub async fn run_shard(
     while !life.shutdown.load(Ordering::SeqCst) {
         tern_shard::task::sleep(LIFECYCLE_POLL).await;
     }
-    accepting.set(false);
-    // Controlled shutdown: fenced by the controller before the connections drain.
-    if let Some(driver) = state.controller.as_ref().and_then(|c| c.driver()) {
-        driver.shut_down().await;
+    // Controlled shutdown: shard 0 has the controller fence this broker and waits until its
+    // leaderships have moved (bounded); every shard keeps serving clients meanwhile, so a
+    // waiting produce request is answered NOT_LEADER_OR_FOLLOWER with the new leader instead of
+    // losing its connection.
+    if id == crate::shard_state::CONTROLLER_SHARD {
+        if let Some(driver) = state.controller.as_ref().and_then(|c| c.driver()) {
+            driver.shut_down().await;
+        }
+        life.leadership_released.store(true, Ordering::SeqCst);
+    } else {
+        let waited = Instant::now();
+        while !life.leadership_released.load(Ordering::SeqCst)
+            && waited.elapsed() < RELEASE_WAIT_LIMIT
+        {
+            tern_shard::task::sleep(LIFECYCLE_POLL).await;
+        }
     }
+    accepting.set(false);
 
     // Phase 1: stop reading from clients; finish what is in flight (parked JoinGroup/SyncGroup
     // requests are answered NOT_COORDINATOR so they do not hold the drain).

@@ -240,6 +240,10 @@ const KNOWN_KEYS: &[&str] = &[
     // Replication durability (issue 11)
     "tern.replication.ack.durability",
     "replica.high.watermark.checkpoint.interval.ms",
+    // Leadership (cluster/controller/leadership.rs).
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
+    "leader.imbalance.per.broker.percentage",
 ];
 
 /// Parses `key=value` lines (`#`/`!` comments, blank lines, `key: value` also accepted).

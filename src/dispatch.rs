@@ -131,6 +131,9 @@ pub async fn dispatch_request(
         RequestKind::DescribeQuorum(req) => {
             Dispatched::respond(handlers::describe_quorum::handle(state, header, req))
         }
+        RequestKind::ElectLeaders(req) => {
+            Dispatched::respond(handlers::elect_leaders::handle(state, header, req))
+        }
         other => {
             // Unreachable in practice: the connection checks `api::is_supported` first.
             log::warn!(

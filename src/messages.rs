@@ -111,7 +111,17 @@ pub enum ControllerRequest {
         req: crate::cluster::replication::AlterPartitionRequest,
         reply: Reply<Result<crate::cluster::replication::PartitionState, i16>>,
     },
+    /// ElectLeaders: election type (0 preferred, 1 unclean) and the partitions (None = all).
+    ElectLeaders {
+        election_type: i8,
+        partitions: Option<Vec<(String, i32)>>,
+        reply: Reply<ElectionAnswer>,
+    },
 }
+
+/// ElectLeaders' answer: (topic, partition, error code, message) per partition, or an error
+/// for the whole request.
+pub type ElectionAnswer = Result<Vec<(String, i32, i16, Option<String>)>, (i16, String)>;
 
 /// A topic CreateTopics created (or, with validate_only, would create).
 #[derive(Clone, Copy, Debug, PartialEq)]

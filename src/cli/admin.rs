@@ -110,6 +110,19 @@ pub enum ClusterCommand {
         #[arg(long, short = 'b', default_value = DEFAULT_BOOTSTRAP)]
         bootstrap_server: String,
     },
+    /// Move leadership (ElectLeaders): back to the preferred replicas, or an unclean election
+    /// for partitions without a leader. Every partition unless --topic (and --partition).
+    ElectLeaders {
+        /// preferred | unclean
+        #[arg(long, default_value = "preferred")]
+        election_type: String,
+        #[arg(long, short = 't')]
+        topic: Option<String>,
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        #[arg(long, short = 'b', default_value = DEFAULT_BOOTSTRAP)]
+        bootstrap_server: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -178,6 +191,17 @@ pub fn run_cluster(cmd: ClusterCommand) -> i32 {
             delete,
             bootstrap_server,
         } => alter_config(&bootstrap_server, 4, "", &set, &delete),
+        ClusterCommand::ElectLeaders {
+            election_type,
+            topic,
+            partition,
+            bootstrap_server,
+        } => super::elect_leaders::run(
+            &bootstrap_server,
+            &election_type,
+            topic.as_deref(),
+            partition,
+        ),
     };
     res.map(|()| 0)
         .unwrap_or_else(|e| super::fail("cluster", &e))

@@ -25,6 +25,7 @@ use crate::groups::protocol::assignment_partitions;
 pub mod admin;
 mod cluster_info;
 pub mod data;
+mod elect_leaders;
 
 pub use admin::{ClusterCommand, TopicCommand, run_cluster, run_topic};
 pub use data::{ConsumeArgs, ProduceArgs, run_consume, run_produce};

@@ -208,6 +208,29 @@ impl Controller {
                 merge(&mut results, &(0..n).collect::<Vec<_>>(), answer);
                 let _ = reply.send(done(results));
             }
+            ControllerRequest::ElectLeaders {
+                election_type,
+                partitions,
+                reply,
+            } => {
+                let answer = match driver
+                    .call(
+                        Rpc::ElectLeaders {
+                            election_type,
+                            partitions,
+                        },
+                        timeout,
+                    )
+                    .await
+                {
+                    RpcReply::Elected { results, offset } => {
+                        driver.wait_applied(offset, APPLY_WAIT).await;
+                        Ok(results)
+                    }
+                    other => Err(whole_error(other)),
+                };
+                let _ = reply.send(answer);
+            }
             ControllerRequest::AllocateProducerId { reply } => {
                 let _ = reply.send(self.next_producer_id_cluster(driver).await);
             }

@@ -34,6 +34,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
+pub mod elect_leaders;
 // encoding
 pub mod encode_fallback;
 #[cfg(test)]

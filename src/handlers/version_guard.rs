@@ -133,6 +133,10 @@ const GUARDS: &[(ApiKey, Guard)] = &[
         ApiKey::DescribeQuorum,
         handlers::describe_quorum::guard_responses as Guard,
     ),
+    (
+        ApiKey::ElectLeaders,
+        handlers::elect_leaders::guard_responses as Guard,
+    ),
 ];
 
 /// The response's API, read off the variant name (`ResponseKind` has no accessor).

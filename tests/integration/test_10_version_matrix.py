@@ -828,6 +828,23 @@ def describe_quorum_factory(w, v):
     return spec, check
 
 
+@factory(43, "ElectLeaders")
+def elect_leaders_factory(w, v):
+    # Standalone RF1: the only replica leads already (ELECTION_NOT_NEEDED 84); a partition
+    # that does not exist is UNKNOWN_TOPIC_OR_PARTITION.
+    spec = {"election_type": 0, "timeout_ms": 30000,
+            "topic_partitions": [{"topic": TOPIC, "partitions": [0, 999]}]}
+
+    def check(r):
+        if v >= 1:
+            ok(r.error_code, "whole request")
+        (t,) = r.replica_election_results
+        assert t.topic == TOPIC
+        got = {p.partition_id: int(p.error_code) for p in t.partition_result}
+        assert got == {0: 84, 999: E_UNKNOWN_TOPIC_OR_PARTITION}, got
+    return spec, check
+
+
 @factory(68, "ConsumerGroupHeartbeat")
 def consumer_group_heartbeat_factory(w, v):
     spec = {"group_id": CGROUP, "member_id": w.cmember_id, "member_epoch": w.cepoch,

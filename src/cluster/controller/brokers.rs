@@ -167,12 +167,16 @@ impl Controller {
         } else {
             (Vec::new(), fenced)
         };
+        let records = self.stage(records)?;
+        // Kafka's should_shut_down: once the broker leads nothing (its leaderships moved to
+        // other ISR members, or to nobody when none is left) it may stop.
+        let should_shut_down = req.want_shutdown && self.working.leader_count(req.broker_id) == 0;
         let reply = HeartbeatReply {
             is_caught_up,
             is_fenced,
-            should_shut_down: req.want_shutdown,
+            should_shut_down,
         };
-        Ok((reply, self.stage(records)?))
+        Ok((reply, records))
     }
 
     /// Evidence that broker `broker_id`'s process is gone: the connection that carried its
@@ -212,14 +216,16 @@ impl Controller {
             .filter(|(id, b)| !b.fenced && !self.session_alive(**id, now_ms))
             .map(|(id, _)| *id)
             .collect();
-        expired
+        let mut batches: Vec<Vec<MetadataRecord>> = expired
             .into_iter()
             .map(|id| {
                 log::info!("controller: broker {id} session expired; fencing it");
                 let records = self.fence_records(id);
                 self.stage(records).expect("active")
             })
-            .collect()
+            .collect();
+        batches.extend(self.leadership_tick(now_ms));
+        batches
     }
 
     /// AllocateProducerIds: a block of ids no other broker gets.

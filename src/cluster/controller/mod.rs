@@ -10,6 +10,7 @@
 mod alter_partition;
 mod brokers;
 mod configs;
+pub mod leadership;
 pub mod placement;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,10 @@ pub mod codes {
     pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
     pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
     pub const INCONSISTENT_CLUSTER_ID: i16 = 104;
+    // Leader elections (leadership.rs).
+    pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+    pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+    pub const ELECTION_NOT_NEEDED: i16 = 84;
 }
 
 /// A refused request: a Kafka error code and a message for the client.
@@ -75,6 +80,15 @@ pub struct ControllerConfig {
     pub producer_id_block_size: i64,
     /// Upper bound on partitions per topic.
     pub max_partitions_per_topic: i32,
+    // Leadership (leadership.rs).
+    /// unclean.leader.election.enable (static default; topic and dynamic configs override it).
+    pub unclean_leader_election_enable: bool,
+    /// auto.leader.rebalance.enable
+    pub auto_leader_rebalance_enable: bool,
+    /// leader.imbalance.check.interval.seconds, in ms.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// leader.imbalance.per.broker.percentage
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl Default for ControllerConfig {
@@ -86,6 +100,10 @@ impl Default for ControllerConfig {
             min_insync_replicas: 1,
             producer_id_block_size: 1000,
             max_partitions_per_topic: 10_000,
+            unclean_leader_election_enable: false,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -104,6 +122,47 @@ impl ControllerConfig {
             min_insync_replicas,
             ..Default::default()
         }
+    }
+}
+
+impl ControllerConfig {
+    /// The leadership settings from the broker's static config (Kafka's names; an
+    /// unparsable value keeps the default, with a warning).
+    pub fn with_leadership_settings(
+        mut self,
+        props: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        fn read<T: std::str::FromStr>(
+            props: &std::collections::BTreeMap<String, String>,
+            key: &str,
+            into: &mut T,
+        ) {
+            if let Some(v) = props.get(key) {
+                match v.trim().parse::<T>() {
+                    Ok(x) => *into = x,
+                    Err(_) => log::warn!("{key}={v} is not valid; keeping the default"),
+                }
+            }
+        }
+        read(
+            props,
+            leadership::UNCLEAN_KEY,
+            &mut self.unclean_leader_election_enable,
+        );
+        read(
+            props,
+            "auto.leader.rebalance.enable",
+            &mut self.auto_leader_rebalance_enable,
+        );
+        let mut secs = self.leader_imbalance_check_interval_ms / 1000;
+        read(props, "leader.imbalance.check.interval.seconds", &mut secs);
+        self.leader_imbalance_check_interval_ms = secs.max(1) * 1000;
+        read(
+            props,
+            "leader.imbalance.per.broker.percentage",
+            &mut self.leader_imbalance_per_broker_percentage,
+        );
+        self
     }
 }
 
@@ -157,6 +216,10 @@ pub struct Controller {
     /// Offset of the committed entry holding each broker's current registration: a broker is
     /// caught up (may be unfenced) once its metadata offset reaches it.
     registration_offsets: BTreeMap<i32, u64>,
+    /// Unclean elections this controller decided (a metric).
+    unclean_elections: u64,
+    /// When the auto leader rebalance last looked (None: not since becoming active).
+    last_imbalance_check_ms: Option<u64>,
 }
 
 impl Controller {
@@ -169,6 +232,8 @@ impl Controller {
             active: false,
             sessions: BTreeMap::new(),
             registration_offsets: BTreeMap::new(),
+            unclean_elections: 0,
+            last_imbalance_check_ms: None,
         }
     }
 
@@ -194,6 +259,7 @@ impl Controller {
     /// Returns the records to propose first: the cluster id when the log has none yet.
     pub fn become_active(&mut self, now_ms: u64, new_cluster_id: &str) -> Vec<MetadataRecord> {
         self.active = true;
+        self.last_imbalance_check_ms = None;
         self.working = self.committed.clone();
         self.pending.clear();
         self.sessions = self

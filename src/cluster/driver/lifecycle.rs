@@ -30,6 +30,10 @@ use crate::config::BrokerConfig;
 /// Heartbeat period while fenced (catching up should not wait a full interval).
 const FENCED_HEARTBEAT: Duration = Duration::from_millis(100);
 const RETRY: Duration = Duration::from_millis(200);
+/// One controlled-shutdown heartbeat's bound.
+const SHUTDOWN_CALL: Duration = Duration::from_secs(2);
+/// Controlled shutdown stops waiting when no controller has answered for this long.
+const NO_CONTROLLER_GIVE_UP: Duration = Duration::from_secs(5);
 
 pub struct BrokerLifecycle {
     pub broker_id: i32,
@@ -247,25 +251,75 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
     }
 }
 
-/// Controlled shutdown: the controller fences this broker now (its leadership moves away and
-/// its next start registers at once instead of waiting for this session to expire). Bounded.
+/// Controlled shutdown (Kafka's BrokerHeartbeat want_shut_down): heartbeats asking to shut
+/// down, until the controller answers should_shut_down (it fenced this broker: every leadership
+/// moved to another ISR member, or to nobody when none is left) and this node has applied that
+/// change, so its leader roles have answered their waiting produce requests
+/// NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951) before the connections close. Bounded by
+/// `timeout`; gives up sooner when no controller answers at all (the quorum is gone). A fenced
+/// broker's next start also registers at once instead of waiting for this session to expire.
 pub async fn shut_down(driver: &Driver, me: &BrokerLifecycle, timeout: Duration) {
     me.shutting_down.set(true);
     if me.epoch.get() < 0 {
         return;
     }
-    let rpc = Rpc::Heartbeat {
-        broker_id: me.broker_id,
-        broker_epoch: me.epoch.get(),
-        metadata_offset: driver.applied_offset(),
-        want_shutdown: true,
-    };
-    match driver.call(rpc, timeout).await {
-        RpcReply::Heartbeat { .. } => log::info!("broker {}: fenced for shutdown", me.broker_id),
-        other => log::info!(
-            "broker {}: controlled shutdown not acknowledged: {other:?}",
-            me.broker_id
-        ),
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut answered = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log::warn!(
+                "broker {}: controlled shutdown: still leading {} partitions after {} ms; stopping anyway",
+                me.broker_id,
+                driver.leader_count(),
+                started.elapsed().as_millis()
+            );
+            return;
+        }
+        let rpc = Rpc::Heartbeat {
+            broker_id: me.broker_id,
+            broker_epoch: me.epoch.get(),
+            metadata_offset: driver.applied_offset(),
+            want_shutdown: true,
+        };
+        match driver.call(rpc, left.min(SHUTDOWN_CALL)).await {
+            RpcReply::Heartbeat {
+                should_shut_down,
+                offset,
+                ..
+            } => {
+                answered = true;
+                driver.wait_applied(offset, left).await;
+                let leading = driver.leader_count();
+                if should_shut_down && leading == 0 {
+                    log::info!(
+                        "broker {}: controlled shutdown: fenced and leading nothing after {} ms",
+                        me.broker_id,
+                        started.elapsed().as_millis()
+                    );
+                    return;
+                }
+                log::debug!(
+                    "broker {}: controlled shutdown: still leading {leading} partitions",
+                    me.broker_id
+                );
+            }
+            other => {
+                if !answered && started.elapsed() >= NO_CONTROLLER_GIVE_UP {
+                    log::info!(
+                        "broker {}: controlled shutdown not acknowledged (no controller answers): {other:?}",
+                        me.broker_id
+                    );
+                    return;
+                }
+                log::debug!(
+                    "broker {}: controlled shutdown heartbeat: {other:?}",
+                    me.broker_id
+                );
+            }
+        }
+        tern_shard::task::sleep(FENCED_HEARTBEAT).await;
     }
 }
 

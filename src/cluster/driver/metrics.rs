@@ -1,7 +1,7 @@
 //! The driver's Prometheus metrics (appended to shard 0's scrape): the controller's role and
 //! the quorum's term (KRaft's controller epoch), the leader, the committed and published
-//! metadata offsets, registered and fenced brokers, and this broker's heartbeat state and
-//! latency.
+//! metadata offsets, registered and fenced brokers, unclean leader elections, and this broker's
+//! heartbeat state and latency.
 
 use std::fmt::Write;
 
@@ -98,6 +98,16 @@ pub fn render(d: &Driver) -> String {
                 let _ = writeln!(out, "tern_broker_metadata_lag{{broker=\"{id}\"}} {lag}");
             }
         }
+    }
+    // Leadership: elections this node's controller decided (while it was the active one).
+    if let Some(n) = &d.node {
+        let _ = writeln!(
+            out,
+            "# HELP tern_unclean_leader_elections_total Unclean leader elections (an out-of-sync \
+             replica made leader) this node decided as the active controller.\n# TYPE \
+             tern_unclean_leader_elections_total counter\ntern_unclean_leader_elections_total {}",
+            n.st.borrow().controller.unclean_elections()
+        );
     }
     if let Some(l) = &d.lifecycle {
         gauge(

@@ -42,6 +42,9 @@ pub const TICK_MS: u64 = 100;
 pub const SNAPSHOT_EVERY: u64 = 1000;
 /// How long a forwarded controller request may take before REQUEST_TIMED_OUT.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a SIGTERM waits for this broker's leaderships to move away (Kafka bounds its
+/// controlled shutdown too) before stopping anyway.
+pub const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Fatal problems the process exits on; `config` ones exit with code 2 (docs/cluster.md).
 pub struct FatalHooks {
@@ -90,7 +93,8 @@ impl Driver {
             let quorum = MetadataQuorum::restart(qcfg, log.state)
                 .map_err(|e| anyhow::anyhow!("starting the metadata quorum: {e}"))?;
             let mut controller = Controller::new(
-                ControllerConfig::from_cluster(&cluster, config.num_partitions, 1),
+                ControllerConfig::from_cluster(&cluster, config.num_partitions, 1)
+                    .with_leadership_settings(&config.static_props),
                 MetadataImage::default(),
             );
             controller.install_snapshot(log.snapshot_image);
@@ -256,10 +260,24 @@ impl Driver {
         }
     }
 
-    /// Controlled shutdown of this broker (bounded).
+    /// Controlled shutdown of this broker: returns once it leads nothing (bounded by
+    /// `CONTROLLED_SHUTDOWN_TIMEOUT`).
     pub async fn shut_down(&self) {
         if let Some(l) = &self.lifecycle {
-            lifecycle::shut_down(self, l, Duration::from_secs(2)).await;
+            lifecycle::shut_down(self, l, CONTROLLED_SHUTDOWN_TIMEOUT).await;
+        }
+    }
+
+    /// Partitions this node leads in its committed metadata image.
+    pub fn leader_count(&self) -> usize {
+        match &self.node {
+            Some(n) => {
+                n.st.borrow()
+                    .controller
+                    .committed()
+                    .leader_count(self.node_id)
+            }
+            None => self.follower_image.borrow().0.leader_count(self.node_id),
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::node::ControllerNode;
 use super::wire::{Rpc, RpcReply};
+use crate::cluster::controller::leadership::ElectionType;
 use crate::cluster::controller::{
     BrokerHeartbeat, BrokerRegistration, ControllerError, CreatePartitions, CreateTopic, Decision,
 };
@@ -240,6 +241,36 @@ impl ControllerNode {
                         offset: 0,
                     }),
                 }
+            }
+            Rpc::ElectLeaders {
+                election_type,
+                partitions,
+            } => {
+                let kind = ElectionType::from_wire(election_type).ok_or_else(|| {
+                    ControllerError::new(
+                        crate::cluster::controller::codes::INVALID_REQUEST,
+                        format!("unknown election type {election_type}"),
+                    )
+                })?;
+                let (outcomes, records) = self
+                    .st
+                    .borrow_mut()
+                    .controller
+                    .elect_leaders(kind, partitions.as_deref())?;
+                let moved = records.len();
+                let offset = self.commit(records).await?;
+                if moved > 0 {
+                    log::info!(
+                        "controller: ElectLeaders ({kind:?}) moved {moved} leaders at offset {offset}"
+                    );
+                }
+                Ok(RpcReply::Elected {
+                    results: outcomes
+                        .into_iter()
+                        .map(|o| (o.topic, o.partition, o.code, o.message))
+                        .collect(),
+                    offset,
+                })
             }
             Rpc::FetchMetadata {
                 have_offset,

@@ -153,6 +153,11 @@ pub enum Rpc {
     AlterPartition {
         req: crate::cluster::replication::AlterPartitionRequest,
     },
+    /// ElectLeaders: 0 preferred, 1 unclean; partitions None = every partition.
+    ElectLeaders {
+        election_type: i8,
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// A per-item outcome: Ok or a Kafka error code with its message.
@@ -210,6 +215,11 @@ pub enum RpcReply {
     /// The committed partition state, or the refusal (INVALID_UPDATE_VERSION, ...).
     AlterPartition {
         result: ItemResult<crate::cluster::replication::PartitionState>,
+        offset: u64,
+    },
+    /// ElectLeaders: (topic, partition, error code, message) per partition.
+    Elected {
+        results: Vec<(String, i32, i16, Option<String>)>,
         offset: u64,
     },
 }

@@ -94,6 +94,15 @@ impl MetadataImage {
         self.brokers.get(&broker).is_some_and(|b| !b.fenced)
     }
 
+    /// How many partitions `broker` leads (controlled shutdown waits for none).
+    pub fn leader_count(&self, broker: i32) -> usize {
+        self.topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.leader == broker)
+            .count()
+    }
+
     /// Unfenced brokers in id order (the ones that may hold new replicas).
     pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
         self.brokers.values().filter(|b| !b.fenced)

@@ -454,13 +454,18 @@ impl LeaderPartition {
         self.maybe_advance_hw();
     }
 
-    /// Leadership is over: every waiter gets NOT_LEADER_OR_FOLLOWER (the producer retries on
-    /// the new leader; an idempotent retry is deduplicated there).
+    /// Leadership is over: every waiter gets REQUEST_TIMED_OUT. Its batch is appended here
+    /// and may be on the new leader too, so the answer must say "possibly persisted": on
+    /// NOT_LEADER_OR_FOLLOWER librdkafka takes the batch as not persisted and may rebuild it
+    /// with more records from the same base sequence, which the new leader, holding the
+    /// original batch, must refuse with OUT_OF_ORDER_SEQUENCE_NUMBER (fatal for the producer;
+    /// seen in test_16 on a controlled shutdown). With REQUEST_TIMED_OUT it resends the same
+    /// batch, which the new leader appends or deduplicates.
     pub fn resign(&mut self) -> Vec<LeaderOutput> {
         for w in std::mem::take(&mut self.waiters) {
             self.outputs.push(LeaderOutput::ProduceDone {
                 id: w.id,
-                result: Err(codes::NOT_LEADER_OR_FOLLOWER),
+                result: Err(codes::REQUEST_TIMED_OUT),
             });
         }
         self.take_outputs()

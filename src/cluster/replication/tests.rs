@@ -240,7 +240,7 @@ fn replication_acks_all_answers_when_hw_passes_or_times_out_or_resigns() {
         l.resign(),
         vec![LeaderOutput::ProduceDone {
             id: 4,
-            result: Err(codes::NOT_LEADER_OR_FOLLOWER)
+            result: Err(codes::REQUEST_TIMED_OUT)
         }]
     );
 }

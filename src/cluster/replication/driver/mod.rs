@@ -280,8 +280,13 @@ impl ShardReplicas {
     ) -> Result<(), i16> {
         let me = &state.replicas;
         let key = (topic.to_string(), partition);
+        // The caller led the partition when it appended. No leader role now means the
+        // leadership moved during the append: acks=1 is answered (the leader wrote it), but
+        // acks=all must not be, since the new leader may lack the batch. REQUEST_TIMED_OUT says
+        // "possibly persisted", so the producer resends the same batch (see `resign`).
         let log = match me.roles.borrow().get(&key) {
             Some(Role::Leader(l)) => l.log.clone(),
+            _ if acks == -1 => return Err(super::codes::REQUEST_TIMED_OUT),
             _ => return Ok(()),
         };
         if acks != -1 && state.config.replication_ack_durability == AckDurability::Written {
@@ -316,11 +321,11 @@ impl ShardReplicas {
         });
         if registered.is_none() {
             me.waiters.borrow_mut().remove(&id);
-            return Err(super::codes::NOT_LEADER_OR_FOLLOWER);
+            return Err(super::codes::REQUEST_TIMED_OUT);
         }
         match rx.await {
             Ok(r) => r.map(|_| ()),
-            Err(_) => Err(super::codes::NOT_LEADER_OR_FOLLOWER),
+            Err(_) => Err(super::codes::REQUEST_TIMED_OUT),
         }
     }
 
