@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from cluster import Cluster
 from harness import Broker, resolve_tern_bin
 
 
@@ -13,6 +14,20 @@ def tern_bin():
             f"broker binary not found or not executable: {path} "
             f"(set TERN_BIN or run ./scripts/test, which builds it)", pytrace=False)
     return path
+
+
+@pytest.fixture
+def cluster3(request, tmp_path, tern_bin):
+    """A started 3-node combined loopback cluster (`--shards 1`) with the test module's `EXTRA`
+    broker settings (none if it has no `EXTRA`); every broker is killed at teardown."""
+    track = request.node.__dict__.setdefault("_tern_brokers", [])
+    extra = getattr(request.module, "EXTRA", None)
+    c = Cluster(tern_bin, tmp_path / "c", 3, "combined", extra=extra, track=track)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.cleanup()
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ log holds no value twice (idempotence across leader changes), that the values ar
 order they were produced, and that the offsets are contiguous. It returns the counts it
 checked; `Ledger.totals` adds them up over the test for the suite's printed ledger line.
 
-A group read that gets no records within its bound is not raised: it goes to
-`group_failures` (group coordinators do not move with leadership yet, another branch's
-work), and the tests turn exactly that into an xfail after every other check passed. Later
-group reads in the same test are skipped then. A group read that returns wrong records fails.
+A group read that gets no records within its bound is not raised at once: it goes to
+`group_failures`, so the assign() checks of the test still run, and the test fails on it after
+them (`assert_group_reads`). Later group reads in the same test are skipped then. A group read
+that returns wrong records fails at once.
 
 Every loop is bounded in time.
 """

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 import kclients as kc
-from cluster import Cluster, metadata
+from cluster import metadata
 
 OP = 60.0
 TOPIC = "replicated"
@@ -24,17 +24,6 @@ EXTRA = {"broker.session.timeout.ms": 3000, "broker.heartbeat.interval.ms": 500,
          "replica.lag.time.max.ms": 3000}
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def cluster3(request, tmp_path, tern_bin):
-    track = request.node.__dict__.setdefault("_tern_brokers", [])
-    c = Cluster(tern_bin, tmp_path / "c", 3, "combined", extra=EXTRA, track=track)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.cleanup()
 
 
 def partition_state(c, topic=TOPIC, exclude=()):

@@ -19,7 +19,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import kclients as kc
-from cluster import Cluster, metadata
+from cluster import metadata
 
 OP = 60.0
 TOPIC = "events"
@@ -31,17 +31,6 @@ EXTRA = {"broker.session.timeout.ms": 3000, "broker.heartbeat.interval.ms": 500,
          "group.initial.rebalance.delay.ms": 0}
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def cluster3(request, tmp_path, tern_bin):
-    track = request.node.__dict__.setdefault("_tern_brokers", [])
-    c = Cluster(tern_bin, tmp_path / "c", 3, "combined", extra=EXTRA, track=track)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.cleanup()
 
 
 def java_hash(s):

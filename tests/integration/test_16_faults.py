@@ -39,29 +39,22 @@ pytestmark = pytest.mark.timeout(420)
 
 
 def report(name, ledger, extra=""):
-    """Prints the ledger line; then, once every other check has passed, turns a group read
-    that timed out into an xfail (group coordinators do not fail over yet)."""
+    """Prints the ledger line."""
     print(f"\nLEDGER {name}: acked={ledger.acked_count()} read_back={ledger.totals['read']} "
           f"verifications={ledger.verifications} checked={ledger.totals['checks']} "
           f"group_reads={ledger.group_reads} group_failures={len(ledger.group_failures)} "
           f"delivery_errors={len(ledger.errors)}{extra}", flush=True)
 
 
-def group_reads_or_xfail(ledger):
-    if ledger.group_failures:
-        pytest.xfail("group consumer across a broker kill: coordinator failover is another "
-                     f"branch's work (wt-groups); first: {ledger.group_failures[0][:300]}")
-
-
-@pytest.fixture
-def cluster3(request, tmp_path, tern_bin):
-    track = request.node.__dict__.setdefault("_tern_brokers", [])
-    c = Cluster(tern_bin, tmp_path / "c", 3, "combined", extra=EXTRA, track=track)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.cleanup()
+def assert_group_reads(ledger, known_gap=False):
+    """Every group read-back of the test succeeded (group coordinators fail over with the
+    leadership of their `__consumer_offsets` partition). `known_gap`: a timed-out group read is
+    the open issue below, reported as xfail once every other check of the test has passed."""
+    if ledger.group_failures and known_gap:
+        pytest.xfail("open bug: over repeated leader kills a fresh group's read-back timed out "
+                     "(no records in 30 s); seen with __consumer_offsets partitions led with an "
+                     f"ISR of one; first: {ledger.group_failures[0][:300]}")
+    assert not ledger.group_failures, f"group read-back failed: {ledger.group_failures[0][:300]}"
 
 
 def partition_states(c, exclude=()):
@@ -158,7 +151,7 @@ def test_leader_kill9_rounds(cluster3):
            f"leaders={sorted(leaders_seen)} seconds={time.monotonic() - started:.1f}")
     assert ledger.acked_count() == 300 + 300 * LEADER_KILL_ROUNDS
     assert len(leaders_seen) == 3, f"leadership moved only among {leaders_seen}"
-    group_reads_or_xfail(ledger)
+    assert_group_reads(ledger, known_gap=True)
 
 
 # ------------------------------------------------------------------ kill -9 of a follower
@@ -190,7 +183,7 @@ def test_follower_kill9(cluster3):
     ledger.verify(f"after {fid} rejoined")
     report("follower_kill9", ledger)
     assert ledger.acked_count() == 800
-    group_reads_or_xfail(ledger)
+    assert_group_reads(ledger)
 
 
 # ------------------------------------------------------------------ SIGSTOP of a leader
@@ -227,14 +220,10 @@ def test_sigstop_leader_is_fenced_and_rejoins(cluster3):
     report("sigstop_leader", ledger, f" zombie_produce_error={zombie_err}")
     assert counts["acked"] == 600
     assert counts["read"] == 600, "a write the old leader took is in the log"
-    group_reads_or_xfail(ledger)
+    assert_group_reads(ledger)
 
 
 # ------------------------------------------------------------------ whole cluster kill -9
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, not fixed yet: after kill -9 of the whole cluster a restarted follower loops "
-    "on the leader's DivergingEpoch, 'truncating to N (log end N)' without changing its "
-    "epoch cache, and never rejoins the ISR (truncate_to returns early at offset == log end)"))
 def test_whole_cluster_kill9_and_restart(cluster3):
     c = cluster3
     create(c)
@@ -254,7 +243,7 @@ def test_whole_cluster_kill9_and_restart(cluster3):
     ledger.verify("writes after the restarts")
     report("whole_cluster_kill9", ledger)
     assert ledger.acked_count() == 2 * 600 + 300
-    group_reads_or_xfail(ledger)
+    assert_group_reads(ledger)
 
 
 # ------------------------------------------------------------------ network faults (proxy)
@@ -328,7 +317,7 @@ def test_network_partition_of_a_leader(proxied3):
     report("network_partition_blackhole", ledger,
            f" accepted_connections={sum(p.accepted for p in proxies.proxies.values())}")
     assert ledger.acked_count() == 900
-    group_reads_or_xfail(ledger)
+    assert_group_reads(ledger)
 
 def test_delayed_and_dropped_links(proxied3):
     c, proxies = proxied3
@@ -359,4 +348,4 @@ def test_delayed_and_dropped_links(proxied3):
     ledger.verify(f"after {leader}'s links were dropped")
     report("network_delay_and_drop", ledger)
     assert ledger.acked_count() == 800
-    group_reads_or_xfail(ledger)
+    assert_group_reads(ledger)
