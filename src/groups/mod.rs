@@ -705,6 +705,10 @@ impl GroupCoordinator {
                 ))
             });
         }
+        // Only a partition with a leader role here waits for its ISR (as Produce decides): a
+        // standalone or factor-1 offsets partition has no replication role, and waiting for
+        // one would time out.
+        let state = state.filter(|s| s.replicas.leads(OFFSETS_TOPIC, p));
         match log.append(records::encode_batch(recs), epoch, Durability::Synced) {
             Ok(a) => {
                 let base = a.base_offset;
@@ -714,7 +718,6 @@ impl GroupCoordinator {
                     done.await
                         .map_err(|e| WriteError::new(COORDINATOR_NOT_AVAILABLE, e.to_string()))?;
                     if let Some(state) = state {
-                        // A no-op without a replication role (standalone, factor 1).
                         crate::cluster::replication::driver::ShardReplicas::after_append(
                             &state,
                             OFFSETS_TOPIC,
