@@ -183,6 +183,10 @@ impl PartitionLogModel {
     pub fn truncate_to(&mut self, offset: i64) {
         let offset = offset.max(0);
         if offset >= self.log_end_offset() {
+            // No entry to cut, but epochs noted at the log end without an entry (a leadership
+            // that wrote nothing) go, as in the storage log and Kafka's truncateFromEnd: else
+            // the follower keeps sending that epoch as its last fetched one and diverges forever.
+            self.epochs.truncate_from(self.log_end_offset());
             return;
         }
         self.entries.truncate(offset as usize);

@@ -650,3 +650,18 @@ fn replication_isr_expand_takes_back_a_replica_that_led_an_empty_partition() {
     };
     assert_eq!(fp.on_fetch_response(id, resp, &flog), FollowerAction::Idle);
 }
+
+#[test]
+fn replication_log_truncation_at_the_log_end_drops_epochs_noted_without_entries() {
+    // Like the storage log: the last fetched epoch is the epoch cache's, so an epoch led
+    // without writing counts, and a truncation to the log end drops it (Kafka's
+    // truncateFromEnd), else the follower would send it again and diverge forever.
+    let mut log = PartitionLogModel::default();
+    log.start_epoch(1);
+    log.append_as_leader(1, -1, 0, 0);
+    log.start_epoch(3);
+    assert_eq!(log.last_fetched_epoch(), 3);
+    log.truncate_to(1);
+    assert_eq!(log.last_fetched_epoch(), 1);
+    assert_eq!(log.log_end_offset(), 1);
+}
