@@ -32,10 +32,21 @@ impl EpochCache {
 
     /// OffsetForLeaderEpoch (KIP-101/279): the largest epoch <= `epoch` this log knows and the
     /// offset where it ends (the start of the next epoch, or `log_end` for the latest one).
-    /// `(-1, -1)` when the log knows no epoch that old (Kafka's UNDEFINED).
+    /// An epoch older than every known one ends where the first known epoch starts, as in
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor` (`(epoch, first start)`). `(-1, -1)`
+    /// (Kafka's UNDEFINED) only for an undefined `epoch` or a cache with no epoch at all.
+    ///
+    /// The older-epoch rule matters for an empty partition: a replica that led epoch 0 without
+    /// writing (its cache: `0 -> 0`) follows a leader of epoch 1 whose cache is only `1 -> 0`.
+    /// With `(-1, -1)` the leader answered every fetch with a DivergingEpoch of (-1, -1), which
+    /// on the wire means "no divergence": the follower never truncated, the leader never
+    /// counted its fetches, and it never rejoined the ISR.
     pub fn end_offset_for(&self, epoch: i32, log_end: i64) -> (i32, i64) {
-        let Some(i) = self.entries.iter().rposition(|&(e, _)| e <= epoch) else {
+        if epoch < 0 {
             return (-1, -1);
+        }
+        let Some(i) = self.entries.iter().rposition(|&(e, _)| e <= epoch) else {
+            return self.entries.first().map_or((-1, -1), |&(_, o)| (epoch, o));
         };
         let end = self.entries.get(i + 1).map_or(log_end, |&(_, o)| o);
         (self.entries[i].0, end)
@@ -102,7 +113,12 @@ mod tests {
         c.assign(1, 0);
         c.assign(3, 10);
         c.assign(4, 15);
-        assert_eq!(c.end_offset_for(0, 20), (-1, -1));
+        assert_eq!(
+            c.end_offset_for(0, 20),
+            (0, 0),
+            "older than all: the first start"
+        );
+        assert_eq!(c.end_offset_for(-1, 20), (-1, -1), "an undefined epoch");
         assert_eq!(c.end_offset_for(1, 20), (1, 10));
         assert_eq!(c.end_offset_for(2, 20), (1, 10));
         assert_eq!(c.end_offset_for(3, 20), (3, 15));

@@ -35,7 +35,11 @@ fn replicated_batches_keep_leader_offsets_and_epochs() {
         assert_eq!(log.last_epoch(), 2);
         assert_eq!(log.end_offset_for_epoch(1), (1, 3));
         assert_eq!(log.end_offset_for_epoch(5), (2, 5));
-        assert_eq!(log.end_offset_for_epoch(0), (-1, -1));
+        assert_eq!(
+            log.end_offset_for_epoch(0),
+            (0, 0),
+            "older than all: the first start"
+        );
         let hs = headers(&chunk_bytes(&log.read(0, 1 << 20).await.unwrap()));
         assert_eq!(
             hs.iter()

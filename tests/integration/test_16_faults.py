@@ -154,6 +154,66 @@ def test_leader_kill9_rounds(cluster3):
     assert_group_reads(ledger, known_gap=True)
 
 
+# ------------------------------------------------------------------ empty partitions rejoin
+EMPTY_TOPIC = "faults-empty"
+EMPTY_PARTITIONS = 6
+
+
+def empty_states(c):
+    """{partition: (leader, sorted isr)} of EMPTY_TOPIC as a running broker reports it."""
+    for b in c.running_brokers():
+        try:
+            md = metadata(b.broker_port, [EMPTY_TOPIC])
+        except Exception:  # noqa: BLE001 - another broker may answer
+            continue
+        for t in md.topics:
+            if t.name == EMPTY_TOPIC and len(t.partitions) == EMPTY_PARTITIONS:
+                return {int(p.partition_index): (int(p.leader_id),
+                                                 sorted(int(x) for x in p.isr_nodes))
+                        for p in t.partitions}
+    return None
+
+
+def wait_empty(c, pred, what):
+    deadline = time.monotonic() + OP
+    last = None
+    while time.monotonic() < deadline:
+        last = empty_states(c)
+        if last is not None and pred(last):
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {OP}s; last state {last}")
+
+
+def test_empty_partitions_take_a_restarted_replica_back_into_the_isr(cluster3):
+    """A replica that led an EMPTY partition (its epoch cache notes that epoch, no record),
+    killed and restarted, must rejoin the ISR of the partitions whose leadership moved away
+    from it. It fetches with that old epoch as its last fetched epoch, which the new leader's
+    log never saw; the leader used to answer a DivergingEpoch of (-1, -1), which reads as
+    "no divergence", so the follower idled and the ISR stayed at two, then one after the
+    next kill (empty `__consumer_offsets` partitions refusing every group under
+    min.insync.replicas=2)."""
+    c = cluster3
+    a = kc.admin(c.bootstrap)
+    fs = a.create_topics([NewTopic(EMPTY_TOPIC, num_partitions=EMPTY_PARTITIONS,
+                                   replication_factor=3)], request_timeout=OP)
+    for f in fs.values():
+        f.result(timeout=OP)
+    full = lambda s: all(l >= 0 and len(isr) == 3 for l, isr in s.values())  # noqa: E731
+    states = wait_empty(c, full, "RF3 with a full ISR on every empty partition")
+    for victim_id in sorted(c.nodes)[:2]:
+        led = [p for p, (l, _) in states.items() if l == victim_id]
+        assert led, f"broker {victim_id} leads none of {states}"
+        victim = c.node(victim_id)
+        victim.kill9()
+        wait_empty(c, lambda s: all(victim_id not in isr and l != victim_id
+                                    for l, isr in s.values()),
+                   f"{victim_id} out of every ISR")
+        victim.restart()
+        states = wait_empty(c, full, f"{victim_id} back in the ISR of every empty partition "
+                                     f"(it led {led})")
+
+
 # ------------------------------------------------------------------ kill -9 of a follower
 
 def test_follower_kill9(cluster3):

@@ -31,9 +31,11 @@ pub trait ReplicaLog {
     }
     /// Offsets below this are fdatasynced.
     fn synced_end_offset(&self) -> i64;
-    /// OffsetForLeaderEpoch: largest epoch <= `epoch` and where it ends; (-1, -1) if none.
+    /// OffsetForLeaderEpoch: largest epoch <= `epoch` and where it ends; an epoch older than
+    /// every known one ends at the first known epoch's start; (-1, -1) with no epoch at all.
     fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64);
-    /// Epoch of the last entry (-1: empty log).
+    /// The latest epoch of the epoch cache (-1: none), as the storage log answers it: an
+    /// epoch this replica led without writing counts (Kafka's `log.latestEpoch`).
     fn last_fetched_epoch(&self) -> i32;
 }
 
@@ -73,7 +75,9 @@ impl ReplicaLog for PartitionLogModel {
     }
 
     fn last_fetched_epoch(&self) -> i32 {
-        self.entries.last().map_or(-1, |e| e.epoch)
+        // The epoch cache, not the last entry: the storage log (`PartitionLog::last_epoch`)
+        // counts an epoch noted by `start_epoch` with nothing written in it.
+        self.epochs.latest().map_or(-1, |(e, _)| e)
     }
 }
 
@@ -179,6 +183,10 @@ impl PartitionLogModel {
     pub fn truncate_to(&mut self, offset: i64) {
         let offset = offset.max(0);
         if offset >= self.log_end_offset() {
+            // No entry to cut, but epochs noted at the log end without an entry (a leadership
+            // that wrote nothing) go, as in the storage log and Kafka's truncateFromEnd: else
+            // the follower keeps sending that epoch as its last fetched one and diverges forever.
+            self.epochs.truncate_from(self.log_end_offset());
             return;
         }
         self.entries.truncate(offset as usize);

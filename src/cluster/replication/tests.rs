@@ -609,3 +609,59 @@ fn replication_ack_durability_setting_parses_synced_and_written() {
         tern_storage::Durability::Synced
     );
 }
+
+#[test]
+fn replication_isr_expand_takes_back_a_replica_that_led_an_empty_partition() {
+    // Broker 3 led epoch 0 of an empty partition (its epoch cache: 0 -> 0, no record), died,
+    // and broker 1 leads epoch 1 (cache 1 -> 0) with ISR {1, 2}. The restarted 3 fetches with
+    // last fetched epoch 0, older than any epoch the leader knows: that epoch ends where the
+    // leader's first one starts (Kafka), so the logs agree, the fetch counts and 3 rejoins.
+    // With (-1, -1) the leader answered a DivergingEpoch that reads as "none" on the wire, the
+    // follower idled and 3 never rejoined (test_16: empty `__consumer_offsets` partitions
+    // left with an ISR of one, so no group could form under min.insync.replicas=2).
+    let mut log = PartitionLogModel::default();
+    log.start_epoch(1);
+    let mut l = LeaderPartition::new(
+        cfg(2, AckDurability::Written),
+        1,
+        10,
+        T,
+        0,
+        &state(&[1, 2], 1),
+        &log,
+        0,
+        0,
+    );
+    let mut flog = PartitionLogModel::default();
+    flog.start_epoch(0);
+    let mut fp = FollowerPartition::new(3, 23, 1, 1, AckDurability::Written, 0);
+    let (id, req) = fp.next_fetch(&flog);
+    assert_eq!((req.fetch_offset, req.last_fetched_epoch), (0, 0));
+    assert_eq!(log.end_offset_for_epoch(0), (0, 0));
+    let answer = l.on_fetch(&req, &log, true, 1);
+    let FetchAnswer::Read { from, .. } = answer else {
+        panic!("the logs agree up to offset 0, not {answer:?}");
+    };
+    assert_eq!(from, 0);
+    assert_eq!(alter_requests(&mut l), vec![vec![1, 2, 3]]);
+    let resp = FetchResponse::Records {
+        entries: log.read(from, 10),
+        high_watermark: l.high_watermark(),
+    };
+    assert_eq!(fp.on_fetch_response(id, resp, &flog), FollowerAction::Idle);
+}
+
+#[test]
+fn replication_log_truncation_at_the_log_end_drops_epochs_noted_without_entries() {
+    // Like the storage log: the last fetched epoch is the epoch cache's, so an epoch led
+    // without writing counts, and a truncation to the log end drops it (Kafka's
+    // truncateFromEnd), else the follower would send it again and diverge forever.
+    let mut log = PartitionLogModel::default();
+    log.start_epoch(1);
+    log.append_as_leader(1, -1, 0, 0);
+    log.start_epoch(3);
+    assert_eq!(log.last_fetched_epoch(), 3);
+    log.truncate_to(1);
+    assert_eq!(log.last_fetched_epoch(), 1);
+    assert_eq!(log.log_end_offset(), 1);
+}
