@@ -46,14 +46,9 @@ def report(name, ledger, extra=""):
           f"delivery_errors={len(ledger.errors)}{extra}", flush=True)
 
 
-def assert_group_reads(ledger, known_gap=False):
+def assert_group_reads(ledger):
     """Every group read-back of the test succeeded (group coordinators fail over with the
-    leadership of their `__consumer_offsets` partition). `known_gap`: a timed-out group read is
-    the open issue below, reported as xfail once every other check of the test has passed."""
-    if ledger.group_failures and known_gap:
-        pytest.xfail("open bug: over repeated leader kills a fresh group's read-back timed out "
-                     "(no records in 30 s); seen with __consumer_offsets partitions led with an "
-                     f"ISR of one; first: {ledger.group_failures[0][:300]}")
+    leadership of their `__consumer_offsets` partition)."""
     assert not ledger.group_failures, f"group read-back failed: {ledger.group_failures[0][:300]}"
 
 
@@ -151,7 +146,7 @@ def test_leader_kill9_rounds(cluster3):
            f"leaders={sorted(leaders_seen)} seconds={time.monotonic() - started:.1f}")
     assert ledger.acked_count() == 300 + 300 * LEADER_KILL_ROUNDS
     assert len(leaders_seen) == 3, f"leadership moved only among {leaders_seen}"
-    assert_group_reads(ledger, known_gap=True)
+    assert_group_reads(ledger)
 
 
 # ------------------------------------------------------------------ empty partitions rejoin
