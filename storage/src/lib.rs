@@ -99,7 +99,7 @@ pub struct LogConfig {
 pub const DEFAULT_READAHEAD_BYTES: u64 = 8 << 20;
 
 /// Default of [`LogConfig::readahead_inflight_bytes`].
-pub const DEFAULT_READAHEAD_INFLIGHT_BYTES: u64 = 4 << 20;
+pub const DEFAULT_READAHEAD_INFLIGHT_BYTES: u64 = 16 << 20;
 
 impl Default for LogConfig {
     fn default() -> Self {
