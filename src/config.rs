@@ -195,6 +195,9 @@ pub struct BrokerConfig {
     /// replica.high.watermark.checkpoint.interval.ms: how often each log dir's
     /// `replication-offset-checkpoint` is rewritten (Kafka's default 5000).
     pub hw_checkpoint_interval_ms: u64,
+    /// replica.selector.class: KIP-392 follower fetching (none = consumers read from the
+    /// leader; Kafka's `RackAwareReplicaSelector`).
+    pub replica_selector: crate::cluster::replication::read_replica::ReplicaSelector,
 }
 
 /// Default of `tern.fetch.cold.inflight.bytes` (per shard).
@@ -261,6 +264,8 @@ const KNOWN_KEYS: &[&str] = &[
     // Replication durability (issue 11)
     "tern.replication.ack.durability",
     "replica.high.watermark.checkpoint.interval.ms",
+    // Follower fetching (KIP-392, cluster/replication/read_replica.rs).
+    "replica.selector.class",
     // Leadership (cluster/controller/leadership.rs).
     "auto.leader.rebalance.enable",
     "leader.imbalance.check.interval.seconds",
@@ -669,6 +674,16 @@ impl BrokerConfig {
         if hw_checkpoint_interval_ms == 0 {
             bail!("invalid value for replica.high.watermark.checkpoint.interval.ms: must be >= 1");
         }
+        let replica_selector = crate::cluster::replication::read_replica::ReplicaSelector::parse(
+            get("replica.selector.class").unwrap_or(""),
+        )
+        .ok_or_else(|| {
+            anyhow!(
+                "invalid value for replica.selector.class: {:?} (expected none or {})",
+                get("replica.selector.class").unwrap_or_default(),
+                crate::cluster::replication::read_replica::RACK_AWARE_SELECTOR
+            )
+        })?;
         let mut static_props = props.clone();
         if let Some(n) = args.shards {
             static_props.insert("tern.shards".into(), n.to_string());
@@ -706,6 +721,7 @@ impl BrokerConfig {
             cluster,
             replication_ack_durability,
             hw_checkpoint_interval_ms,
+            replica_selector,
         })
     }
 }

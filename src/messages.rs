@@ -37,6 +37,10 @@ pub struct FetchItem {
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: usize,
+    /// KIP-392 (consumer Fetch v11+ in cluster mode): an in-sync follower may serve it.
+    pub follower_ok: bool,
+    /// The consumer's rack (Fetch v11+ `rack_id`, librdkafka's `client.rack`), if any.
+    pub client_rack: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -46,6 +50,8 @@ pub struct FetchResult {
     pub log_start_offset: i64,
     pub chunks: Vec<ReadChunk>,
     pub bytes: usize,
+    /// KIP-392: the leader sends the consumer to this replica (no records with it).
+    pub preferred_read_replica: Option<i32>,
 }
 
 /// One partition of an OffsetForLeaderEpoch request.

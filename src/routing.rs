@@ -36,6 +36,39 @@ pub fn leader_refusal(
     errors::NONE
 }
 
+/// True when broker `node` may serve a consumer's read of `partition` as a follower
+/// (KIP-392): it is in the partition's ISR and another broker leads it. A replica out of the
+/// ISR sends the consumer back to the leader (NOT_LEADER_OR_FOLLOWER) rather than hold it
+/// back at its own lagging high watermark.
+pub fn serves_as_follower(meta: &ClusterMetadata, topic: &str, partition: i32, node: i32) -> bool {
+    meta.is_cluster()
+        && meta
+            .topic(topic)
+            .and_then(|t| t.partition_meta(partition))
+            .is_some_and(|p| p.leader >= 0 && p.leader != node && p.isr.contains(&node))
+}
+
+/// A consumer Fetch's refusal on broker `node`: as `leader_refusal`, except that with
+/// `follower_ok` (Fetch v11+, KIP-392) an in-sync follower serves it too (after the same
+/// leader epoch check).
+pub fn consumer_fetch_refusal(
+    meta: &ClusterMetadata,
+    node: i32,
+    topic: &str,
+    partition: i32,
+    requested_epoch: i32,
+    follower_ok: bool,
+) -> i16 {
+    let code = leader_refusal(meta, node, topic, partition, requested_epoch);
+    if code == errors::NOT_LEADER_OR_FOLLOWER
+        && follower_ok
+        && serves_as_follower(meta, topic, partition, node)
+    {
+        return errors::NONE;
+    }
+    code
+}
+
 /// The owner shard's refusal of a partition request (None: serve it from the local log, which
 /// exists when `has_log`). Leadership may have moved since the connection's shard checked it,
 /// and a follower's log must not be served. Standalone: only a missing log is refused

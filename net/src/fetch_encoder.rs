@@ -32,6 +32,8 @@ pub struct FetchPartitionOut {
     /// KIP-320/279 `DivergingEpoch` (epoch, end offset) for a follower whose log diverges:
     /// the tagged field 0, written for v12+ when set.
     pub diverging_epoch: Option<(i32, i64)>,
+    /// KIP-392 `PreferredReadReplica`, written for v11+ (-1: none).
+    pub preferred_read_replica: i32,
     /// Whole record batches, sent as-is. Empty = zero-length (not null) records.
     pub records: Vec<OutChunk>,
 }
@@ -57,7 +59,7 @@ pub struct FetchNodeEndpoint {
 
 /// Encodes a complete Fetch response (size prefix, response header v0 (v1 for v12), body).
 ///
-/// `error_code` and `session_id` are written for v7+, preferred_read_replica (v11+) as -1;
+/// `error_code` and `session_id` are written for v7+, preferred_read_replica (v11+) as given;
 /// `node_endpoints` (v16+) only when not empty.
 pub fn encode_fetch_response(
     version: i16,
@@ -123,7 +125,7 @@ pub fn encode_fetch_response(
                 }
             }
             if version >= 11 {
-                meta.put_i32(-1); // preferred_read_replica
+                meta.put_i32(p.preferred_read_replica);
             }
             let len: u64 = p.records.iter().map(OutChunk::len).sum();
             if len > i32::MAX as u64 {

@@ -35,6 +35,7 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                     aborted_transactions: None,
                     current_leader: None,
                     diverging_epoch: None,
+                    preferred_read_replica: -1,
                     records: vec![chunk(1, 61), chunk(2, 200), chunk(3, 1)],
                 },
                 FetchPartitionOut {
@@ -46,6 +47,7 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                     aborted_transactions: Some(vec![]),
                     current_leader: None,
                     diverging_epoch: None,
+                    preferred_read_replica: -1,
                     records: vec![],
                 },
                 FetchPartitionOut {
@@ -57,6 +59,7 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                     aborted_transactions: Some(vec![(1000, 2), (i64::MAX, -1)]),
                     current_leader: None,
                     diverging_epoch: None,
+                    preferred_read_replica: -1,
                     records: vec![chunk(4, 300)],
                 },
             ],
@@ -73,6 +76,7 @@ fn sample_topics() -> Vec<FetchTopicOut> {
                 aborted_transactions: None,
                 current_leader: Some((3, 17)),
                 diverging_epoch: Some((5, 1234)),
+                preferred_read_replica: 2,
                 records: vec![chunk(5, 10), OutChunk::Bytes(Bytes::new()), chunk(6, 20)],
             }],
         },
@@ -187,7 +191,12 @@ fn roundtrip_every_version() {
                     Some(d) if version >= 12 => assert_eq!(diverging, d),
                     _ => assert_eq!(diverging, (-1, -1), "default"),
                 }
-                assert_eq!(rp.preferred_read_replica, -1);
+                let preferred = if version >= 11 {
+                    p.preferred_read_replica
+                } else {
+                    -1
+                };
+                assert_eq!(rp.preferred_read_replica.0, preferred, "v{version}");
                 assert_eq!(rp.records.as_ref(), Some(&records_of(p)), "v{version}");
                 assert!(rp.unknown_tagged_fields.is_empty());
             }
@@ -239,6 +248,7 @@ fn file_chunks_are_kept_as_file_ranges() {
             aborted_transactions: None,
             current_leader: None,
             diverging_epoch: None,
+            preferred_read_replica: -1,
             records: vec![
                 OutChunk::File {
                     file: file.clone(),

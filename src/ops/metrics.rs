@@ -74,6 +74,8 @@ pub struct ShardMetrics {
     retention_segments: Cell<u64>,
     retention_bytes: Cell<u64>,
     cleaner: RefCell<CleanerStats>,
+    follower_fetches: Cell<u64>,
+    preferred_replica_redirects: Cell<u64>,
 }
 
 /// The log cleaner's counters of one shard.
@@ -168,6 +170,17 @@ impl ShardMetrics {
             .set(self.connections_accepted.get() + 1);
     }
 
+    /// KIP-392: a consumer fetch of one partition served by this broker as a follower.
+    pub fn follower_fetch(&self) {
+        self.follower_fetches.set(self.follower_fetches.get() + 1);
+    }
+
+    /// KIP-392: a consumer fetch of one partition answered with a preferred read replica.
+    pub fn preferred_replica_redirect(&self) {
+        self.preferred_replica_redirects
+            .set(self.preferred_replica_redirects.get() + 1);
+    }
+
     pub fn retention(&self, segments: usize, bytes: u64) {
         self.retention_segments
             .set(self.retention_segments.get() + segments as u64);
@@ -205,6 +218,8 @@ pub struct ShardStats {
     pub retention_segments: u64,
     pub retention_bytes: u64,
     pub cleaner: CleanerStats,
+    pub follower_fetches: u64,
+    pub preferred_replica_redirects: u64,
     pub partitions: Vec<PartitionStat>,
     /// (group, topic, partition, committed offset) of the groups this shard coordinates.
     pub group_offsets: Vec<(String, String, i32, i64)>,
@@ -262,6 +277,8 @@ pub fn collect_local(state: &ShardState) -> ShardStats {
         connections_accepted: m.connections_accepted.get(),
         in_flight: state.in_flight.get(),
         retention_segments: m.retention_segments.get(),
+        follower_fetches: m.follower_fetches.get(),
+        preferred_replica_redirects: m.preferred_replica_redirects.get(),
         retention_bytes: m.retention_bytes.get(),
         cleaner: m.cleaner.borrow().clone(),
         partitions,
@@ -676,6 +693,20 @@ pub fn render(stats: &[ShardStats]) -> String {
             sent.saturating_sub(s.cross_received) as f64,
         );
     }
+    per_shard(
+        &mut o,
+        "tern_fetch_follower_reads_total",
+        "counter",
+        "Consumer fetches of a partition served by this broker as a follower (KIP-392).",
+        &|s| s.follower_fetches as f64,
+    );
+    per_shard(
+        &mut o,
+        "tern_fetch_preferred_replica_redirects_total",
+        "counter",
+        "Consumer fetches of a partition answered with a preferred read replica (KIP-392).",
+        &|s| s.preferred_replica_redirects as f64,
+    );
     per_shard(
         &mut o,
         "tern_retention_deleted_segments_total",

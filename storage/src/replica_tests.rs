@@ -156,3 +156,60 @@ fn truncating_to_the_log_end_drops_epochs_noted_there_without_records() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_follower_log_restarts_empty_at_the_leaders_log_start() {
+    run(|dir| async move {
+        let one = leader_batch(0, 2, 1, 7, 0).len() as u64;
+        // Several segments and a producer snapshot (rolls write one), to see them all go.
+        let log = open(&dir, small_segments(2 * one), 1 << 20).await;
+        for i in 0..4 {
+            let mut a = log
+                .append_replicated(
+                    leader_batch(2 * i, 2, 1, 7, 2 * i as i32),
+                    Durability::Synced,
+                )
+                .unwrap();
+            (&mut a.done).await.unwrap();
+        }
+        assert!(log.segment_count() > 1);
+        assert_eq!(log.log_end_offset(), 8);
+        // Below the log end is refused: that is truncate_to's job.
+        assert!(log.truncate_fully_and_start_at(5).await.is_err());
+        log.truncate_fully_and_start_at(20).await.unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (20, 20));
+        assert_eq!((log.high_watermark(), log.synced_end_offset()), (20, 20));
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.leader_epochs(), vec![]);
+        assert_eq!(log.last_epoch(), -1);
+        assert_eq!(log.producer_count(), 0);
+        assert!(matches!(
+            log.read(0, 1 << 20).await,
+            Err(crate::ReadError::OffsetOutOfRange { .. })
+        ));
+        assert!(log.read(20, 1 << 20).await.unwrap().is_empty());
+        // The leader's batches from its log start append, with their epoch and producer.
+        let mut a = log
+            .append_replicated(leader_batch(20, 3, 4, 9, 11), Durability::Synced)
+            .unwrap();
+        (&mut a.done).await.unwrap();
+        assert_eq!(log.leader_epochs(), vec![(4, 20)]);
+        log.close().await.unwrap();
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        assert_eq!(names, vec![format!("{:020}.log", 20)]);
+        // And so it reopens.
+        let log = open(&dir, LogConfig::default(), 1 << 20).await;
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (20, 23));
+        assert_eq!(log.leader_epochs(), vec![(4, 20)]);
+        let hs = headers(&chunk_bytes(&log.read(20, 1 << 20).await.unwrap()));
+        assert_eq!(
+            hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+            vec![20]
+        );
+        log.close().await.unwrap();
+    });
+}

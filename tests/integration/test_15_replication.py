@@ -203,3 +203,67 @@ def test_dead_follower_leaves_the_isr_and_rejoins(cluster3):
                            f"{follower.node_id} back in the ISR")
     assert follower.node_id in isr
     assert_ledger(ledger, read_all(c.bootstrap, 300))
+
+
+def delete_records(c, before):
+    """DeleteRecords on partition 0 (the client sends it to the leader): the new log start."""
+    from confluent_kafka import TopicPartition
+    a = kc.admin(c.bootstrap)
+    fs = a.delete_records([TopicPartition(TOPIC, 0, before)], request_timeout=OP)
+    res = next(iter(fs.values())).result(timeout=OP)
+    return res.low_watermark
+
+
+def replica_log_start(node):
+    """A replica's persisted log start offset (0 when never moved)."""
+    f = node.log_dir / f"{TOPIC}-0" / "log-start-offset"
+    return int(f.read_text().strip()) if f.exists() else 0
+
+
+def test_follower_below_the_leaders_log_start_restarts_its_log_there(cluster3):
+    """A follower is down while the leader deletes records (DeleteRecords) past the follower's
+    log end: on restart its fetch is out of range, it restarts its log empty at the leader's
+    log start (Kafka's truncateFullyAndStartAt), catches up and rejoins the ISR, and holds the
+    leader's batches from there byte for byte. Twice: at a batch boundary (the log end), then
+    inside a batch (the follower restarts at the batch's base, then its log start follows the
+    leader's)."""
+    c = cluster3
+    leader, _, _ = create(c)
+    ledger = Ledger(c)
+    ledger.send(100)
+    ledger.flush()
+    follower = next(n for n in c.broker_nodes() if n.node_id != leader)
+    for round_ in range(2):
+        follower.kill9()
+        wait_state(c, lambda l, e, isr: follower.node_id not in isr and len(isr) == 2,
+                   f"ISR without {follower.node_id}", exclude=(follower.node_id,))
+        ledger.send(300)
+        ledger.flush()
+        end = len(ledger.acked)
+        # Round 0: everything (a batch boundary). Round 1: a few records before the end, most
+        # likely inside the producer's last batch (either way the follower must cope).
+        target = end if round_ == 0 else end - 3
+        assert delete_records(c, target) == target
+        follower.start()
+        wait_state(c, lambda l, e, isr: len(isr) == 3, f"{follower.node_id} back in the ISR")
+        deadline = time.monotonic() + OP
+        while replica_log_start(follower) != target:
+            assert time.monotonic() < deadline, (
+                f"follower log start {replica_log_start(follower)}, leader's {target}")
+            time.sleep(0.2)
+        ledger.send(50)
+        ledger.flush()
+        total = len(ledger.acked)
+        lead = c.node(partition_state(c)[0])
+        deadline = time.monotonic() + OP
+        while True:
+            theirs = [b for b in log_batches(lead) if b[0] + b[1] >= target]
+            mine = log_batches(follower)
+            if mine == theirs and mine and mine[-1][0] + mine[-1][1] + 1 == total:
+                break
+            assert time.monotonic() < deadline, (
+                f"follower batches {mine[:3]}..{mine[-1:]} vs leader's {theirs[:3]}..{theirs[-1:]}")
+            time.sleep(0.2)
+    # Consumers read from the log start on.
+    got = kc.consume_range(c.bootstrap, TOPIC, {0: (target, total)}, timeout=OP)
+    assert [r.offset for r in got[0]] == list(range(target, total))

@@ -3,7 +3,11 @@
 //! epoch, replicated offset), what to do with the leader's answer (append the leader's batches
 //! as they are; on DivergingEpoch truncate its own log to where the largest common epoch ends,
 //! never the leader's, KIP-279), and the high watermark learned from the leader, capped by its
-//! own log end. One fetch is in flight at a time; an answer to an older fetch is dropped.
+//! own log end. A follower whose fetch offset is below the leader's log start (the leader
+//! deleted records the follower never got: retention or DeleteRecords while it was away) is
+//! answered OFFSET_OUT_OF_RANGE and restarts its log empty at the leader's log start (Kafka's
+//! `truncateFullyAndStartAt`). One fetch is in flight at a time; an answer to an older fetch
+//! is dropped.
 
 use super::{AckDurability, FetchRequest, LogEntry, ReplicaLog, codes};
 
@@ -12,11 +16,17 @@ use super::{AckDurability, FetchRequest, LogEntry, ReplicaLog, codes};
 pub trait FetchedRecords {
     /// Offset of the first record (None: nothing fetched).
     fn first_offset(&self) -> Option<i64>;
+    /// Last offset of the first batch (None: nothing fetched).
+    fn first_batch_last_offset(&self) -> Option<i64>;
 }
 
 impl FetchedRecords for Vec<LogEntry> {
     fn first_offset(&self) -> Option<i64> {
         self.first().map(|e| e.offset)
+    }
+
+    fn first_batch_last_offset(&self) -> Option<i64> {
+        self.first_offset() // one model entry is one single-offset batch
     }
 }
 
@@ -32,6 +42,11 @@ pub enum FetchResponse<R = Vec<LogEntry>> {
         end_offset: i64,
         high_watermark: i64,
     },
+    /// OFFSET_OUT_OF_RANGE, with the leader's log start offset (Fetch's LogStartOffset).
+    OffsetOutOfRange {
+        leader_log_start: i64,
+        high_watermark: i64,
+    },
     Error(i16),
 }
 
@@ -42,6 +57,14 @@ pub enum FollowerAction<R = Vec<LogEntry>> {
     Append(R),
     /// Truncate the local log to this offset, then fetch again.
     Truncate(i64),
+    /// Drop the whole local log and start it empty at this offset (the leader's log start,
+    /// above our log end), then call `appended` and fetch from there.
+    RestartAt(i64),
+    /// The log was just restarted at the leader's log start, which lies inside the leader's
+    /// first batch (DeleteRecords is not batch-aligned): restart it at that batch's base
+    /// `at`, append the records, then call `appended` (Kafka's follower does the same on its
+    /// UnexpectedAppendOffsetException; the log start then follows the leader's).
+    RestartAndAppend { at: i64, records: R },
     /// The leader moved or does not know our epoch yet: refresh metadata, fetch later.
     Backoff(i16),
     /// Nothing new (or a stale answer): fetch again later.
@@ -58,6 +81,8 @@ pub struct FollowerPartition {
     leader_high_watermark: i64,
     next_fetch_id: u64,
     in_flight: Option<(u64, i64)>,
+    /// Where the log was restarted empty (RestartAt) and nothing appended since.
+    restarted_at: Option<i64>,
 }
 
 impl FollowerPartition {
@@ -79,6 +104,7 @@ impl FollowerPartition {
             leader_high_watermark: high_watermark,
             next_fetch_id: 0,
             in_flight: None,
+            restarted_at: None,
         }
     }
 
@@ -117,6 +143,7 @@ impl FollowerPartition {
                 fetch_offset,
                 last_fetched_epoch: log.last_fetched_epoch(),
                 replicated_offset,
+                log_start_offset: log.log_start_offset(),
             },
         )
     }
@@ -145,11 +172,21 @@ impl FollowerPartition {
                     self.update_hw(log.log_end_offset());
                     return FollowerAction::Idle;
                 };
-                assert_eq!(
-                    first, fetch_offset,
-                    "the leader answers from the fetch offset"
-                );
-                FollowerAction::Append(entries)
+                if first == fetch_offset {
+                    return FollowerAction::Append(entries);
+                }
+                let covers = entries
+                    .first_batch_last_offset()
+                    .is_some_and(|last| last >= fetch_offset);
+                if first < fetch_offset && covers && self.restarted_at == Some(fetch_offset) {
+                    self.restarted_at = None;
+                    return FollowerAction::RestartAndAppend {
+                        at: first,
+                        records: entries,
+                    };
+                }
+                // Not where we asked: a leader bug or bad input; never appended.
+                FollowerAction::Backoff(codes::OFFSET_OUT_OF_RANGE)
             }
             FetchResponse::Diverging {
                 epoch,
@@ -158,6 +195,20 @@ impl FollowerPartition {
             } => {
                 self.leader_high_watermark = self.leader_high_watermark.max(high_watermark);
                 FollowerAction::Truncate(truncation_offset(log, epoch, end_offset))
+            }
+            FetchResponse::OffsetOutOfRange {
+                leader_log_start,
+                high_watermark,
+            } => {
+                self.leader_high_watermark = self.leader_high_watermark.max(high_watermark);
+                if fetch_offset < leader_log_start {
+                    self.restarted_at = Some(leader_log_start);
+                    FollowerAction::RestartAt(leader_log_start)
+                } else {
+                    // Above the leader's log end: KIP-279's DivergingEpoch handles a longer
+                    // log; this is a leader behind our metadata, so wait for it to move.
+                    FollowerAction::Backoff(codes::OFFSET_OUT_OF_RANGE)
+                }
             }
             FetchResponse::Error(code) => {
                 debug_assert_ne!(code, codes::NONE);
@@ -169,6 +220,9 @@ impl FollowerPartition {
     /// The driver appended (or truncated): the high watermark follows the leader's, capped by
     /// the local log end.
     pub fn appended(&mut self, log: &dyn ReplicaLog) {
+        if self.restarted_at != Some(log.log_end_offset()) {
+            self.restarted_at = None;
+        }
         self.update_hw(log.log_end_offset());
     }
 
@@ -182,6 +236,18 @@ impl FollowerPartition {
         // truncation (the leader's one is what clients trust).
         self.high_watermark = self.leader_high_watermark.min(leo);
     }
+}
+
+/// Where a follower moves its log start after a fetch: up to the leader's log start (so
+/// DeleteRecords and retention on the leader reach the replicas, as Kafka's follower does),
+/// never past its own high watermark; None when it stays.
+pub fn log_start_to_follow(
+    leader_log_start: i64,
+    local_start: i64,
+    high_watermark: i64,
+) -> Option<i64> {
+    let to = leader_log_start.min(high_watermark);
+    (to > local_start).then_some(to)
 }
 
 /// KIP-279: where a follower truncates when the leader says its log diverges at `epoch` ending

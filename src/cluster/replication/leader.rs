@@ -21,6 +21,8 @@ use super::{
 #[derive(Clone, Debug, Default)]
 struct FollowerState {
     fetch_offset: i64,
+    /// The follower's log start at its last fetch.
+    log_start_offset: i64,
     replicated_offset: i64,
     broker_epoch: i64,
     /// Last time the follower was caught up (Kafka's lastCaughtUpTimeMs).
@@ -153,6 +155,16 @@ impl LeaderPartition {
         &self.isr
     }
 
+    /// Each follower as KIP-392's read replica choice sees it: (broker, log start, log end
+    /// as of its last fetch, in the committed ISR). A follower that has not fetched in this
+    /// epoch has log end 0.
+    pub fn follower_positions(&self) -> Vec<(i32, i64, i64, bool)> {
+        self.followers
+            .iter()
+            .map(|(&b, f)| (b, f.log_start_offset, f.fetch_offset, self.isr.contains(&b)))
+            .collect()
+    }
+
     pub fn epoch_start_offset(&self) -> i64 {
         self.epoch_start_offset
     }
@@ -219,8 +231,10 @@ impl LeaderPartition {
         if req.leader_epoch > self.leader_epoch {
             return FetchAnswer::Error(codes::UNKNOWN_LEADER_EPOCH);
         }
-        // KIP-279: does the follower's log agree with ours up to its fetch offset?
-        if req.last_fetched_epoch >= 0 || req.fetch_offset > 0 {
+        // KIP-279: does the follower's log agree with ours up to its fetch offset? Checked
+        // when the follower names a last fetched epoch, as Kafka does: one without any epoch
+        // (an empty log, or one restarted at our log start) has nothing to diverge on.
+        if req.last_fetched_epoch >= 0 {
             let (epoch, end) = log.end_offset_for_epoch(req.last_fetched_epoch);
             if epoch < req.last_fetched_epoch || end < req.fetch_offset {
                 #[cfg(test)]
@@ -240,6 +254,7 @@ impl LeaderPartition {
             .get_mut(&req.replica_id)
             .expect("checked above");
         f.fetch_offset = req.fetch_offset;
+        f.log_start_offset = req.log_start_offset;
         f.replicated_offset = req.replicated_offset.min(req.fetch_offset);
         f.broker_epoch = req.broker_epoch;
         // Kafka's rule: caught up if it reached our log end now, or the log end we had at its

@@ -24,6 +24,10 @@ pub struct LogEntry {
 /// What the leader and follower rules need to know about a replica's log.
 pub trait ReplicaLog {
     fn log_end_offset(&self) -> i64;
+    /// The first offset held (the model log always starts at 0).
+    fn log_start_offset(&self) -> i64 {
+        0
+    }
     /// Offsets below this are written (their write completed; not necessarily synced). The
     /// model writes at append time.
     fn written_end_offset(&self) -> i64 {

@@ -17,6 +17,7 @@ pub mod follower;
 pub mod hw_checkpoint;
 pub mod leader;
 pub mod log_model;
+pub mod read_replica;
 #[cfg(test)]
 mod tests;
 
@@ -143,6 +144,9 @@ pub struct FetchRequest {
     pub last_fetched_epoch: i32,
     /// What counts as replicated on the follower: its log end (Written) or synced end (Synced).
     pub replicated_offset: i64,
+    /// LogStartOffset: the follower's log start (KIP-392: a consumer is sent only to a
+    /// replica that holds its fetch offset).
+    pub log_start_offset: i64,
 }
 
 /// The leader's decision on a follower fetch (the driver then reads the records).

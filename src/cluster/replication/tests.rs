@@ -59,6 +59,7 @@ fn fetch(replica: i32, offset: i64, last_epoch: i32) -> FetchRequest {
         fetch_offset: offset,
         last_fetched_epoch: last_epoch,
         replicated_offset: offset,
+        log_start_offset: 0,
     }
 }
 
@@ -664,4 +665,126 @@ fn replication_log_truncation_at_the_log_end_drops_epochs_noted_without_entries(
     log.truncate_to(1);
     assert_eq!(log.last_fetched_epoch(), 1);
     assert_eq!(log.log_end_offset(), 1);
+}
+
+#[test]
+fn replication_follower_below_the_leaders_log_start_restarts_its_log_there() {
+    // The follower was away while the leader deleted offsets 0..10 (retention or
+    // DeleteRecords): its fetch from 3 is out of range, and it restarts empty at 10.
+    let mut flog = PartitionLogModel::default();
+    flog.start_epoch(1);
+    for i in 0..3 {
+        flog.append_as_leader(1, -1, 0, i);
+    }
+    let mut fp = FollowerPartition::new(2, 22, 1, 1, AckDurability::Written, 0);
+    let (id, req) = fp.next_fetch(&flog);
+    assert_eq!(req.fetch_offset, 3);
+    let resp = FetchResponse::<Vec<LogEntry>>::OffsetOutOfRange {
+        leader_log_start: 10,
+        high_watermark: 12,
+    };
+    assert_eq!(
+        fp.on_fetch_response(id, resp.clone(), &flog),
+        FollowerAction::RestartAt(10)
+    );
+    // Out of range but not below the leader's log start (a leader behind our metadata):
+    // wait, never restart.
+    for _ in 3..10 {
+        flog.append_as_leader(1, -1, 0, 0);
+    }
+    let (id, req) = fp.next_fetch(&flog);
+    assert_eq!(req.fetch_offset, 10);
+    assert_eq!(
+        fp.on_fetch_response(id, resp, &flog),
+        FollowerAction::Backoff(codes::OFFSET_OUT_OF_RANGE)
+    );
+    // The restarted log has no epoch: the leader serves it from its fetch offset without a
+    // divergence check (Kafka checks only a LastFetchedEpoch that is set).
+    let (mut l, llog) = leader(1, &[1, 2, 3], 12);
+    let answer = l.on_fetch(&fetch(2, 10, -1), &llog, true, 1);
+    assert!(
+        matches!(answer, FetchAnswer::Read { from: 10, .. }),
+        "{answer:?}"
+    );
+}
+
+/// Fetched batches as the broker sees them: a first batch `base..=last`.
+#[derive(Debug, PartialEq)]
+struct OneBatch {
+    base: i64,
+    last: i64,
+}
+
+impl super::follower::FetchedRecords for OneBatch {
+    fn first_offset(&self) -> Option<i64> {
+        Some(self.base)
+    }
+
+    fn first_batch_last_offset(&self) -> Option<i64> {
+        Some(self.last)
+    }
+}
+
+#[test]
+fn replication_follower_restarted_inside_a_leader_batch_restarts_at_its_base() {
+    // DeleteRecords moved the leader's log start to 10, inside its batch 8..=12: the restarted
+    // follower fetches from 10 and gets that batch; it restarts at 8 and appends it (Kafka's
+    // UnexpectedAppendOffsetException rule). The same batch for a log that was not just
+    // restarted is refused.
+    let mut flog = PartitionLogModel::default();
+    flog.start_epoch(1);
+    flog.append_as_leader(1, -1, 0, 0);
+    let mut fp = FollowerPartition::new(2, 22, 1, 1, AckDurability::Written, 0);
+    let (id, _) = fp.next_fetch(&flog);
+    let oor = FetchResponse::<OneBatch>::OffsetOutOfRange {
+        leader_log_start: 10,
+        high_watermark: 13,
+    };
+    assert_eq!(
+        fp.on_fetch_response(id, oor, &flog),
+        FollowerAction::RestartAt(10)
+    );
+    // The model log cannot start at 10: a log restarted there is one with its end at 10.
+    let mut restarted = PartitionLogModel::default();
+    for _ in 0..10 {
+        restarted.append_as_leader(1, -1, 0, 0);
+    }
+    fp.appended(&restarted);
+    let (id, req) = fp.next_fetch(&restarted);
+    assert_eq!(req.fetch_offset, 10);
+    let batch = || FetchResponse::Records {
+        entries: OneBatch { base: 8, last: 12 },
+        high_watermark: 13,
+    };
+    assert_eq!(
+        fp.on_fetch_response(id, batch(), &restarted),
+        FollowerAction::RestartAndAppend {
+            at: 8,
+            records: OneBatch { base: 8, last: 12 }
+        }
+    );
+    // Once used (or for a log not restarted), a batch from below the fetch offset is refused.
+    let (id, _) = fp.next_fetch(&restarted);
+    assert_eq!(
+        fp.on_fetch_response(id, batch(), &restarted),
+        FollowerAction::Backoff(codes::OFFSET_OUT_OF_RANGE)
+    );
+}
+
+#[test]
+fn replication_follower_log_start_follows_the_leaders_up_to_its_high_watermark() {
+    use super::follower::log_start_to_follow;
+    assert_eq!(log_start_to_follow(50, 0, 80), Some(50));
+    assert_eq!(
+        log_start_to_follow(50, 0, 30),
+        Some(30),
+        "never past its HW"
+    );
+    assert_eq!(log_start_to_follow(50, 50, 80), None, "already there");
+    assert_eq!(log_start_to_follow(20, 50, 80), None, "never back");
+    assert_eq!(
+        log_start_to_follow(-1, 0, 80),
+        None,
+        "an error answer carries -1"
+    );
 }

@@ -1267,7 +1267,11 @@ impl World {
                 self.trace(format!("node {id} truncates p{p} from {leo} to {to}"));
                 self.fetch_soon(i, p, 0);
             }
-            FollowerAction::Backoff(_) => self.fetch_soon(i, p, 100),
+            // The model log has no log start (its leaders never answer OFFSET_OUT_OF_RANGE):
+            // a restart there is a backoff; the rule has unit tests and the broker runs it.
+            FollowerAction::Backoff(_)
+            | FollowerAction::RestartAt(_)
+            | FollowerAction::RestartAndAppend { .. } => self.fetch_soon(i, p, 100),
             FollowerAction::Idle => {
                 if !f.in_flight() {
                     self.fetch_soon(i, p, IDLE_FETCH_MS);

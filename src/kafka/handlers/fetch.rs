@@ -3,6 +3,11 @@
 //! of the partitions grows (`wait_local`, woken by the append itself through
 //! `PartitionLog::watch`, never by polling) or `max_wait_ms` passes, then reads again. Record
 //! bytes travel as the log's own buffers or file ranges; the response encoder never copies them.
+//! In cluster mode, from v11 (KIP-392), an in-sync follower serves consumers up to the high
+//! watermark it learnt from the leader, and the leader answers a consumer whose rack has an
+//! in-sync replica (under `replica.selector.class`) with that `preferred_read_replica` and no
+//! records (`cluster/replication/read_replica.rs`). ListOffsets and OffsetForLeaderEpoch stay
+//! on the leader.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -83,6 +88,10 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
         )
         .await;
     }
+    // KIP-392: from v11 a consumer may read from an in-sync follower, and names its rack.
+    let follower_ok = h.api_version >= 11 && meta.is_cluster();
+    let client_rack: Option<Arc<str>> =
+        (h.api_version >= 11 && !req.rack_id.is_empty()).then(|| Arc::from(req.rack_id.as_str()));
     let mut slots: Vec<Slot> = Vec::new();
     let mut layout: Vec<TopicLayout> = Vec::new();
     for t in &req.topics {
@@ -104,12 +113,13 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
                 None if h.api_version >= 13 && tm.is_none() => Some(errors::UNKNOWN_TOPIC_ID),
                 None => Some(errors::UNKNOWN_TOPIC_OR_PARTITION),
                 Some(_) => {
-                    let code = crate::routing::leader_refusal(
+                    let code = crate::routing::consumer_fetch_refusal(
                         &meta,
                         state.config.node_id,
                         &name,
                         p.partition,
                         p.current_leader_epoch,
+                        follower_ok,
                     );
                     (code != errors::NONE).then_some(code)
                 }
@@ -120,6 +130,8 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
+                    follower_ok,
+                    client_rack: client_rack.clone(),
                 },
                 owner: state.owner(&topic, p.partition),
                 early_error,
@@ -151,7 +163,10 @@ pub async fn handle(state: Rc<ShardState>, h: ParsedHeader, req: FetchRequest) -
     let mut results = read_all(&state, &slots, &by_shard).await;
     loop {
         let total: usize = results.iter().map(|r| r.bytes).sum();
-        let any_error = results.iter().any(|r| r.error_code != errors::NONE);
+        // An error or a preferred read replica is answered at once.
+        let any_error = results
+            .iter()
+            .any(|r| r.error_code != errors::NONE || r.preferred_read_replica.is_some());
         if total >= min_bytes.max(1)
             || any_error
             || Instant::now() >= deadline
@@ -301,6 +316,7 @@ pub(crate) fn build_topics(
                 aborted_transactions: read_committed.then(Vec::new),
                 current_leader,
                 diverging_epoch: None,
+                preferred_read_replica: r.preferred_read_replica.unwrap_or(-1),
                 records: r.chunks.into_iter().map(to_out_chunk).collect(),
             });
         }
@@ -385,13 +401,15 @@ pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<Fetc
     let meta = state.metadata();
     for it in items {
         let log = state.partitions.get(&it.topic, it.partition);
-        let refusal = crate::routing::owner_refusal(
-            &meta,
-            state.config.node_id,
-            &it.topic,
-            it.partition,
-            log.is_some(),
-        );
+        let node = state.config.node_id;
+        let as_follower = it.follower_ok
+            && crate::routing::serves_as_follower(&meta, &it.topic, it.partition, node)
+            && state.replicas.follows(&it.topic, it.partition);
+        let refusal = if as_follower {
+            (log.is_none()).then_some(errors::NOT_LEADER_OR_FOLLOWER)
+        } else {
+            crate::routing::owner_refusal(&meta, node, &it.topic, it.partition, log.is_some())
+        };
         let (None, Some(log)) = (refusal, log) else {
             out.push(FetchResult {
                 error_code: refusal.unwrap_or(errors::UNKNOWN_TOPIC_OR_PARTITION),
@@ -401,8 +419,33 @@ pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<Fetc
             });
             continue;
         };
-        // A replicated partition's consumers read below its high watermark.
+        // A replicated partition's consumers read below its high watermark (a follower's:
+        // the one it learnt from the leader).
         let limit = state.replicas.read_limit(&it.topic, it.partition);
+        if as_follower {
+            state.metrics.follower_fetch();
+        } else if let Some(rack) = &it.client_rack
+            && let Some(replica) = state.replicas.preferred_read_replica(
+                state.config.replica_selector,
+                &meta,
+                node,
+                &it.topic,
+                it.partition,
+                rack,
+                it.offset,
+            )
+        {
+            // KIP-392: no records, the replica to read from instead.
+            state.metrics.preferred_replica_redirect();
+            out.push(FetchResult {
+                error_code: errors::NONE,
+                high_watermark: limit.map_or(log.high_watermark(), |l| l.min(log.high_watermark())),
+                log_start_offset: log.log_start_offset(),
+                preferred_read_replica: Some(replica),
+                ..Default::default()
+            });
+            continue;
+        }
         let res = match limit {
             Some(limit) => log.read_below(it.offset, it.max_bytes, limit).await,
             None => log.read(it.offset, it.max_bytes).await,
@@ -418,6 +461,7 @@ pub async fn read_local(state: &Rc<ShardState>, items: &[FetchItem]) -> Vec<Fetc
                     log_start_offset: lso,
                     chunks,
                     bytes,
+                    preferred_read_replica: None,
                 }
             }
             Err(ReadError::OffsetOutOfRange { .. }) => {
@@ -530,6 +574,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
         log_start_offset: 3,
         chunks: vec![ReadChunk::Memory(bytes::Bytes::from_static(&[7u8; 70]))],
         bytes: 70,
+        preferred_read_replica: None,
     };
     let failed = |code: i16| FetchResult {
         error_code: code,

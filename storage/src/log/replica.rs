@@ -7,9 +7,14 @@ use bytes::BytesMut;
 use futures::FutureExt;
 use futures::channel::oneshot;
 
-use super::{Op, PartitionLog, PendingWrite};
+use std::rc::Rc;
+
+use super::{Op, PartitionLog, PendingWrite, list_dir};
 use crate::batch::{self, BatchHeader};
-use crate::producer_state::BatchIdent;
+use crate::epoch::EpochCache;
+use crate::io;
+use crate::producer_state::{BatchIdent, ProducerState};
+use crate::segment::Segment;
 use crate::{AppendError, Appended, Durability, StorageError};
 
 impl PartitionLog {
@@ -35,6 +40,89 @@ impl PartitionLog {
         if self.epochs.borrow_mut().assign(epoch, self.leo.get()) {
             self.epochs_dirty.set(true);
         }
+    }
+
+    /// Kafka's `truncateFullyAndStartAt`: a follower whose log end is below its leader's log
+    /// start (the leader deleted, by retention or DeleteRecords, records the follower never
+    /// got) drops its whole log and starts an empty one at `offset` (>= the log end): every
+    /// segment, producer snapshot and leader epoch goes; log start, log end and both high
+    /// watermarks become `offset`. Crash-safe in this order: the empty epoch checkpoint and
+    /// the new log start are persisted, then the new segment is created and made durable, and
+    /// only then are the old files removed (open deletes segments wholly below the persisted
+    /// log start, so a crash in between leaves either the old log or the new one).
+    pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
+        if self.closed.get() {
+            return Err(StorageError::Closed);
+        }
+        let _guard = self.delete_lock.lock().await;
+        if self.busy.replace(true) {
+            return Err(StorageError::Busy);
+        }
+        let r = self.restart_at(offset).await;
+        self.busy.set(false);
+        r
+    }
+
+    async fn restart_at(&self, offset: i64) -> Result<(), StorageError> {
+        self.wait_idle().await;
+        if let Some(f) = self.failed.borrow().clone() {
+            return Err(StorageError::Failed(f));
+        }
+        let leo = self.leo.get();
+        if offset < 0 || (offset < leo && leo != self.start.get()) {
+            return Err(StorageError::InvalidArgument(format!(
+                "truncate_fully_and_start_at({offset}) below the log end {leo} of a log \
+                 that is not empty"
+            )));
+        }
+        *self.epochs.borrow_mut() = EpochCache::default();
+        self.epochs_dirty.set(false);
+        self.write_epochs().await?;
+        self.start.set(offset);
+        self.persist_start().await?;
+        let active = self.active.borrow().clone();
+        let seg = if active.base_offset == offset && active.size.get() == 0 {
+            active
+        } else {
+            let seg = Rc::new(Segment::create_sync(&self.dir, offset)?);
+            io::sync_dir(&self.dir).await?;
+            seg
+        };
+        let old: Vec<Rc<Segment>> = {
+            let mut segs = self.segments.borrow_mut();
+            let old = std::mem::take(&mut *segs)
+                .into_values()
+                .filter(|s| !Rc::ptr_eq(s, &seg))
+                .collect();
+            segs.insert(offset, seg.clone());
+            old
+        };
+        *self.active.borrow_mut() = seg;
+        self.release_cache_from(i64::MIN);
+        self.leo.set(offset);
+        self.hw.set(offset);
+        self.synced_end.set(offset);
+        self.first_dirty.set(offset);
+        *self.producers.borrow_mut() = ProducerState::default();
+        log::info!(
+            "{}: log restarted empty at offset {offset} (was {}..{leo}, {} segments removed)",
+            self.dir.display(),
+            old.first().map_or(leo, |s| s.base_offset),
+            old.len()
+        );
+        for s in old {
+            if let Some(f) = s.take_dma()
+                && let Ok(f) = Rc::try_unwrap(f)
+            {
+                let _ = f.close().await;
+            }
+            s.delete_files()?;
+        }
+        let (_, snaps) = list_dir(&self.dir)?;
+        for s in snaps {
+            io::remove_if_exists(&io::segment_file(&self.dir, s, "snapshot"))?;
+        }
+        io::sync_dir(&self.dir).await
     }
 
     /// Resolves once every offset up to `last` is durable at `durability` (a sync of the

@@ -6,7 +6,8 @@
 //! Answers go back to the rules: fetched batches are appended unchanged and written (and
 //! fdatasynced under `tern.replication.ack.durability=synced`) before the next round, so the
 //! fetch offset is what the leader counts for this replica,
-//! DivergingEpoch truncates the local log, errors back off until the metadata moves. The task
+//! DivergingEpoch truncates the local log, OFFSET_OUT_OF_RANGE below the leader's log start
+//! restarts it empty there, other errors back off until the metadata moves. The task
 //! ends when this shard follows nothing from the leader any more.
 
 use std::collections::HashMap;
@@ -22,10 +23,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tern_shard::net::TcpStream;
+use tern_storage::PartitionLog;
 
 use super::{Key, Role, StorageLog};
+use crate::cluster::replication::codes;
 use crate::cluster::replication::follower::{
-    FetchResponse as RulesResponse, FetchedRecords, FollowerAction,
+    FetchResponse as RulesResponse, FetchedRecords, FollowerAction, log_start_to_follow,
 };
 use crate::shard_state::ShardState;
 
@@ -46,6 +49,8 @@ const BACKOFF: Duration = Duration::from_millis(200);
 /// Record batches fetched for one partition.
 pub struct Batches {
     first_offset: Option<i64>,
+    /// Last offset of the first batch.
+    first_last_offset: Option<i64>,
     bytes: Bytes,
 }
 
@@ -53,14 +58,23 @@ impl FetchedRecords for Batches {
     fn first_offset(&self) -> Option<i64> {
         self.first_offset
     }
+
+    fn first_batch_last_offset(&self) -> Option<i64> {
+        self.first_last_offset
+    }
 }
 
 impl Batches {
     fn new(bytes: Bytes) -> Self {
-        // A batch starts with its base offset (8 bytes) and length (4 bytes).
+        // A batch starts with its base offset (8 bytes) and length (4 bytes); the last offset
+        // delta is at byte 23 (after partition leader epoch, magic and CRC).
         let first_offset = (bytes.len() >= 12).then(|| (&bytes[..8]).get_i64());
+        let first_last_offset = first_offset
+            .filter(|_| bytes.len() >= 27)
+            .map(|base| base + i64::from((&bytes[23..27]).get_i32()));
         Self {
             first_offset,
+            first_last_offset,
             bytes,
         }
     }
@@ -238,11 +252,17 @@ fn forget(state: &ShardState, sent: &[Sent]) {
 /// Carries out the rules' actions for each partition of the answer. True when some partition
 /// did not back off.
 async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bool {
-    let mut answers: HashMap<(uuid::Uuid, i32), RulesResponse<Batches>> = HashMap::new();
+    // Each partition's answer and the leader's log start offset.
+    let mut answers: HashMap<(uuid::Uuid, i32), (RulesResponse<Batches>, i64)> = HashMap::new();
     for t in resp.responses {
         for p in t.partitions {
             let hw = p.high_watermark;
-            let answer = if p.error_code != 0 {
+            let answer = if p.error_code == codes::OFFSET_OUT_OF_RANGE {
+                RulesResponse::OffsetOutOfRange {
+                    leader_log_start: p.log_start_offset,
+                    high_watermark: hw,
+                }
+            } else if p.error_code != 0 {
                 RulesResponse::Error(p.error_code)
             } else if p.diverging_epoch.epoch >= 0 || p.diverging_epoch.end_offset >= 0 {
                 RulesResponse::Diverging {
@@ -256,26 +276,33 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
                     high_watermark: hw,
                 }
             };
-            answers.insert((t.topic_id, p.partition_index), answer);
+            answers.insert(
+                (t.topic_id, p.partition_index),
+                (answer, p.log_start_offset),
+            );
         }
     }
     let mut progressed = false;
     for s in sent {
-        let Some(answer) = answers.remove(&(s.topic_id, s.key.1)) else {
+        let Some((answer, leader_log_start)) = answers.remove(&(s.topic_id, s.key.1)) else {
             forget(state, std::slice::from_ref(s));
             continue;
         };
+        let hw_before = follower_hw(state, &s.key);
         let action = {
             let mut roles = state.replicas.roles().borrow_mut();
             let Some(Role::Follower(f)) = roles.get_mut(&s.key) else {
                 continue;
             };
             let log = f.log.clone();
-            // Bad input from the leader is refused here, never asserted on by the rules.
+            // Bad input from the leader is refused here. An empty log (restarted at the
+            // leader's log start) may get the batch holding that offset: the rules decide.
+            let leo = log.log_end_offset();
+            let empty = leo == log.log_start_offset();
             if let RulesResponse::Records { entries, .. } = &answer
                 && entries
                     .first_offset
-                    .is_some_and(|o| o != log.log_end_offset())
+                    .is_some_and(|o| o != leo && !(empty && o < leo))
             {
                 log::warn!(
                     "{}-{}: leader answered from offset {:?}, not {}; dropped",
@@ -297,17 +324,20 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
         match action {
             FollowerAction::Append(batches) => {
                 progressed = true;
-                let bytes = BytesMut::from(&batches.bytes[..]);
-                // What this replica does before its fetch offset counts on the leader:
-                // fdatasync (`synced`) or the write alone (`written`).
-                let durability = state.config.replication_ack_durability.storage();
-                match log.append_replicated(bytes, durability) {
-                    Ok(a) => {
-                        if let Err(e) = a.done.await {
-                            log::error!("{}-{}: replicated write failed: {e}", s.key.0, s.key.1);
-                        }
-                    }
-                    Err(e) => log::warn!("{}-{}: replicated append refused: {e}", s.key.0, s.key.1),
+                append(state, &s.key, &log, &batches).await;
+                note_appended(state, &s.key);
+            }
+            FollowerAction::RestartAndAppend { at, records } => {
+                progressed = true;
+                log::info!(
+                    "{}-{}: the leader's log start lies inside its batch at {at}: the log \
+                     restarts there",
+                    s.key.0,
+                    s.key.1
+                );
+                match log.truncate_fully_and_start_at(at).await {
+                    Ok(()) => append(state, &s.key, &log, &records).await,
+                    Err(e) => log::error!("{}-{}: restart at {at} failed: {e}", s.key.0, s.key.1),
                 }
                 note_appended(state, &s.key);
             }
@@ -324,19 +354,85 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
                 }
                 note_appended(state, &s.key);
             }
+            FollowerAction::RestartAt(start) => {
+                progressed = true;
+                log::warn!(
+                    "{}-{}: log end {} is below the leader's log start {start}: restarting the \
+                     log empty there (OFFSET_OUT_OF_RANGE)",
+                    s.key.0,
+                    s.key.1,
+                    log.log_end_offset()
+                );
+                if let Err(e) = log.truncate_fully_and_start_at(start).await {
+                    log::error!("{}-{}: restart at {start} failed: {e}", s.key.0, s.key.1);
+                }
+                note_appended(state, &s.key);
+            }
             FollowerAction::Idle => progressed = true,
             FollowerAction::Backoff(code) => {
                 log::debug!("{}-{}: leader answered {code}", s.key.0, s.key.1);
             }
         }
+        follow_log_start(state, &s.key, leader_log_start).await;
+        if follower_hw(state, &s.key) != hw_before {
+            // Consumers reading from this follower (KIP-392) wait on its high watermark.
+            state.replicas.wake_hw(&s.key);
+        }
     }
     progressed
+}
+
+/// Appends fetched batches unchanged and waits for them at this broker's
+/// `tern.replication.ack.durability` (fdatasync under `synced`, the write under `written`):
+/// only then does the next fetch offset count on the leader.
+async fn append(state: &ShardState, key: &Key, log: &PartitionLog, batches: &Batches) {
+    let bytes = BytesMut::from(&batches.bytes[..]);
+    let durability = state.config.replication_ack_durability.storage();
+    match log.append_replicated(bytes, durability) {
+        Ok(a) => {
+            if let Err(e) = a.done.await {
+                log::error!("{}-{}: replicated write failed: {e}", key.0, key.1);
+            }
+        }
+        Err(e) => log::warn!("{}-{}: replicated append refused: {e}", key.0, key.1),
+    }
+}
+
+/// The leader's log start reaches this replica (DeleteRecords, retention on the leader), up
+/// to the high watermark this follower knows (`follower::log_start_to_follow`).
+async fn follow_log_start(state: &ShardState, key: &Key, leader_log_start: i64) {
+    let (log, to) = {
+        let roles = state.replicas.roles().borrow();
+        let Some(Role::Follower(f)) = roles.get(key) else {
+            return;
+        };
+        let hw = f.rules.high_watermark().min(f.log.high_watermark());
+        match log_start_to_follow(leader_log_start, f.log.log_start_offset(), hw) {
+            Some(to) => (f.log.clone(), to),
+            None => return,
+        }
+    };
+    if let Err(e) = log.delete_records(to).await {
+        log::warn!(
+            "{}-{}: log start not moved to the leader's {to}: {e}",
+            key.0,
+            key.1
+        );
+    }
 }
 
 fn note_appended(state: &ShardState, key: &Key) {
     if let Some(Role::Follower(f)) = state.replicas.roles().borrow_mut().get_mut(key) {
         let log = f.log.clone();
         f.rules.appended(&StorageLog(&log));
+    }
+}
+
+/// This follower's high watermark (None: no follower role any more).
+fn follower_hw(state: &ShardState, key: &Key) -> Option<i64> {
+    match state.replicas.roles().borrow().get(key) {
+        Some(Role::Follower(f)) => Some(f.rules.high_watermark()),
+        _ => None,
     }
 }
 

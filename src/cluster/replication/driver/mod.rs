@@ -23,6 +23,7 @@ use tern_storage::PartitionLog;
 
 use super::follower::FollowerPartition;
 use super::leader::{LeaderOutput, LeaderPartition};
+use super::read_replica::{ReadCandidate, ReplicaSelector, preferred_read_replica};
 use super::{AckDurability, PartitionState, ReplicaLog, ReplicationConfig};
 use crate::messages::{ControllerRequest, ShardMessage};
 use crate::metadata::{ClusterMetadata, TopicMeta};
@@ -37,6 +38,10 @@ pub struct StorageLog<'a>(pub &'a PartitionLog);
 impl ReplicaLog for StorageLog<'_> {
     fn log_end_offset(&self) -> i64 {
         self.0.log_end_offset()
+    }
+
+    fn log_start_offset(&self) -> i64 {
+        self.0.log_start_offset()
     }
 
     fn written_end_offset(&self) -> i64 {
@@ -145,6 +150,62 @@ impl ShardReplicas {
         }
     }
 
+    /// True when this shard follows `topic`-`partition` (it has a follower role, so its
+    /// consumers read below the high watermark learnt from the leader).
+    pub fn follows(&self, topic: &str, partition: i32) -> bool {
+        let roles = self.roles.borrow();
+        !roles.is_empty()
+            && matches!(
+                roles.get(&(topic.to_string(), partition)),
+                Some(Role::Follower(_))
+            )
+    }
+
+    /// KIP-392: the replica a consumer in `client_rack` fetching `topic`-`partition` from
+    /// `fetch_offset` should read from instead of this leader (None: read here).
+    #[allow(clippy::too_many_arguments)]
+    pub fn preferred_read_replica(
+        &self,
+        selector: ReplicaSelector,
+        meta: &ClusterMetadata,
+        node: i32,
+        topic: &str,
+        partition: i32,
+        client_rack: &str,
+        fetch_offset: i64,
+    ) -> Option<i32> {
+        if selector == ReplicaSelector::LeaderOnly {
+            return None;
+        }
+        let roles = self.roles.borrow();
+        let Some(Role::Leader(l)) = roles.get(&(topic.to_string(), partition)) else {
+            return None;
+        };
+        let candidates: Vec<ReadCandidate> = l
+            .rules
+            .follower_positions()
+            .into_iter()
+            .map(|(broker, start, end, in_isr)| {
+                let b = meta.brokers.get(&broker);
+                ReadCandidate {
+                    broker,
+                    rack: b.and_then(|b| b.rack.clone()),
+                    log_start_offset: start,
+                    log_end_offset: end,
+                    in_sync_and_live: in_isr && b.is_some_and(|b| !b.fenced),
+                }
+            })
+            .collect();
+        let leader_rack = meta.brokers.get(&node).and_then(|b| b.rack.as_deref());
+        preferred_read_replica(
+            selector,
+            client_rack,
+            leader_rack,
+            fetch_offset,
+            &candidates,
+        )
+    }
+
     /// Resolves when the partition's high watermark moves (None: no replication role).
     pub fn watch_hw(&self, topic: &str, partition: i32) -> Option<oneshot::Receiver<()>> {
         if self.roles.borrow().is_empty() {
@@ -164,7 +225,7 @@ impl ShardReplicas {
         Some(rx)
     }
 
-    fn wake_hw(&self, key: &Key) {
+    pub(crate) fn wake_hw(&self, key: &Key) {
         if let Some(list) = self.hw_watchers.borrow_mut().remove(key) {
             for tx in list {
                 let _ = tx.send(());

@@ -33,6 +33,7 @@ pub struct ReplicaItem {
     pub leader_epoch: i32,
     pub fetch_offset: i64,
     pub last_fetched_epoch: i32,
+    pub log_start_offset: i64,
     pub max_bytes: usize,
 }
 
@@ -116,6 +117,7 @@ pub async fn handle(
                         leader_epoch: p.current_leader_epoch,
                         fetch_offset: p.fetch_offset,
                         last_fetched_epoch: p.last_fetched_epoch,
+                        log_start_offset: p.log_start_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
                     },
                 ));
@@ -189,6 +191,7 @@ pub async fn handle(
                         aborted_transactions: None,
                         current_leader: None,
                         diverging_epoch: r.diverging,
+                        preferred_read_replica: -1,
                         records: r
                             .chunks
                             .into_iter()
@@ -279,6 +282,7 @@ async fn answer(
         // tern.replication.ack.durability (written, or written and synced): the fetch
         // offset is what counts for them.
         replicated_offset: it.fetch_offset,
+        log_start_offset: it.log_start_offset,
     };
     let decided = state.replicas.with_leader(state, &key, |l, now| {
         let log = l.log.clone();
