@@ -117,7 +117,23 @@ pub enum ControllerRequest {
         partitions: Option<Vec<(String, i32)>>,
         reply: Reply<ElectionAnswer>,
     },
+    /// AlterPartitionReassignments: (topic, partition, target replicas or None to cancel);
+    /// one result per change, in order, or an error for the whole request.
+    AlterPartitionReassignments {
+        changes: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+        reply: Reply<Result<Vec<Result<(), (i16, String)>>, (i16, String)>>,
+    },
+    /// ListPartitionReassignments: partitions None = all.
+    ListPartitionReassignments {
+        partitions: Option<Vec<(String, i32)>>,
+        reply: Reply<ReassignmentList>,
+    },
 }
+
+/// ListPartitionReassignments' answer: the reassignments in progress, or an error.
+pub type ReassignmentList =
+    Result<Vec<crate::cluster::controller::reassignment::OngoingReassignment>, (i16, String)>;
 
 /// ElectLeaders' answer: (topic, partition, error code, message) per partition, or an error
 /// for the whole request.

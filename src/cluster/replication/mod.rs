@@ -19,6 +19,7 @@ pub mod leader;
 pub mod log_model;
 #[cfg(test)]
 mod tests;
+pub mod throttle;
 
 #[allow(unused_imports)] // the simulator's and the tests' log; the driver uses ReplicaLog
 pub use log_model::{LogEntry, PartitionLogModel, ReplicaLog};

@@ -7,7 +7,10 @@
 //! fdatasynced under `tern.replication.ack.durability=synced`) before the next round, so the
 //! fetch offset is what the leader counts for this replica,
 //! DivergingEpoch truncates the local log, errors back off until the metadata moves. The task
-//! ends when this shard follows nothing from the leader any more.
+//! ends when this shard follows nothing from the leader any more. Partitions this broker is
+//! being added to by a reassignment fetch under `follower.replication.throttled.rate`
+//! (`throttle.rs`): they ask for at most their share of the bucket, and skip a round while it
+//! is empty.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -124,22 +127,48 @@ pub async fn run(state: Rc<ShardState>, leader: i32) {
     }
 }
 
-/// One partition of a round: its key, topic id, and the rules' fetch id.
+/// One partition of a round: its key, topic id, the rules' fetch id, and whether it is a
+/// replica a reassignment is adding (its bytes count against the throttle).
 struct Sent {
     key: Key,
     topic_id: uuid::Uuid,
     fetch_id: u64,
+    throttled: bool,
 }
 
 fn build_request(state: &ShardState, keys: &[Key]) -> (FetchRequest, Vec<Sent>) {
     let mut topics: HashMap<uuid::Uuid, Vec<FetchPartition>> = HashMap::new();
     let mut sent = Vec::new();
     let mut broker_epoch = -1;
+    // follower.replication.throttled.rate: the partitions this broker is being added to share
+    // the bucket's allowance; with none left they sit this round out.
+    let meta = state.metadata();
+    let node = state.config.node_id;
+    let adding: Vec<bool> = keys
+        .iter()
+        .map(|k| super::is_adding(&meta, &k.0, k.1, node))
+        .collect();
+    let throttled_count = adding.iter().filter(|&&a| a).count();
+    let share = if throttled_count > 0 {
+        state
+            .replicas
+            .throttle_allowance(&meta, state.count, super::ThrottleSide::Follower)
+            .map(|a| a / throttled_count as u64)
+    } else {
+        None
+    };
     let mut roles = state.replicas.roles().borrow_mut();
-    for key in keys {
+    for (key, &throttled) in keys.iter().zip(&adding) {
         let Some(Role::Follower(f)) = roles.get_mut(key) else {
             continue;
         };
+        let mut max_bytes = PARTITION_MAX_BYTES;
+        if throttled && let Some(share) = share {
+            if share == 0 {
+                continue;
+            }
+            max_bytes = max_bytes.min(share.min(i32::MAX as u64) as i32);
+        }
         let (fetch_id, r) = f.rules.next_fetch(&StorageLog(&f.log));
         broker_epoch = r.broker_epoch;
         let mut p = FetchPartition::default();
@@ -148,12 +177,13 @@ fn build_request(state: &ShardState, keys: &[Key]) -> (FetchRequest, Vec<Sent>) 
         p.fetch_offset = r.fetch_offset;
         p.last_fetched_epoch = r.last_fetched_epoch;
         p.log_start_offset = f.log.log_start_offset();
-        p.partition_max_bytes = PARTITION_MAX_BYTES;
+        p.partition_max_bytes = max_bytes;
         topics.entry(f.topic_id).or_default().push(p);
         sent.push(Sent {
             key: key.clone(),
             topic_id: f.topic_id,
             fetch_id,
+            throttled,
         });
     }
     let mut req = FetchRequest::default();
@@ -265,6 +295,13 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
             forget(state, std::slice::from_ref(s));
             continue;
         };
+        if s.throttled
+            && let RulesResponse::Records { entries, .. } = &answer
+        {
+            state
+                .replicas
+                .throttle_consume(super::ThrottleSide::Follower, entries.bytes.len() as u64);
+        }
         let action = {
             let mut roles = state.replicas.roles().borrow_mut();
             let Some(Role::Follower(f)) = roles.get_mut(&s.key) else {
