@@ -52,6 +52,7 @@ fn cluster_sim_seeds() {
                 total.truncations += s.truncations;
                 total.isr_changes += s.isr_changes;
                 total.leader_changes += s.leader_changes;
+                total.reassignments += s.reassignments;
                 if std::env::var("SIM_VERBOSE").is_ok() {
                     eprintln!("seed {seed}: {s:?}");
                 }
@@ -68,7 +69,7 @@ fn cluster_sim_seeds() {
         "simulated {runs} seeds in {wall:.1} s: {:.0} seeds/min, {} events ({:.0} events/s), \
          {:.2} simulated hours ({:.2} simulated hours per wall-clock minute); \
          acks=all {} acks=1 {} consumed {} crashes {} network partitions {} truncations {} \
-         ISR changes {} metadata leader changes {}",
+         ISR changes {} metadata leader changes {} reassignments {}",
         runs as f64 / wall * 60.0,
         total.events,
         total.events as f64 / wall,
@@ -82,6 +83,7 @@ fn cluster_sim_seeds() {
         total.truncations,
         total.isr_changes,
         total.leader_changes,
+        total.reassignments,
     );
     assert!(failures.is_empty(), "failing seeds: {failures:#?}");
 }

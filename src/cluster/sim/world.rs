@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::checks::{Check, Checker};
 use super::{Failure, SimConfig, Stats};
+use crate::cluster::controller::reassignment::ReassignmentChange;
 use crate::cluster::controller::{
     BrokerHeartbeat, BrokerRegistration, Controller, ControllerConfig, CreateTopic,
 };
@@ -1071,6 +1072,18 @@ impl World {
             }
             let r = &mut self.nodes[i].replicas[p];
             r.role = Role::None;
+            // A reassignment removed this replica: its log is deleted, as the broker does.
+            if let Some(s) = &state
+                && !s.replicas.contains(&id)
+                && r.log.log_end_offset() > 0
+            {
+                r.log.truncate_to(0);
+                r.hw = 0;
+                self.trace(format!(
+                    "node {id}: no replica of p{p} any more; log deleted"
+                ));
+            }
+            let r = &mut self.nodes[i].replicas[p];
             match desired {
                 Some((true, _, epoch)) => {
                     let s = state.expect("desired from a state");
@@ -1616,7 +1629,78 @@ impl World {
                 let d = self.rng.gen_range(500..4_000);
                 self.schedule(d, Event::DiskBack(i));
             }
-            _ => {}
+            _ => self.reassign(),
+        }
+    }
+
+    /// A reassignment workload step (KIP-455), asked of the active controller as a client's
+    /// AlterPartitionReassignments would: add a replica, remove (or replace) the leader's
+    /// replica, or cancel the move in progress.
+    fn reassign(&mut self) {
+        let n = self.nodes.len() as i32;
+        let Some(a) = (0..self.nodes.len())
+            .find(|&i| self.nodes[i].up && self.nodes[i].controller.is_active())
+        else {
+            return;
+        };
+        let p = self.rng.gen_range(0..self.cfg.partitions);
+        let Some(part) = self.nodes[a]
+            .controller
+            .image()
+            .topic_by_name(TOPIC)
+            .and_then(|t| t.partitions.get(&(p as i32)))
+            .cloned()
+        else {
+            return;
+        };
+        let target = part.target_replicas();
+        let outside: Vec<i32> = (0..n).filter(|b| !target.contains(b)).collect();
+        let kind = self.rng.gen_range(0..3);
+        let replicas = match kind {
+            0 if !outside.is_empty() => {
+                let mut t = target.clone();
+                t.push(outside[self.rng.gen_range(0..outside.len())]);
+                Some(t)
+            }
+            1 if part.leader != NO_LEADER && target.contains(&part.leader) => {
+                let mut t: Vec<i32> = target
+                    .iter()
+                    .copied()
+                    .filter(|&b| b != part.leader)
+                    .collect();
+                if t.len() < MIN_ISR {
+                    if outside.is_empty() {
+                        return;
+                    }
+                    t.push(outside[self.rng.gen_range(0..outside.len())]);
+                }
+                Some(t)
+            }
+            2 if part.reassigning() => None,
+            _ => return,
+        };
+        let change = ReassignmentChange {
+            topic: TOPIC.into(),
+            partition: p as i32,
+            replicas: replicas.clone(),
+        };
+        let id = self.nodes[a].id;
+        match self.nodes[a]
+            .controller
+            .alter_partition_reassignments(&[change], true)
+        {
+            Ok((results, records)) => {
+                self.trace(format!(
+                    "controller {id}: reassign p{p} from {:?} to {replicas:?}: {:?}",
+                    part.replicas,
+                    results[0].as_ref().map_err(|e| e.code)
+                ));
+                if results[0].is_ok() {
+                    self.stats.reassignments += 1;
+                }
+                self.propose(a, records, None);
+            }
+            Err(e) => self.trace(format!("controller {id}: reassign refused: {}", e.code)),
         }
     }
 
