@@ -122,7 +122,7 @@ pub enum ControllerRequest {
     AlterPartitionReassignments {
         changes: Vec<(String, i32, Option<Vec<i32>>)>,
         allow_replication_factor_change: bool,
-        reply: Reply<Result<Vec<Result<(), (i16, String)>>, (i16, String)>>,
+        reply: Reply<ReassignmentResults>,
     },
     /// ListPartitionReassignments: partitions None = all.
     ListPartitionReassignments {
@@ -130,6 +130,10 @@ pub enum ControllerRequest {
         reply: Reply<ReassignmentList>,
     },
 }
+
+/// AlterPartitionReassignments' answer: one result per change, or an error for the whole
+/// request.
+pub type ReassignmentResults = Result<Vec<Result<(), (i16, String)>>, (i16, String)>;
 
 /// ListPartitionReassignments' answer: the reassignments in progress, or an error.
 pub type ReassignmentList =

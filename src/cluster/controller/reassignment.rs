@@ -328,6 +328,9 @@ mod tests {
     use crate::cluster::metadata_log::image::MetadataImage;
     use crate::cluster::replication::{AlterPartitionRequest, PartitionState};
 
+    /// (topic, partition, replicas, adding, removing) of a move in progress.
+    type Listed = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
     struct Harness {
         c: Controller,
         /// Every committed entry, for a second controller to replay.
@@ -436,7 +439,7 @@ mod tests {
             state
         }
 
-        fn listed(&self) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+        fn listed(&self) -> Vec<Listed> {
             self.c
                 .list_partition_reassignments(None)
                 .unwrap()

@@ -17,7 +17,11 @@ fn env_u64(name: &str) -> Option<u64> {
 /// 493: a duplicated registration gave a broker a new epoch while its follower kept the old
 /// one, so the leader never found it eligible for the ISR (a simulator driver bug: roles now
 /// restart on a new broker epoch).
-const REGRESSION_SEEDS: &[u64] = &[13, 493];
+/// 1348, 1379, 1704 (with the reassignment workload): a fetch answer for an earlier follower
+/// role of the partition reached the new role, which reuses fetch ids, and put the old leader's
+/// records below its HW (the simulator now tags fetches with the role; the broker's fetcher
+/// drops answers for another leader epoch).
+const REGRESSION_SEEDS: &[u64] = &[13, 493, 1348, 1379, 1704];
 
 #[test]
 fn cluster_sim_seeds() {

@@ -166,6 +166,11 @@ struct Replica {
     hw: i64,
     sync_in_flight: bool,
     fetch_gen: u64,
+    /// Bumped for every follower role: a fetch answer meant for an earlier role (delayed or
+    /// duplicated by the network) is dropped, as the broker's fetcher matches answers to the
+    /// round that asked. Without it, a replica removed and re-added by a reassignment took a
+    /// stale answer whose fetch id the new role reused.
+    role_gen: u64,
 }
 
 struct Node {
@@ -288,6 +293,7 @@ impl World {
                         hw: 0,
                         sync_in_flight: false,
                         fetch_gen: 0,
+                        role_gen: 0,
                     })
                     .collect(),
                 disk_full: false,
@@ -1117,6 +1123,7 @@ impl World {
                     self.leader_outputs(i, p);
                 }
                 Some((false, leader, epoch)) => {
+                    r.role_gen += 1;
                     r.role = Role::Follower(FollowerPartition::new(
                         id,
                         be.expect("registered"),
@@ -1179,12 +1186,14 @@ impl World {
         };
         let (fid, req) = f.next_fetch(&r.log);
         let leader = f.leader();
+        // The role's generation rides in the high half of the id (echoed by the leader).
+        let tagged = (r.role_gen << 32) | (fid & 0xffff_ffff);
         self.send(
             id,
             leader,
             Msg::Fetch {
                 part: p,
-                id: fid,
+                id: tagged,
                 req,
             },
         );
@@ -1261,7 +1270,10 @@ impl World {
         let Role::Follower(f) = &mut r.role else {
             return;
         };
-        match f.on_fetch_response(fid, resp, &r.log) {
+        if fid >> 32 != r.role_gen {
+            return; // meant for an earlier follower role
+        }
+        match f.on_fetch_response(fid & 0xffff_ffff, resp, &r.log) {
             FollowerAction::Append(entries) => {
                 if disk_full {
                     self.fetch_soon(i, p, 100);
@@ -1275,7 +1287,7 @@ impl World {
             FollowerAction::Truncate(to) => {
                 let leo = r.log.log_end_offset();
                 r.log.truncate_to(to);
-                f.appended(&r.log);
+                f.truncated(&r.log);
                 self.stats.truncations += 1;
                 self.trace(format!("node {id} truncates p{p} from {leo} to {to}"));
                 self.fetch_soon(i, p, 0);

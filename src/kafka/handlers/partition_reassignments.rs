@@ -25,7 +25,7 @@ use crate::messages::{ControllerRequest, ReassignmentList, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
 type Change = (String, i32, Option<Vec<i32>>);
-type AlterAnswer = Result<Vec<Result<(), (i16, String)>>, (i16, String)>;
+type AlterAnswer = crate::messages::ReassignmentResults;
 
 pub async fn handle_alter(
     state: Rc<ShardState>,

@@ -134,6 +134,10 @@ struct Sent {
     topic_id: uuid::Uuid,
     fetch_id: u64,
     throttled: bool,
+    /// The follower role the fetch was for (leader epoch): an answer that arrives after the
+    /// role was replaced (a new leader epoch, or the replica removed and re-added) is dropped,
+    /// since the new role's fetch ids start again and the old leader's records may diverge.
+    leader_epoch: i32,
 }
 
 fn build_request(state: &ShardState, keys: &[Key]) -> (FetchRequest, Vec<Sent>) {
@@ -184,6 +188,7 @@ fn build_request(state: &ShardState, keys: &[Key]) -> (FetchRequest, Vec<Sent>) 
             topic_id: f.topic_id,
             fetch_id,
             throttled,
+            leader_epoch: r.leader_epoch,
         });
     }
     let mut req = FetchRequest::default();
@@ -307,6 +312,9 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
             let Some(Role::Follower(f)) = roles.get_mut(&s.key) else {
                 continue;
             };
+            if f.rules.leader_epoch() != s.leader_epoch {
+                continue; // meant for an earlier follower role
+            }
             let log = f.log.clone();
             // Bad input from the leader is refused here, never asserted on by the rules.
             if let RulesResponse::Records { entries, .. } = &answer
@@ -359,7 +367,11 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
                 if let Err(e) = log.truncate_to(to.max(log.log_start_offset())).await {
                     log::error!("{}-{}: truncation to {to} failed: {e}", s.key.0, s.key.1);
                 }
-                note_appended(state, &s.key);
+                if let Some(Role::Follower(f)) = state.replicas.roles().borrow_mut().get_mut(&s.key)
+                {
+                    let log = f.log.clone();
+                    f.rules.truncated(&StorageLog(&log));
+                }
             }
             FollowerAction::Idle => progressed = true,
             FollowerAction::Backoff(code) => {
