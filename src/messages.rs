@@ -123,7 +123,27 @@ pub enum ControllerRequest {
         partitions: Option<Vec<(String, i32)>>,
         reply: Reply<ElectionAnswer>,
     },
+    /// AlterPartitionReassignments: (topic, partition, target replicas or None to cancel);
+    /// one result per change, in order, or an error for the whole request.
+    AlterPartitionReassignments {
+        changes: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+        reply: Reply<ReassignmentResults>,
+    },
+    /// ListPartitionReassignments: partitions None = all.
+    ListPartitionReassignments {
+        partitions: Option<Vec<(String, i32)>>,
+        reply: Reply<ReassignmentList>,
+    },
 }
+
+/// AlterPartitionReassignments' answer: one result per change, or an error for the whole
+/// request.
+pub type ReassignmentResults = Result<Vec<Result<(), (i16, String)>>, (i16, String)>;
+
+/// ListPartitionReassignments' answer: the reassignments in progress, or an error.
+pub type ReassignmentList =
+    Result<Vec<crate::cluster::controller::reassignment::OngoingReassignment>, (i16, String)>;
 
 /// ElectLeaders' answer: (topic, partition, error code, message) per partition, or an error
 /// for the whole request.

@@ -40,6 +40,10 @@ pub struct PartitionMeta {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas a reassignment in progress adds (KIP-455): they catch up under the
+    /// replication throttle (`*.replication.throttled.rate`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
 }
 
 /// A partition without a leader (Kafka's -1).

@@ -3,9 +3,10 @@
 //! a metadata snapshot (opens new partitions, removes deleted topics' logs from disk).
 //!
 //! In cluster mode a broker hosts only the partitions with a replica on it (`hosted_here`). A
-//! partition moved away from it is closed and its directory kept, as Kafka keeps a stray log
-//! until it knows better: data is deleted only with its topic (deleted or re-created under a new
-//! id), never while the partition still exists in the metadata.
+//! partition whose replica on this broker a reassignment removed (KIP-455) is deleted, as
+//! Kafka's StopReplica with delete does: the committed metadata says the data lives elsewhere.
+//! A directory of a partition this broker did not host when it started is never opened or
+//! touched.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -102,7 +103,7 @@ impl PartitionManager {
                 }
             }
         }
-        // Partitions that moved to other brokers: closed, data kept.
+        // Partitions a reassignment moved off this broker: their logs are deleted.
         let moved: Vec<(String, i32)> = self
             .all()
             .into_iter()
@@ -119,9 +120,9 @@ impl PartitionManager {
                 .get_mut(&name)
                 .and_then(|t| t.logs.remove(&p));
             if let Some(log) = log {
-                log::info!("{name}-{p}: no replica on this broker any more; closing it");
-                if let Err(e) = log.close().await {
-                    log::error!("closing {name}-{p}: {e}");
+                log::info!("{name}-{p}: no replica on this broker any more; deleting its log");
+                if let Err(e) = log.remove().await {
+                    log::error!("removing {name}-{p}: {e}");
                 }
             }
         }

@@ -92,6 +92,28 @@ pub enum TopicCommand {
         #[arg(long, short = 'b', default_value = DEFAULT_BOOTSTRAP)]
         bootstrap_server: String,
     },
+    /// Move a partition's replicas (AlterPartitionReassignments): --replicas 1,2,3, or
+    /// --cancel a move in progress, or --list the moves in progress. --throttle BYTES/s sets
+    /// the replication throttle for the move; --wait until it is done (then the throttle goes).
+    Reassign {
+        topic: String,
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        /// Target broker ids, the preferred leader first: 1,2,3
+        #[arg(long, short = 'r')]
+        replicas: Option<String>,
+        /// leader/follower.replication.throttled.rate for the move, bytes per second.
+        #[arg(long)]
+        throttle: Option<u64>,
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        cancel: bool,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, short = 'b', default_value = DEFAULT_BOOTSTRAP)]
+        bootstrap_server: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,6 +201,27 @@ pub fn run_topic(cmd: TopicCommand) -> i32 {
             delete,
             bootstrap_server,
         } => alter_config(&bootstrap_server, 2, &topic, &set, &delete),
+        TopicCommand::Reassign {
+            topic,
+            partition,
+            replicas,
+            throttle,
+            list,
+            cancel,
+            wait,
+            bootstrap_server,
+        } => super::reassign::run(
+            &bootstrap_server,
+            &super::reassign::Reassign {
+                topic: &topic,
+                partition,
+                replicas: replicas.as_deref(),
+                throttle,
+                list,
+                cancel,
+                wait,
+            },
+        ),
     };
     res.map(|()| 0).unwrap_or_else(|e| super::fail("topic", &e))
 }
@@ -463,7 +506,7 @@ fn delete(addr: &str, topics: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn alter_config(
+pub(super) fn alter_config(
     addr: &str,
     rtype: i8,
     name: &str,

@@ -26,6 +26,7 @@ pub mod admin;
 mod cluster_info;
 pub mod data;
 mod elect_leaders;
+mod reassign;
 
 pub use admin::{ClusterCommand, TopicCommand, run_cluster, run_topic};
 pub use data::{ConsumeArgs, ProduceArgs, run_consume, run_produce};

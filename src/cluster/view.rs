@@ -32,6 +32,7 @@ pub fn cluster_metadata(
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
+                    adding_replicas: p.adding_replicas.clone(),
                 })
                 .collect();
             debug_assert!(
@@ -142,6 +143,8 @@ mod tests {
                 leader: 1 + p,
                 leader_epoch: 3,
                 partition_epoch: 4,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             }));
         }
         records.push(MetadataRecord::Config {

@@ -231,6 +231,40 @@ impl Controller {
                 };
                 let _ = reply.send(answer);
             }
+            ControllerRequest::AlterPartitionReassignments {
+                changes,
+                allow_replication_factor_change,
+                reply,
+            } => {
+                let n = changes.len();
+                let answer = match driver
+                    .call(
+                        Rpc::AlterReassignments {
+                            changes,
+                            allow_replication_factor_change,
+                        },
+                        timeout,
+                    )
+                    .await
+                {
+                    RpcReply::Results { results, offset } if results.len() == n => {
+                        driver.wait_applied(offset, APPLY_WAIT).await;
+                        Ok(results)
+                    }
+                    other => Err(whole_error(other)),
+                };
+                let _ = reply.send(answer);
+            }
+            ControllerRequest::ListPartitionReassignments { partitions, reply } => {
+                let answer = match driver
+                    .call(Rpc::ListReassignments { partitions }, timeout)
+                    .await
+                {
+                    RpcReply::Reassignments { ongoing } => Ok(ongoing),
+                    other => Err(whole_error(other)),
+                };
+                let _ = reply.send(answer);
+            }
             ControllerRequest::AllocateProducerId { reply } => {
                 let _ = reply.send(self.next_producer_id_cluster(driver).await);
             }

@@ -134,6 +134,12 @@ pub async fn dispatch_request(
         RequestKind::ElectLeaders(req) => {
             Dispatched::respond(handlers::elect_leaders::handle(state, header, req))
         }
+        RequestKind::AlterPartitionReassignments(req) => Dispatched::respond(
+            handlers::partition_reassignments::handle_alter(state, header, req),
+        ),
+        RequestKind::ListPartitionReassignments(req) => Dispatched::respond(
+            handlers::partition_reassignments::handle_list(state, header, req),
+        ),
         other => {
             // Unreachable in practice: the connection checks `api::is_supported` first.
             log::warn!(

@@ -368,6 +368,23 @@ pub const BROKER_CONFIGS: &[Def] = &[
         true,
         "",
     ),
+    // Reassignment throttle (bytes/s, applied to replicas being added: cluster/replication/throttle.rs).
+    d(
+        "leader.replication.throttled.rate",
+        "",
+        LONG0,
+        MAXLONG,
+        true,
+        "",
+    ),
+    d(
+        "follower.replication.throttled.rate",
+        "",
+        LONG0,
+        MAXLONG,
+        true,
+        "",
+    ),
     // Static (read-only) ones.
     d("broker.id", "", Kind::Int { min: 0 }, "0", false, ""),
     d("node.id", "", Kind::Int { min: 0 }, "0", false, ""),

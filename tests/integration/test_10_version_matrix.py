@@ -845,6 +845,41 @@ def elect_leaders_factory(w, v):
     return spec, check
 
 
+@factory(45, "AlterPartitionReassignments")
+def alter_partition_reassignments_factory(w, v):
+    # Standalone: moving a partition to the replica it has is accepted and changes nothing; a
+    # cancel with no move in progress is NO_REASSIGNMENT_IN_PROGRESS (85), an unregistered
+    # broker INVALID_REPLICA_ASSIGNMENT (39), a partition that does not exist
+    # UNKNOWN_TOPIC_OR_PARTITION. v1 echoes allow_replication_factor_change.
+    spec = {"timeout_ms": 30000, "allow_replication_factor_change": True,
+            "topics": [{"name": TOPIC, "partitions": [
+                {"partition_index": 0, "replicas": [w.node_id]},
+                {"partition_index": 1, "replicas": None},
+                {"partition_index": 2, "replicas": [w.node_id, 9999]},
+                {"partition_index": 999, "replicas": [w.node_id]}]}]}
+
+    def check(r):
+        ok(r.error_code, "whole request")
+        if v >= 1:
+            assert r.allow_replication_factor_change is True
+        (t,) = r.responses
+        assert t.name == TOPIC
+        got = {p.partition_index: int(p.error_code) for p in t.partitions}
+        assert got == {0: E_NONE, 1: 85, 2: 39, 999: E_UNKNOWN_TOPIC_OR_PARTITION}, got
+        assert all((p.error_message is None) == (p.error_code == 0) for p in t.partitions)
+    return spec, check
+
+
+@factory(46, "ListPartitionReassignments")
+def list_partition_reassignments_factory(w, v):
+    spec = {"timeout_ms": 30000, "topics": None}
+
+    def check(r):
+        ok(r.error_code, "whole request")
+        assert list(r.topics) == [], "nothing is moving"
+    return spec, check
+
+
 @factory(68, "ConsumerGroupHeartbeat")
 def consumer_group_heartbeat_factory(w, v):
     spec = {"group_id": CGROUP, "member_id": w.cmember_id, "member_epoch": w.cepoch,

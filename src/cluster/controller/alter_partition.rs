@@ -4,13 +4,13 @@
 //! otherwise: the optimistic version check), and only with added members that are unfenced and
 //! carry their current broker epoch (INELIGIBLE_REPLICA, KIP-903). Members removed while the
 //! ISR falls below min.insync.replicas join the ELR, as on fencing, and the ELR is cleared once
-//! the ISR is back at min.insync.replicas (KIP-966). Elections on
+//! the ISR is back at min.insync.replicas (KIP-966). An expansion that brings in the last target
+//! replica of a reassignment completes it (`reassignment.rs`). Elections on
 //! fencing stay in `brokers.rs`.
 
+use super::reassignment::PartitionFields;
 use super::{Controller, ControllerError, Decision, codes};
-use crate::cluster::metadata_log::records::{
-    ConfigResource, MetadataRecord, PartitionChangeRecord,
-};
+use crate::cluster::metadata_log::records::{ConfigResource, MetadataRecord};
 use crate::cluster::replication::{AlterPartitionRequest, PartitionState, codes as rcodes};
 
 impl Controller {
@@ -84,15 +84,17 @@ impl Controller {
                 ));
             }
         }
-        let state = |isr: Vec<i32>, partition_epoch| PartitionState {
-            leader: p.leader,
-            leader_epoch: p.leader_epoch,
-            partition_epoch,
-            isr,
-            replicas: p.replicas.clone(),
-        };
         if isr == p.isr {
-            return Ok((state(isr, p.partition_epoch), Vec::new()));
+            return Ok((
+                PartitionState {
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    isr,
+                    replicas: p.replicas.clone(),
+                },
+                Vec::new(),
+            ));
         }
         let min_isr = image
             .configs
@@ -115,15 +117,35 @@ impl Controller {
                 }
             }
         }
-        let record = MetadataRecord::PartitionChange(PartitionChangeRecord {
-            topic_id: req.topic_id,
-            partition: req.partition,
-            isr: Some(isr.clone()),
-            elr: (elr != p.elr).then_some(elr),
-            leader: None,
-            replicas: None,
-        });
-        let next = state(isr, p.partition_epoch + 1);
-        Ok((next, self.stage(vec![record])?))
+        // KIP-455: the ISR change that brings in the last target replica also completes a
+        // reassignment in progress (the removing replicas go; a removed leader hands over).
+        let mut fields = PartitionFields::of(p);
+        fields.isr = isr;
+        fields.elr = elr;
+        fields.complete_reassignment(image);
+        let next = PartitionState {
+            leader: fields.leader,
+            leader_epoch: p.leader_epoch + i32::from(fields.leader != p.leader),
+            partition_epoch: p.partition_epoch + 1,
+            isr: fields.isr.clone(),
+            replicas: fields.replicas.clone(),
+        };
+        if fields.replicas != p.replicas {
+            log::info!(
+                "controller: reassignment of {}-{} complete: replicas {:?} (ISR {:?}, leader {})",
+                topic.name,
+                req.partition,
+                fields.replicas,
+                fields.isr,
+                fields.leader
+            );
+        }
+        let record = fields
+            .change_from(req.topic_id, req.partition, p)
+            .expect("the ISR changes");
+        Ok((
+            next,
+            self.stage(vec![MetadataRecord::PartitionChange(record)])?,
+        ))
     }
 }

@@ -306,6 +306,7 @@ impl Controller {
                         isr: Some(vec![broker_id]),
                         elr: Some(p.elr.iter().copied().filter(|&b| b != broker_id).collect()),
                         replicas: None,
+                        ..Default::default()
                     }));
                 }
             }
@@ -362,6 +363,7 @@ pub(super) fn isr_removals(
                 elr: (elr != p.elr).then_some(elr),
                 leader: (leader != p.leader).then_some(leader),
                 replicas: None,
+                ..Default::default()
             }));
         }
     }

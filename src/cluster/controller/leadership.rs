@@ -111,6 +111,7 @@ impl Controller {
                 elr: (elr != p.elr).then_some(elr),
                 isr: (isr != p.isr).then_some(isr),
                 replicas: None,
+                ..Default::default()
             });
         }
         if !unclean {
@@ -129,6 +130,7 @@ impl Controller {
             isr: Some(vec![b]),
             elr: (!p.elr.is_empty()).then(Vec::new),
             replicas: None,
+            ..Default::default()
         })
     }
 
@@ -161,6 +163,7 @@ impl Controller {
             isr: None,
             elr: None,
             replicas: None,
+            ..Default::default()
         })
     }
 

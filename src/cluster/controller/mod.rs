@@ -12,6 +12,7 @@ mod brokers;
 mod configs;
 pub mod leadership;
 pub mod placement;
+pub mod reassignment;
 #[cfg(test)]
 mod tests;
 mod topics;
@@ -45,6 +46,8 @@ pub mod codes {
     pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
     pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
     pub const ELECTION_NOT_NEEDED: i16 = 84;
+    // Reassignments (reassignment.rs).
+    pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
 }
 
 /// A refused request: a Kafka error code and a message for the client.

@@ -364,6 +364,8 @@ fn partition_records(
                 elr: Vec::new(),
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             })
         })
         .collect()

@@ -158,6 +158,8 @@ mod tests {
                 leader: 0,
                 leader_epoch: 4,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             }),
         ];
         image.apply_entry(1, &records).unwrap();

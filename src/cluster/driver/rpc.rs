@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::node::ControllerNode;
 use super::wire::{Rpc, RpcReply};
 use crate::cluster::controller::leadership::ElectionType;
+use crate::cluster::controller::reassignment::ReassignmentChange;
 use crate::cluster::controller::{
     BrokerHeartbeat, BrokerRegistration, ControllerError, CreatePartitions, CreateTopic, Decision,
 };
@@ -272,6 +273,36 @@ impl ControllerNode {
                     offset,
                 })
             }
+            Rpc::AlterReassignments {
+                changes,
+                allow_replication_factor_change,
+            } => {
+                let changes: Vec<ReassignmentChange> = changes
+                    .into_iter()
+                    .map(|(topic, partition, replicas)| ReassignmentChange {
+                        topic,
+                        partition,
+                        replicas,
+                    })
+                    .collect();
+                let (results, records) = self
+                    .st
+                    .borrow_mut()
+                    .controller
+                    .alter_partition_reassignments(&changes, allow_replication_factor_change)?;
+                let offset = self.commit(records).await?;
+                Ok(RpcReply::Results {
+                    results: results.into_iter().map(item).collect(),
+                    offset,
+                })
+            }
+            Rpc::ListReassignments { partitions } => Ok(RpcReply::Reassignments {
+                ongoing: self
+                    .st
+                    .borrow()
+                    .controller
+                    .list_partition_reassignments(partitions.as_deref())?,
+            }),
             Rpc::FetchMetadata {
                 have_offset,
                 wait_ms,

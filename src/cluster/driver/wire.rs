@@ -158,6 +158,15 @@ pub enum Rpc {
         election_type: i8,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// AlterPartitionReassignments: (topic, partition, target replicas or None to cancel).
+    AlterReassignments {
+        changes: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+    },
+    /// ListPartitionReassignments: partitions None = every partition.
+    ListReassignments {
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// A per-item outcome: Ok or a Kafka error code with its message.
@@ -221,6 +230,10 @@ pub enum RpcReply {
     Elected {
         results: Vec<(String, i32, i16, Option<String>)>,
         offset: u64,
+    },
+    /// ListPartitionReassignments: the reassignments in progress.
+    Reassignments {
+        ongoing: Vec<crate::cluster::controller::reassignment::OngoingReassignment>,
     },
 }
 

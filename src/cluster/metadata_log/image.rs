@@ -33,6 +33,37 @@ pub struct PartitionImage {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// KIP-455: a reassignment in progress adds these replicas (also in `replicas`)...
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    /// ... and removes these once every target replica is in the ISR.
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Whether a reassignment is in progress.
+    pub fn reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas a reassignment in progress moves to (the current ones otherwise).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.removing_replicas.contains(b))
+            .collect()
+    }
+
+    /// The replicas before the reassignment in progress (the current ones otherwise).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.adding_replicas.contains(b))
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,6 +310,8 @@ impl MetadataImage {
             return Err(bad("partitions are added in index order"));
         }
         check_partition(&p.replicas, &p.isr, &p.elr, p.leader).map_err(|e| bad(&e))?;
+        check_reassignment(&p.replicas, &p.adding_replicas, &p.removing_replicas)
+            .map_err(|e| bad(&e))?;
         t.partitions.insert(
             p.partition,
             PartitionImage {
@@ -288,6 +321,8 @@ impl MetadataImage {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
                 partition_epoch: p.partition_epoch,
+                adding_replicas: p.adding_replicas.clone(),
+                removing_replicas: p.removing_replicas.clone(),
             },
         );
         Ok(())
@@ -307,7 +342,10 @@ impl MetadataImage {
         let isr = c.isr.as_ref().unwrap_or(&p.isr);
         let elr = c.elr.as_ref().unwrap_or(&p.elr);
         let leader = c.leader.unwrap_or(p.leader);
+        let adding = c.adding_replicas.as_ref().unwrap_or(&p.adding_replicas);
+        let removing = c.removing_replicas.as_ref().unwrap_or(&p.removing_replicas);
         check_partition(replicas, isr, elr, leader).map_err(|e| bad(&e))?;
+        check_reassignment(replicas, adding, removing).map_err(|e| bad(&e))?;
         if leader != p.leader {
             p.leader_epoch += 1;
         }
@@ -315,6 +353,8 @@ impl MetadataImage {
         p.isr = isr.clone();
         p.elr = elr.clone();
         p.leader = leader;
+        p.adding_replicas = adding.clone();
+        p.removing_replicas = removing.clone();
         p.partition_epoch += 1;
         Ok(())
     }
@@ -384,6 +424,25 @@ impl From<SnapshotBody> for MetadataImage {
             next_producer_id: b.next_producer_id,
         }
     }
+}
+
+/// A reassignment's invariants: adding and removing replicas are disjoint subsets of the
+/// replicas, and the target (replicas without the removing ones) is not empty.
+fn check_reassignment(replicas: &[i32], adding: &[i32], removing: &[i32]) -> Result<(), String> {
+    if let Some(x) = adding
+        .iter()
+        .chain(removing)
+        .find(|b| !replicas.contains(b))
+    {
+        return Err(format!("adding/removing replica {x} is not a replica"));
+    }
+    if let Some(x) = adding.iter().find(|b| removing.contains(b)) {
+        return Err(format!("{x} is both added and removed"));
+    }
+    if replicas.iter().all(|b| removing.contains(b)) {
+        return Err("a reassignment removes every replica".into());
+    }
+    Ok(())
 }
 
 /// The partition invariants every record must keep: distinct replicas, ISR and ELR disjoint

@@ -88,6 +88,12 @@ pub struct PartitionRecord {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// KIP-455: replicas a reassignment in progress adds (they are in `replicas` too).
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    /// KIP-455: replicas a reassignment in progress removes once it completes.
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
 }
 
 /// A change to an existing partition; `None` fields are unchanged. Applying it bumps the
@@ -104,6 +110,12 @@ pub struct PartitionChangeRecord {
     pub leader: Option<i32>,
     #[serde(default)]
     pub replicas: Option<Vec<i32>>,
+    /// A reassignment's adding replicas (`Some(vec![])` ends it).
+    #[serde(default)]
+    pub adding_replicas: Option<Vec<i32>>,
+    /// A reassignment's removing replicas (`Some(vec![])` ends it).
+    #[serde(default)]
+    pub removing_replicas: Option<Vec<i32>>,
 }
 
 /// A broker (re-)registration: a new broker epoch; the broker starts fenced.
@@ -173,12 +185,15 @@ mod tests {
                 leader: 1,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: vec![3],
+                removing_replicas: vec![],
             }),
             MetadataRecord::PartitionChange(PartitionChangeRecord {
                 topic_id: id,
                 partition: 0,
                 isr: Some(vec![2]),
                 leader: Some(2),
+                removing_replicas: Some(vec![1]),
                 ..Default::default()
             }),
             MetadataRecord::Config {

@@ -65,6 +65,8 @@ pub fn legacy_records(meta: &ClusterMetadata, node_id: i32) -> Vec<MetadataRecor
                 partition_epoch: topic
                     .partition_meta(partition)
                     .map_or(0, |p| p.partition_epoch),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             }));
         }
         for (key, value) in &topic.configs {

@@ -226,6 +226,15 @@ impl FollowerPartition {
         self.update_hw(log.log_end_offset());
     }
 
+    /// After the truncation a DivergingEpoch asked for: the high watermark only comes down
+    /// to the new log end. It must not rise: the truncation may be an intermediate one (the
+    /// follower lacked the leader's epoch) and the log below the new end is not yet known to
+    /// match the leader's (simulator seed 1379: a follower raised its HW over a record of an
+    /// older epoch that the next round would have cut).
+    pub fn truncated(&mut self, log: &dyn ReplicaLog) {
+        self.high_watermark = self.high_watermark.min(log.log_end_offset());
+    }
+
     /// The fetch in flight is considered lost (timeout): the next one replaces it.
     pub fn fetch_timed_out(&mut self) {
         self.in_flight = None;

@@ -444,6 +444,11 @@ impl LeaderPartition {
     pub fn on_alter_partition_response(&mut self, result: Result<PartitionState, i16>) {
         self.pending = None;
         if let Ok(state) = result {
+            // A change that completed a reassignment removing this leader elects another one:
+            // this epoch is over, and the driver resigns it when the metadata arrives.
+            if state.leader != self.me || state.leader_epoch != self.leader_epoch {
+                return;
+            }
             self.on_partition_state(&state);
         }
         self.maybe_advance_hw();
@@ -465,6 +470,9 @@ impl LeaderPartition {
                 self.followers.entry(r).or_default();
             }
         }
+        // A reassignment removed these: their fetches are refused from now on.
+        let replicas = &self.replicas;
+        self.followers.retain(|r, _| replicas.contains(r));
         self.pending = None;
         self.maybe_advance_hw();
     }

@@ -20,6 +20,7 @@ pub mod log_model;
 pub mod read_replica;
 #[cfg(test)]
 mod tests;
+pub mod throttle;
 
 #[allow(unused_imports)] // the simulator's and the tests' log; the driver uses ReplicaLog
 pub use log_model::{LogEntry, PartitionLogModel, ReplicaLog};

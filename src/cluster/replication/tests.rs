@@ -395,6 +395,34 @@ fn replication_fetch_answers_diverging_epoch_when_logs_disagree() {
 }
 
 #[test]
+fn replication_follower_hw_never_rises_on_a_truncation() {
+    // The follower starts with HW 3 and a log of 7 that diverges from the leader's at 4; the
+    // leader's HW is 8. An intermediate truncation (to 7: the follower lacks the leader's
+    // epoch) must not lift the HW over records not yet known to match (seed 1379).
+    let (_llog, mut flog) = diverged();
+    let mut fp = FollowerPartition::new(2, 22, 1, 3, AckDurability::Written, 3);
+    let (id, _) = fp.next_fetch(&flog);
+    let action = fp.on_fetch_response(
+        id,
+        FetchResponse::<Vec<LogEntry>>::Diverging {
+            epoch: 3,
+            end_offset: 8,
+            high_watermark: 8,
+        },
+        &flog,
+    );
+    let FollowerAction::Truncate(to) = action else {
+        panic!("{action:?}")
+    };
+    flog.truncate_to(to);
+    fp.truncated(&flog);
+    assert_eq!(fp.high_watermark(), 3, "unchanged, not min(8, log end)");
+    flog.truncate_to(2);
+    fp.truncated(&flog);
+    assert_eq!(fp.high_watermark(), 2, "down to the log end");
+}
+
+#[test]
 fn replication_follower_truncates_itself_to_the_largest_common_epoch_end() {
     let (llog, mut flog) = diverged();
     let mut fp = FollowerPartition::new(2, 22, 1, 3, AckDurability::Written, 3);
@@ -412,7 +440,7 @@ fn replication_follower_truncates_itself_to_the_largest_common_epoch_end() {
     assert_eq!(action, FollowerAction::Truncate(4));
     let leader_before = llog.entries().to_vec();
     flog.truncate_to(4);
-    fp.appended(&flog);
+    fp.truncated(&flog);
     assert_eq!(
         llog.entries(),
         &leader_before[..],

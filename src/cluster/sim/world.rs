@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::checks::{Check, Checker};
 use super::{Failure, SimConfig, Stats};
+use crate::cluster::controller::reassignment::ReassignmentChange;
 use crate::cluster::controller::{
     BrokerHeartbeat, BrokerRegistration, Controller, ControllerConfig, CreateTopic,
 };
@@ -165,6 +166,11 @@ struct Replica {
     hw: i64,
     sync_in_flight: bool,
     fetch_gen: u64,
+    /// Bumped for every follower role: a fetch answer meant for an earlier role (delayed or
+    /// duplicated by the network) is dropped, as the broker's fetcher matches answers to the
+    /// round that asked. Without it, a replica removed and re-added by a reassignment took a
+    /// stale answer whose fetch id the new role reused.
+    role_gen: u64,
 }
 
 struct Node {
@@ -287,6 +293,7 @@ impl World {
                         hw: 0,
                         sync_in_flight: false,
                         fetch_gen: 0,
+                        role_gen: 0,
                     })
                     .collect(),
                 disk_full: false,
@@ -1071,6 +1078,18 @@ impl World {
             }
             let r = &mut self.nodes[i].replicas[p];
             r.role = Role::None;
+            // A reassignment removed this replica: its log is deleted, as the broker does.
+            if let Some(s) = &state
+                && !s.replicas.contains(&id)
+                && r.log.log_end_offset() > 0
+            {
+                r.log.truncate_to(0);
+                r.hw = 0;
+                self.trace(format!(
+                    "node {id}: no replica of p{p} any more; log deleted"
+                ));
+            }
+            let r = &mut self.nodes[i].replicas[p];
             match desired {
                 Some((true, _, epoch)) => {
                     let s = state.expect("desired from a state");
@@ -1104,6 +1123,7 @@ impl World {
                     self.leader_outputs(i, p);
                 }
                 Some((false, leader, epoch)) => {
+                    r.role_gen += 1;
                     r.role = Role::Follower(FollowerPartition::new(
                         id,
                         be.expect("registered"),
@@ -1166,12 +1186,14 @@ impl World {
         };
         let (fid, req) = f.next_fetch(&r.log);
         let leader = f.leader();
+        // The role's generation rides in the high half of the id (echoed by the leader).
+        let tagged = (r.role_gen << 32) | (fid & 0xffff_ffff);
         self.send(
             id,
             leader,
             Msg::Fetch {
                 part: p,
-                id: fid,
+                id: tagged,
                 req,
             },
         );
@@ -1248,7 +1270,10 @@ impl World {
         let Role::Follower(f) = &mut r.role else {
             return;
         };
-        match f.on_fetch_response(fid, resp, &r.log) {
+        if fid >> 32 != r.role_gen {
+            return; // meant for an earlier follower role
+        }
+        match f.on_fetch_response(fid & 0xffff_ffff, resp, &r.log) {
             FollowerAction::Append(entries) => {
                 if disk_full {
                     self.fetch_soon(i, p, 100);
@@ -1262,7 +1287,7 @@ impl World {
             FollowerAction::Truncate(to) => {
                 let leo = r.log.log_end_offset();
                 r.log.truncate_to(to);
-                f.appended(&r.log);
+                f.truncated(&r.log);
                 self.stats.truncations += 1;
                 self.trace(format!("node {id} truncates p{p} from {leo} to {to}"));
                 self.fetch_soon(i, p, 0);
@@ -1620,7 +1645,78 @@ impl World {
                 let d = self.rng.gen_range(500..4_000);
                 self.schedule(d, Event::DiskBack(i));
             }
-            _ => {}
+            _ => self.reassign(),
+        }
+    }
+
+    /// A reassignment workload step (KIP-455), asked of the active controller as a client's
+    /// AlterPartitionReassignments would: add a replica, remove (or replace) the leader's
+    /// replica, or cancel the move in progress.
+    fn reassign(&mut self) {
+        let n = self.nodes.len() as i32;
+        let Some(a) = (0..self.nodes.len())
+            .find(|&i| self.nodes[i].up && self.nodes[i].controller.is_active())
+        else {
+            return;
+        };
+        let p = self.rng.gen_range(0..self.cfg.partitions);
+        let Some(part) = self.nodes[a]
+            .controller
+            .image()
+            .topic_by_name(TOPIC)
+            .and_then(|t| t.partitions.get(&(p as i32)))
+            .cloned()
+        else {
+            return;
+        };
+        let target = part.target_replicas();
+        let outside: Vec<i32> = (0..n).filter(|b| !target.contains(b)).collect();
+        let kind = self.rng.gen_range(0..3);
+        let replicas = match kind {
+            0 if !outside.is_empty() => {
+                let mut t = target.clone();
+                t.push(outside[self.rng.gen_range(0..outside.len())]);
+                Some(t)
+            }
+            1 if part.leader != NO_LEADER && target.contains(&part.leader) => {
+                let mut t: Vec<i32> = target
+                    .iter()
+                    .copied()
+                    .filter(|&b| b != part.leader)
+                    .collect();
+                if t.len() < MIN_ISR {
+                    if outside.is_empty() {
+                        return;
+                    }
+                    t.push(outside[self.rng.gen_range(0..outside.len())]);
+                }
+                Some(t)
+            }
+            2 if part.reassigning() => None,
+            _ => return,
+        };
+        let change = ReassignmentChange {
+            topic: TOPIC.into(),
+            partition: p as i32,
+            replicas: replicas.clone(),
+        };
+        let id = self.nodes[a].id;
+        match self.nodes[a]
+            .controller
+            .alter_partition_reassignments(&[change], true)
+        {
+            Ok((results, records)) => {
+                self.trace(format!(
+                    "controller {id}: reassign p{p} from {:?} to {replicas:?}: {:?}",
+                    part.replicas,
+                    results[0].as_ref().map_err(|e| e.code)
+                ));
+                if results[0].is_ok() {
+                    self.stats.reassignments += 1;
+                }
+                self.propose(a, records, None);
+            }
+            Err(e) => self.trace(format!("controller {id}: reassign refused: {}", e.code)),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod list_groups;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod partition_reassignments;
 pub mod sync_group;
 // operations
 pub mod alter_configs;

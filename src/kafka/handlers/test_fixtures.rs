@@ -62,6 +62,7 @@ pub fn multi_broker() -> ClusterMetadata {
         leader,
         leader_epoch: epoch,
         partition_epoch: epoch + 10,
+        adding_replicas: Vec::new(),
     };
     let t = meta.topics.get_mut("orders").expect("fixture topic");
     t.placement = vec![

@@ -137,6 +137,14 @@ const GUARDS: &[(ApiKey, Guard)] = &[
         ApiKey::ElectLeaders,
         handlers::elect_leaders::guard_responses as Guard,
     ),
+    (
+        ApiKey::AlterPartitionReassignments,
+        handlers::partition_reassignments::guard_responses_alter as Guard,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        handlers::partition_reassignments::guard_responses_list as Guard,
+    ),
 ];
 
 /// The response's API, read off the variant name (`ResponseKind` has no accessor).

@@ -8,7 +8,10 @@
 //! fetch offset is what the leader counts for this replica,
 //! DivergingEpoch truncates the local log, OFFSET_OUT_OF_RANGE below the leader's log start
 //! restarts it empty there, other errors back off until the metadata moves. The task
-//! ends when this shard follows nothing from the leader any more.
+//! ends when this shard follows nothing from the leader any more. Partitions this broker is
+//! being added to by a reassignment fetch under `follower.replication.throttled.rate`
+//! (`throttle.rs`): they ask for at most their share of the bucket, and skip a round while it
+//! is empty.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -138,22 +141,52 @@ pub async fn run(state: Rc<ShardState>, leader: i32) {
     }
 }
 
-/// One partition of a round: its key, topic id, and the rules' fetch id.
+/// One partition of a round: its key, topic id, the rules' fetch id, and whether it is a
+/// replica a reassignment is adding (its bytes count against the throttle).
 struct Sent {
     key: Key,
     topic_id: uuid::Uuid,
     fetch_id: u64,
+    throttled: bool,
+    /// The follower role the fetch was for (leader epoch): an answer that arrives after the
+    /// role was replaced (a new leader epoch, or the replica removed and re-added) is dropped,
+    /// since the new role's fetch ids start again and the old leader's records may diverge.
+    leader_epoch: i32,
 }
 
 fn build_request(state: &ShardState, keys: &[Key]) -> (FetchRequest, Vec<Sent>) {
     let mut topics: HashMap<uuid::Uuid, Vec<FetchPartition>> = HashMap::new();
     let mut sent = Vec::new();
     let mut broker_epoch = -1;
+    // follower.replication.throttled.rate: the partitions this broker is being added to share
+    // the bucket's allowance; with none left they sit this round out.
+    let meta = state.metadata();
+    let node = state.config.node_id;
+    let adding: Vec<bool> = keys
+        .iter()
+        .map(|k| super::is_adding(&meta, &k.0, k.1, node))
+        .collect();
+    let throttled_count = adding.iter().filter(|&&a| a).count();
+    let share = if throttled_count > 0 {
+        state
+            .replicas
+            .throttle_allowance(&meta, state.count, super::ThrottleSide::Follower)
+            .map(|a| a / throttled_count as u64)
+    } else {
+        None
+    };
     let mut roles = state.replicas.roles().borrow_mut();
-    for key in keys {
+    for (key, &throttled) in keys.iter().zip(&adding) {
         let Some(Role::Follower(f)) = roles.get_mut(key) else {
             continue;
         };
+        let mut max_bytes = PARTITION_MAX_BYTES;
+        if throttled && let Some(share) = share {
+            if share == 0 {
+                continue;
+            }
+            max_bytes = max_bytes.min(share.min(i32::MAX as u64) as i32);
+        }
         let (fetch_id, r) = f.rules.next_fetch(&StorageLog(&f.log));
         broker_epoch = r.broker_epoch;
         let mut p = FetchPartition::default();
@@ -162,12 +195,14 @@ fn build_request(state: &ShardState, keys: &[Key]) -> (FetchRequest, Vec<Sent>) 
         p.fetch_offset = r.fetch_offset;
         p.last_fetched_epoch = r.last_fetched_epoch;
         p.log_start_offset = f.log.log_start_offset();
-        p.partition_max_bytes = PARTITION_MAX_BYTES;
+        p.partition_max_bytes = max_bytes;
         topics.entry(f.topic_id).or_default().push(p);
         sent.push(Sent {
             key: key.clone(),
             topic_id: f.topic_id,
             fetch_id,
+            throttled,
+            leader_epoch: r.leader_epoch,
         });
     }
     let mut req = FetchRequest::default();
@@ -289,11 +324,21 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
             continue;
         };
         let hw_before = follower_hw(state, &s.key);
+        if s.throttled
+            && let RulesResponse::Records { entries, .. } = &answer
+        {
+            state
+                .replicas
+                .throttle_consume(super::ThrottleSide::Follower, entries.bytes.len() as u64);
+        }
         let action = {
             let mut roles = state.replicas.roles().borrow_mut();
             let Some(Role::Follower(f)) = roles.get_mut(&s.key) else {
                 continue;
             };
+            if f.rules.leader_epoch() != s.leader_epoch {
+                continue; // meant for an earlier follower role
+            }
             let log = f.log.clone();
             // Bad input from the leader is refused here. An empty log (restarted at the
             // leader's log start) may get the batch holding that offset: the rules decide.
@@ -352,7 +397,11 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
                 if let Err(e) = log.truncate_to(to.max(log.log_start_offset())).await {
                     log::error!("{}-{}: truncation to {to} failed: {e}", s.key.0, s.key.1);
                 }
-                note_appended(state, &s.key);
+                if let Some(Role::Follower(f)) = state.replicas.roles().borrow_mut().get_mut(&s.key)
+                {
+                    let log = f.log.clone();
+                    f.rules.truncated(&StorageLog(&log));
+                }
             }
             FollowerAction::RestartAt(start) => {
                 progressed = true;

@@ -24,6 +24,7 @@ use tern_storage::PartitionLog;
 use super::follower::FollowerPartition;
 use super::leader::{LeaderOutput, LeaderPartition};
 use super::read_replica::{ReadCandidate, ReplicaSelector, preferred_read_replica};
+use super::throttle::{FOLLOWER_RATE_KEY, LEADER_RATE_KEY, Throttle, configured_rate};
 use super::{AckDurability, PartitionState, ReplicaLog, ReplicationConfig};
 use crate::messages::{ControllerRequest, ShardMessage};
 use crate::metadata::{ClusterMetadata, TopicMeta};
@@ -101,6 +102,24 @@ pub struct ShardReplicas {
     last_checkpoint: RefCell<Option<String>>,
     checkpointing: Cell<bool>,
     checkpoint_busy: Cell<bool>,
+    // --- The reassignment throttle (`throttle.rs`), one bucket per side on this shard ---
+    leader_throttle: RefCell<Option<Throttle>>,
+    follower_throttle: RefCell<Option<Throttle>>,
+}
+
+/// Which rate of the reassignment throttle: the leader's reads for adding replicas, or the
+/// follower's fetches as an adding replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ThrottleSide {
+    Leader,
+    Follower,
+}
+
+/// Whether `replica` of `topic`-`partition` is one a reassignment is adding (throttled).
+pub(crate) fn is_adding(meta: &ClusterMetadata, topic: &str, partition: i32, replica: i32) -> bool {
+    meta.topic(topic)
+        .and_then(|t| t.partition_meta(partition))
+        .is_some_and(|p| p.adding_replicas.contains(&replica))
 }
 
 /// The replication settings of a partition of `topic`: min.insync.replicas from the topic,
@@ -602,5 +621,48 @@ impl ShardReplicas {
 
     pub(crate) fn clock_ms(&self) -> u64 {
         self.now_ms()
+    }
+
+    fn throttle_cell(&self, side: ThrottleSide) -> &RefCell<Option<Throttle>> {
+        match side {
+            ThrottleSide::Leader => &self.leader_throttle,
+            ThrottleSide::Follower => &self.follower_throttle,
+        }
+    }
+
+    /// Bytes the reassignment throttle lets this shard move now on `side` for adding
+    /// replicas (None: no rate configured). The broker's rate is split evenly over its
+    /// `shards`.
+    pub(crate) fn throttle_allowance(
+        &self,
+        meta: &ClusterMetadata,
+        shards: usize,
+        side: ThrottleSide,
+    ) -> Option<u64> {
+        let key = match side {
+            ThrottleSide::Leader => LEADER_RATE_KEY,
+            ThrottleSide::Follower => FOLLOWER_RATE_KEY,
+        };
+        let cell = self.throttle_cell(side);
+        let Some(rate) = configured_rate(&meta.broker_configs, key) else {
+            *cell.borrow_mut() = None;
+            return None;
+        };
+        let rate = rate / shards.max(1) as u64;
+        let now = self.now_ms();
+        let mut bucket = cell.borrow_mut();
+        let t = bucket.get_or_insert_with(|| Throttle::new(rate, now));
+        if t.rate() != rate {
+            t.set_rate(rate, now);
+        }
+        Some(t.allowance(now))
+    }
+
+    /// `bytes` moved for adding replicas on `side` (counted against the throttle, if any).
+    pub(crate) fn throttle_consume(&self, side: ThrottleSide, bytes: u64) {
+        let now = self.now_ms();
+        if let Some(t) = self.throttle_cell(side).borrow_mut().as_mut() {
+            t.consume(bytes, now);
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! the high watermark), or answers DivergingEpoch / an error code. With nothing to send, the
 //! owners wait until one of the logs grows or `max_wait_ms` passes (woken by the append
 //! itself, as consumer long polls are), so a follower never waits out a poll interval for
-//! data the leader has.
+//! data the leader has. A replica a reassignment is adding reads under
+//! `leader.replication.throttled.rate` (`throttle.rs`): at most the bucket's allowance per
+//! answer, an empty answer while the bucket is empty.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -17,7 +19,7 @@ use kafka_protocol::messages::FetchRequest;
 use tern_net::{FetchPartitionOut, FetchTopicOut, OutChunk, ParsedHeader, ResponseFrame};
 use tern_storage::{ReadChunk, ReadError};
 
-use super::{Key, StorageLog};
+use super::{Key, StorageLog, ThrottleSide, is_adding};
 use crate::cluster::replication::{FetchAnswer, FetchRequest as RulesFetch};
 use crate::errors;
 use crate::shard_state::ShardState;
@@ -312,28 +314,82 @@ async fn answer(
             from,
             high_watermark,
             ..
-        } => match log.read(from, it.max_bytes).await {
-            Ok(chunks) => ReplicaResult {
+        } => {
+            // A replica a reassignment is adding reads under leader.replication.throttled.rate.
+            let throttled = is_adding(&meta, &it.topic, it.partition, replica);
+            let mut max_bytes = it.max_bytes;
+            if throttled
+                && let Some(allowed) =
+                    state
+                        .replicas
+                        .throttle_allowance(&meta, state.count, ThrottleSide::Leader)
+            {
+                if allowed == 0 {
+                    // Nothing this round: an empty answer (the long poll waits it out).
+                    return ReplicaResult {
+                        error_code: errors::NONE,
+                        high_watermark,
+                        log_start_offset: lso,
+                        ..Default::default()
+                    };
+                }
+                max_bytes = max_bytes.min(allowed as usize);
+            }
+            read_answer(
+                state,
+                it,
+                &log,
+                from,
+                max_bytes,
+                high_watermark,
+                lso,
+                throttled,
+            )
+            .await
+        }
+        #[cfg(test)]
+        FetchAnswer::TruncateLeader { .. } => ReplicaResult::error(errors::UNKNOWN_SERVER_ERROR),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_answer(
+    state: &Rc<ShardState>,
+    it: &ReplicaItem,
+    log: &tern_storage::PartitionLog,
+    from: i64,
+    max_bytes: usize,
+    high_watermark: i64,
+    lso: i64,
+    throttled: bool,
+) -> ReplicaResult {
+    match log.read(from, max_bytes).await {
+        Ok(chunks) => {
+            let bytes: usize = chunks.iter().map(|c| c.len() as usize).sum();
+            if throttled {
+                state
+                    .replicas
+                    .throttle_consume(ThrottleSide::Leader, bytes as u64);
+            }
+            ReplicaResult {
                 error_code: errors::NONE,
                 high_watermark,
                 log_start_offset: lso,
-                bytes: chunks.iter().map(|c| c.len() as usize).sum(),
+                bytes,
                 chunks,
                 diverging: None,
-            },
-            Err(ReadError::OffsetOutOfRange { .. }) => ReplicaResult {
-                error_code: errors::OFFSET_OUT_OF_RANGE,
-                high_watermark,
-                log_start_offset: lso,
-                ..Default::default()
-            },
-            Err(e) => {
-                log::error!("replica fetch {}-{} at {from}: {e}", it.topic, it.partition);
-                ReplicaResult::error(errors::KAFKA_STORAGE_ERROR)
             }
+        }
+        Err(ReadError::OffsetOutOfRange { .. }) => ReplicaResult {
+            error_code: errors::OFFSET_OUT_OF_RANGE,
+            high_watermark,
+            log_start_offset: lso,
+            ..Default::default()
         },
-        #[cfg(test)]
-        FetchAnswer::TruncateLeader { .. } => ReplicaResult::error(errors::UNKNOWN_SERVER_ERROR),
+        Err(e) => {
+            log::error!("replica fetch {}-{} at {from}: {e}", it.topic, it.partition);
+            ReplicaResult::error(errors::KAFKA_STORAGE_ERROR)
+        }
     }
 }
 
