@@ -296,12 +296,15 @@ pub async fn shut_down(driver: &Driver, me: &BrokerLifecycle, timeout: Duration)
             metadata_offset: driver.applied_offset(),
             want_shutdown: true,
         };
-        match driver.call(rpc, left.min(SHUTDOWN_CALL)).await {
-            RpcReply::Heartbeat {
+        // Bounded here too: on the active controller the call is answered locally, and its
+        // fencing waits for a commit that a quorum gone meanwhile never gives.
+        let round = left.min(SHUTDOWN_CALL);
+        match tern_shard::task::timeout(round, driver.call(rpc, round)).await {
+            Some(RpcReply::Heartbeat {
                 should_shut_down,
                 offset,
                 ..
-            } => {
+            }) => {
                 answered = true;
                 // Bounded per round, so a commit that never comes (the quorum went away after
                 // answering) is noticed above.
