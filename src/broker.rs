@@ -62,6 +62,9 @@ static METRICS_ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 const LIFECYCLE_POLL: Duration = Duration::from_millis(20);
 /// How long shutdown waits for in-flight requests (long polls included) before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on the wait for the replica fetchers' rounds in flight at shutdown (a round long-polls
+/// 500 ms; one to a leader that stopped answering is cut off here).
+const FETCHER_STOP_LIMIT: Duration = Duration::from_secs(2);
 /// Bound on the other shards' wait for shard 0's controlled shutdown (its own bound plus slack).
 const RELEASE_WAIT_LIMIT: Duration = Duration::from_secs(40);
 
@@ -270,8 +273,11 @@ pub async fn run_shard(
         );
     }
     barrier(&life.drained, count).await;
-    // Phase 2: no request is running anywhere; persist the high watermarks
-    // (replication-offset-checkpoint) and close the logs cleanly.
+    // Phase 2: no request is running anywhere; stop the replica fetchers (none may append to
+    // a log being closed), persist the high watermarks (replication-offset-checkpoint) and
+    // close the logs cleanly.
+    crate::cluster::replication::driver::ShardReplicas::stop_fetchers(&state, FETCHER_STOP_LIMIT)
+        .await;
     crate::cluster::replication::driver::ShardReplicas::write_checkpoint(&state).await;
     state.partitions.close_all().await;
     state.groups.close().await;

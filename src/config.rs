@@ -234,6 +234,7 @@ const KNOWN_KEYS: &[&str] = &[
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
     "offsets.topic.num.partitions",
+    "offsets.commit.timeout.ms",
     "log.retention.ms",
     "log.retention.minutes",
     "log.retention.hours",

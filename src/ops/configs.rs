@@ -448,6 +448,14 @@ pub const BROKER_CONFIGS: &[Def] = &[
         "",
     ),
     d(
+        "offsets.commit.timeout.ms",
+        "",
+        Kind::Int { min: 1 },
+        "5000",
+        false,
+        "",
+    ),
+    d(
         "group.initial.rebalance.delay.ms",
         "",
         Kind::Int { min: 0 },

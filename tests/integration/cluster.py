@@ -7,7 +7,8 @@ file per node with Kafka's KRaft names (`node.id`, `process.roles`, `controller.
 (free ports, stderr capture, listener-gone wait). "combined": nodes 1..n are
 broker+controller voters. "separate": nodes 1..3 are controller-only voters and nodes 4..3+n
 broker-only (ids shifted by `first_node_id` - 1). `extra_node()` adds a process outside that
-layout (a duplicate node.id, a data dir of another cluster). Per node: start, kill9, sigstop, sigcont, restart, wait_exit. `wait_ready()` waits
+layout (a duplicate node.id, a data dir of another cluster). With `metrics=True` every node
+serves its Prometheus endpoint on a loopback port (`node.metric(name)`). Per node: start, kill9, sigstop, sigcont, restart, wait_exit. `wait_ready()` waits
 until a broker's Metadata lists the n brokers. `cleanup()` SIGCONTs and SIGKILLs every process
 it started, whatever state it is in. Every wait is bounded.
 """
@@ -15,6 +16,7 @@ it started, whatever state it is in. Every wait is bounded.
 import signal
 import subprocess
 import time
+import urllib.request
 
 import kmatrix
 from harness import Broker, free_port, listening_on
@@ -44,11 +46,15 @@ class Node:
         self.extra = dict(extra)
         self.log_dir = cluster.workdir / f"{name}-data"
         self.config_path = cluster.workdir / f"{name}.properties"
+        # `Cluster(metrics=True)`: each node serves GET /metrics on its own loopback port.
+        self.metrics_port = free_port() if cluster.metrics else None
+        metrics_args = (["--metrics-listener", f"127.0.0.1:{self.metrics_port}"]
+                        if self.metrics_port else [])
         # harness.Broker waits for, and after exit waits for the end of, `port`: the broker
         # listener, or the controller listener on a controller-only node.
         self.proc = Broker(cluster.tern_bin, cluster.workdir, name=name,
                            config=self.config_path, default_args=False,
-                           extra_args=["--shards", str(cluster.shards)],
+                           extra_args=["--shards", str(cluster.shards), *metrics_args],
                            port=broker_port if self.is_broker else controller_port,
                            log_dir=self.log_dir, env=cluster.env)
         self.stopped = False
@@ -72,6 +78,19 @@ class Node:
 
     def running(self):
         return self.proc.running()
+
+    def metrics(self):
+        """This node's Prometheus text (`Cluster(metrics=True)` only)."""
+        assert self.metrics_port, "the cluster was made without metrics=True"
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return urllib.request.urlopen(url, timeout=10).read().decode()
+
+    def metric(self, name):
+        """The value of an unlabelled metric `name` on this node (None when absent)."""
+        for line in self.metrics().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
 
     def properties(self):
         listeners = []
@@ -178,7 +197,7 @@ class Node:
 
 class Cluster:
     def __init__(self, tern_bin, tmp_path, n, mode="combined", extra=None, node_extra=None,
-                 shards=1, env=None, first_node_id=1, track=None):
+                 shards=1, env=None, first_node_id=1, track=None, metrics=False):
         assert mode in ("combined", "separate"), mode
         assert n >= 1
         self.tern_bin = tern_bin
@@ -188,6 +207,7 @@ class Cluster:
         self.extra = {k: str(v) for k, v in (extra or {}).items()}
         self.shards = shards
         self.env = env
+        self.metrics = metrics
         f = first_node_id
         if mode == "combined":
             layout = [(f + i, "broker,controller") for i in range(n)]

@@ -7,6 +7,12 @@ The group re-forms on the new coordinator, the committed offsets are intact (the
 answered only once on the ISR), and consumption goes on with no record lost and none re-read
 except after the last successful commit.
 
+`offsets.commit.timeout.ms`: with a follower of the offsets partition stopped but still in the
+ISR (long `replica.lag.time.max.ms` and session timeout), an OffsetCommit answers
+COORDINATOR_NOT_AVAILABLE once that timeout passes (1 s here; Kafka's mapping of the
+replication timeout), well inside the client's own request deadline, and commits succeed again
+once the follower runs.
+
 Each round prints the failover time (kill -> first successful commit on the new coordinator);
 it is reported, never asserted. Every process is started through cluster.py and killed at
 teardown; every wait is bounded (the bounds are ceilings, not measured thresholds).
@@ -19,7 +25,8 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import kclients as kc
-from cluster import metadata
+import kwire
+from cluster import Cluster, metadata
 
 OP = 60.0
 TOPIC = "events"
@@ -300,3 +307,76 @@ def test_confluent_group_survives_coordinator_kills(cluster3):
 def test_kafka_python_group_survives_coordinator_kill(cluster3):
     times = run_failovers(cluster3, KpGroup, "kp-group", ["kill9", "kill9"])
     assert len(times) == 2
+
+
+COORDINATOR_NOT_AVAILABLE = 15
+
+
+def raw_commit(port, group, topic, offset, timeout):
+    """One OffsetCommit v8 (simple commit: generation -1, no member) straight to `port`;
+    returns the partition's error code. `timeout` bounds the wait for the answer."""
+    from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
+
+    T = OffsetCommitRequest.OffsetCommitRequestTopic
+    P = T.OffsetCommitRequestPartition
+    req = OffsetCommitRequest(group_id=group, generation_id_or_member_epoch=-1, member_id="",
+                              group_instance_id=None,
+                              topics=[T(name=topic, partitions=[
+                                  P(partition_index=0, committed_offset=offset,
+                                    committed_leader_epoch=-1, committed_metadata="")])])
+    with kwire.Conn(port, timeout=timeout) as conn:
+        resp = kwire.kp_call(conn, req, OffsetCommitResponse, 8)
+    ((p,),) = [t.partitions for t in resp.topics]
+    return p.error_code
+
+
+def test_commit_fails_after_offsets_commit_timeout(request, tmp_path, tern_bin):
+    track = request.node.__dict__.setdefault("_tern_brokers", [])
+    extra = {**EXTRA, "offsets.commit.timeout.ms": 1000,
+             # A stopped follower stays in the ISR (and its broker unfenced) meanwhile.
+             "replica.lag.time.max.ms": 600_000, "broker.session.timeout.ms": 600_000}
+    c = Cluster(tern_bin, tmp_path / "c", 3, "combined", extra=extra, track=track)
+    try:
+        c.start()
+        group = "slow-commit"
+        a = kc.admin(c.bootstrap)
+        a.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=3)],
+                        request_timeout=OP)[TOPIC].result(timeout=OP)
+        kc.wait_for_topic(c.bootstrap, TOPIC, 1)
+        # A first commit creates the offsets topic (FindCoordinator) and succeeds.
+        cons = kc.consumer(c.bootstrap, **{"group.id": group})
+        try:
+            deadline = time.monotonic() + OP
+            while True:
+                try:
+                    res = cons.commit(offsets=[TopicPartition(TOPIC, 0, 1)], asynchronous=False)
+                    if all(tp.error is None for tp in res):
+                        break
+                except Exception:  # noqa: BLE001 - offsets topic still being created
+                    pass
+                assert time.monotonic() < deadline, "no first commit"
+                time.sleep(0.3)
+        finally:
+            cons.close()
+        leader, isr = wait_offsets_leader(c, group, lambda l, i: l >= 0 and len(i) == 3,
+                                          "a full offsets ISR")
+        follower = c.node(next(b for b in isr if b != leader))
+        follower.sigstop()
+        try:
+            # The commit waits for the stopped ISR member until offsets.commit.timeout.ms,
+            # then fails; the client's deadline (20 s) is far above it.
+            code = raw_commit(c.node(leader).broker_port, group, TOPIC, 2, timeout=20)
+            assert code == COORDINATOR_NOT_AVAILABLE, code
+        finally:
+            follower.sigcont()
+        deadline = time.monotonic() + OP
+        while (code := raw_commit(c.node(leader).broker_port, group, TOPIC, 3, timeout=20)) != 0:
+            assert time.monotonic() < deadline, f"commit still failing with {code}"
+            time.sleep(0.3)
+        a = kc.admin(c.bootstrap)
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        req = ConsumerGroupTopicPartitions(group, [TopicPartition(TOPIC, 0)])
+        r = a.list_consumer_group_offsets([req], request_timeout=10)[group].result(timeout=15)
+        assert [tp.offset for tp in r.topic_partitions] == [3]
+    finally:
+        c.cleanup()

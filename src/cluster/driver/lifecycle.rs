@@ -256,7 +256,9 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
 /// moved to another ISR member, or to nobody when none is left) and this node has applied that
 /// change, so its leader roles have answered their waiting produce requests
 /// NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951) before the connections close. Bounded by
-/// `timeout`; gives up sooner when no controller answers at all (the quorum is gone). A fenced
+/// `timeout`; gives up sooner when no controller answers at all (after `NO_CONTROLLER_GIVE_UP`),
+/// and at once on a voter that sees no quorum left (the last node of a cluster, whose own
+/// controller may answer but can no longer commit the fencing). A fenced
 /// broker's next start also registers at once instead of waiting for this session to expire.
 pub async fn shut_down(driver: &Driver, me: &BrokerLifecycle, timeout: Duration) {
     me.shutting_down.set(true);
@@ -267,6 +269,17 @@ pub async fn shut_down(driver: &Driver, me: &BrokerLifecycle, timeout: Duration)
     let deadline = started + timeout;
     let mut answered = false;
     loop {
+        // The last node of a cluster (or one cut off from the others): no majority of the
+        // voters is left to commit the fencing, so waiting for it is pointless.
+        if driver.quorum_out_of_reach() {
+            log::info!(
+                "broker {}: controlled shutdown not acknowledged (the metadata quorum is gone: no majority of the voters heard from); stopping after {} ms, still leading {} partitions",
+                me.broker_id,
+                started.elapsed().as_millis(),
+                driver.leader_count()
+            );
+            return;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             log::warn!(
@@ -283,14 +296,19 @@ pub async fn shut_down(driver: &Driver, me: &BrokerLifecycle, timeout: Duration)
             metadata_offset: driver.applied_offset(),
             want_shutdown: true,
         };
-        match driver.call(rpc, left.min(SHUTDOWN_CALL)).await {
-            RpcReply::Heartbeat {
+        // Bounded here too: on the active controller the call is answered locally, and its
+        // fencing waits for a commit that a quorum gone meanwhile never gives.
+        let round = left.min(SHUTDOWN_CALL);
+        match tern_shard::task::timeout(round, driver.call(rpc, round)).await {
+            Some(RpcReply::Heartbeat {
                 should_shut_down,
                 offset,
                 ..
-            } => {
+            }) => {
                 answered = true;
-                driver.wait_applied(offset, left).await;
+                // Bounded per round, so a commit that never comes (the quorum went away after
+                // answering) is noticed above.
+                driver.wait_applied(offset, left.min(SHUTDOWN_CALL)).await;
                 let leading = driver.leader_count();
                 if should_shut_down && leading == 0 {
                     log::info!(

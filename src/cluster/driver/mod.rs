@@ -65,6 +65,9 @@ pub struct Driver {
     pub lifecycle: Option<Rc<BrokerLifecycle>>,
     /// A broker-only node's copy of the committed image and the controller that sent it.
     pub follower_image: RefCell<(MetadataImage, i32)>,
+    /// controller.quorum.fetch.timeout.ms: a voter that heard from no majority for this long
+    /// and knows no leader takes the quorum as gone (`quorum_out_of_reach`).
+    quorum_silence_ms: i64,
 }
 
 impl Driver {
@@ -160,6 +163,7 @@ impl Driver {
                 publisher,
                 lifecycle,
                 follower_image: RefCell::new((MetadataImage::default(), -1)),
+                quorum_silence_ms: cluster.fetch_timeout_ms as i64,
             }
         });
         if let Some(n) = &driver.node {
@@ -266,6 +270,15 @@ impl Driver {
         if let Some(l) = &self.lifecycle {
             lifecycle::shut_down(self, l, CONTROLLED_SHUTDOWN_TIMEOUT).await;
         }
+    }
+
+    /// On a controller node: whether the metadata quorum is known to be gone (no leader, no
+    /// majority heard from within controller.quorum.fetch.timeout.ms). A broker-only node
+    /// cannot tell (false).
+    pub fn quorum_out_of_reach(&self) -> bool {
+        self.node
+            .as_ref()
+            .is_some_and(|n| n.quorum_out_of_reach(self.quorum_silence_ms))
     }
 
     /// Partitions this node leads in its committed metadata image.

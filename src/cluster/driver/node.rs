@@ -268,6 +268,31 @@ impl ControllerNode {
         self.st.borrow_mut().quorum.unreachable(peer);
     }
 
+    /// Whether this voter can tell that the metadata quorum is gone: it knows no other leader
+    /// (none, or itself: a leader keeps its role for an election timeout after losing its
+    /// followers), and it and the voters it heard from within `window_ms` are no majority. A
+    /// controlled shutdown then has nobody to commit its fencing. A follower that knows a
+    /// leader trusts it (with five voters it hears from the leader only).
+    pub fn quorum_out_of_reach(&self, window_ms: i64) -> bool {
+        let st = self.st.borrow();
+        if st.leader.is_some_and(|l| l != self.node_id) {
+            return false;
+        }
+        let voters: Vec<i32> = st
+            .quorum
+            .voter_progress()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        !majority_heard(
+            &voters,
+            self.node_id,
+            &st.peer_last_heard_ms,
+            unix_now_ms(),
+            window_ms,
+        )
+    }
+
     /// Evidence that broker `broker_id`'s process is gone (see
     /// `Controller::broker_connection_lost`); the next tick fences it after the grace.
     pub fn broker_connection_lost(&self, broker_id: i32, broker_epoch: Option<i64>) {
@@ -558,10 +583,61 @@ async fn persist_worker(
     }
 }
 
+/// Whether `me` and the voters heard from within `window_ms` before `now_ms` (their last raft
+/// message, Unix ms) are a majority of `voters` (true for an unknown voter set: no evidence).
+pub fn majority_heard(
+    voters: &[i32],
+    me: i32,
+    last_heard_ms: &BTreeMap<i32, i64>,
+    now_ms: i64,
+    window_ms: i64,
+) -> bool {
+    if voters.is_empty() {
+        return true;
+    }
+    let heard = voters
+        .iter()
+        .filter(|&&v| {
+            v == me
+                || last_heard_ms
+                    .get(&v)
+                    .is_some_and(|&t| now_ms - t <= window_ms)
+        })
+        .count();
+    heard * 2 > voters.len()
+}
+
 /// Wall-clock now in Unix milliseconds (DescribeQuorum's timestamps).
 pub fn unix_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_voter_alone_with_silent_peers_has_no_majority() {
+        let voters = [1, 2, 3];
+        let mut heard = BTreeMap::new();
+        // Nothing heard from the others (they never ran, or stopped long ago).
+        assert!(!majority_heard(&voters, 3, &heard, 10_000, 2_000));
+        heard.insert(1, 1_000);
+        heard.insert(2, 7_000);
+        assert!(!majority_heard(&voters, 3, &heard, 10_000, 2_000));
+        // One peer heard within the window: with this voter, a majority of three.
+        heard.insert(2, 8_500);
+        assert!(majority_heard(&voters, 3, &heard, 10_000, 2_000));
+        // Five voters need two peers.
+        let five = [1, 2, 3, 4, 5];
+        assert!(!majority_heard(&five, 3, &heard, 10_000, 2_000));
+        heard.insert(4, 9_900);
+        assert!(majority_heard(&five, 3, &heard, 10_000, 2_000));
+        // A single voter is its own majority; an unknown voter set proves nothing.
+        assert!(majority_heard(&[3], 3, &BTreeMap::new(), 10_000, 2_000));
+        assert!(majority_heard(&[], 3, &BTreeMap::new(), 10_000, 2_000));
+    }
 }

@@ -109,6 +109,9 @@ pub struct GroupConfig {
     pub offsets_retention_ms: i64,
     pub retention_check_interval_ms: u64,
     pub offsets_partitions: i32,
+    /// offsets.commit.timeout.ms: how long a coordinator write (offset commit, group metadata)
+    /// waits for the offsets partition's ISR before it fails (Kafka's default 5000).
+    pub offsets_commit_timeout_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -122,6 +125,7 @@ impl Default for GroupConfig {
             offsets_retention_ms: 10080 * 60_000,
             retention_check_interval_ms: 600_000,
             offsets_partitions: 50,
+            offsets_commit_timeout_ms: 5000,
         }
     }
 }
@@ -180,6 +184,11 @@ impl GroupConfig {
                 get("offsets.topic.num.partitions"),
                 d.offsets_partitions,
             )?,
+            offsets_commit_timeout_ms: num(
+                "offsets.commit.timeout.ms",
+                get("offsets.commit.timeout.ms"),
+                d.offsets_commit_timeout_ms,
+            )?,
         };
         if c.offsets_partitions < 1 || c.offsets_partitions > 1000 {
             bail!(
@@ -202,6 +211,9 @@ impl GroupConfig {
         }
         if c.retention_check_interval_ms < 1 {
             bail!("invalid value for offsets.retention.check.interval.ms: must be >= 1");
+        }
+        if c.offsets_commit_timeout_ms < 1 {
+            bail!("invalid value for offsets.commit.timeout.ms: must be >= 1");
         }
         Ok(c)
     }
@@ -710,6 +722,7 @@ impl GroupCoordinator {
         // standalone or factor-1 offsets partition has no replication role, and waiting for
         // one would time out.
         let state = state.filter(|s| s.replicas.leads(OFFSETS_TOPIC, p));
+        let timeout = Duration::from_millis(self.gcfg().offsets_commit_timeout_ms);
         match log.append(records::encode_batch(recs), epoch, Durability::Synced) {
             Ok(a) => {
                 let base = a.base_offset;
@@ -725,7 +738,7 @@ impl GroupCoordinator {
                             p,
                             last,
                             -1,
-                            Duration::from_secs(30),
+                            timeout,
                         )
                         .await
                         .map_err(|code| {
@@ -957,8 +970,10 @@ fn finish_compaction(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads every record of an offsets partition (start-up only: std reads of file ranges are fine
-/// before the shard serves).
+/// Reads every record of an offsets partition: at start-up, and in cluster mode when this
+/// broker becomes the partition's leader while the shard serves. Ranges of segment files are
+/// read on the shard's blocking pool (a `pread` may wait for the disk), and the task yields
+/// between chunks, so a large log never stalls the shard.
 async fn read_log(log: &PartitionLog) -> Result<Vec<(i64, LogRecord)>, String> {
     use std::os::unix::fs::FileExt;
     let mut out = Vec::new();
@@ -978,10 +993,13 @@ async fn read_log(log: &PartitionLog) -> Result<Vec<(i64, LogRecord)>, String> {
                     offset: pos,
                     len,
                 } => {
-                    let start = buf.len();
-                    buf.resize(start + len as usize, 0);
-                    file.read_exact_at(&mut buf[start..], pos)
-                        .map_err(|e| e.to_string())?;
+                    let read = tern_shard::task::run_blocking(move || {
+                        let mut part = vec![0u8; len as usize];
+                        file.read_exact_at(&mut part, pos).map(|()| part)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    buf.extend_from_slice(&read);
                 }
             }
         }
@@ -998,6 +1016,7 @@ async fn read_log(log: &PartitionLog) -> Result<Vec<(i64, LogRecord)>, String> {
             break;
         }
         offset = next;
+        tern_shard::task::yield_if_needed().await;
     }
     Ok(out)
 }

@@ -367,6 +367,11 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
         };
         let (action, log) = action;
         match action {
+            FollowerAction::Append(_) | FollowerAction::Truncate(_)
+                if state.replicas.stopping() =>
+            {
+                // Shutting down: the logs are about to close; the next start fetches again.
+            }
             FollowerAction::Append(batches) => {
                 progressed = true;
                 append(state, &s.key, &log, &batches).await;

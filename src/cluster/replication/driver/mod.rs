@@ -93,6 +93,9 @@ pub struct ShardReplicas {
     hw_watchers: RefCell<HashMap<Key, Vec<oneshot::Sender<()>>>>,
     /// Leader brokers with a fetcher task running on this shard.
     fetchers: RefCell<HashSet<i32>>,
+    /// Set at shutdown before the logs close: fetchers end and no new one starts, so nothing
+    /// appends to a closed log.
+    stopping: Cell<bool>,
     ticking: Cell<bool>,
     clock: Cell<Option<Instant>>,
     // --- Persisted high watermarks (`checkpoint.rs`) ---
@@ -539,6 +542,9 @@ impl ShardReplicas {
             })
             .collect();
         for leader in leaders {
+            if me.stopping.get() {
+                break;
+            }
             if me.fetchers.borrow_mut().insert(leader) {
                 let state = state.clone();
                 tern_shard::task::spawn(async move {
@@ -605,14 +611,43 @@ impl ShardReplicas {
         }
     }
 
-    /// Followed partitions of `leader` on this shard (for the fetcher).
+    /// Shutdown, before the logs close: every replica fetcher of this shard ends after its
+    /// round in flight (a fetch long-polls at most `replica.fetch.wait.max.ms`), so none
+    /// appends to or truncates a closed log. Bounded by `limit`.
+    pub async fn stop_fetchers(state: &Rc<ShardState>, limit: Duration) {
+        let me = &state.replicas;
+        me.stopping.set(true);
+        let started = Instant::now();
+        while !me.fetchers.borrow().is_empty() {
+            if started.elapsed() >= limit {
+                log::warn!(
+                    "shard {}: replica fetchers for leaders {:?} still running after {} ms",
+                    state.id,
+                    me.fetchers.borrow(),
+                    limit.as_millis()
+                );
+                return;
+            }
+            tern_shard::task::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Followed partitions of `leader` on this shard (for the fetcher; none once stopping).
     pub(crate) fn followed_from(&self, leader: i32) -> Vec<Key> {
+        if self.stopping.get() {
+            return Vec::new();
+        }
         self.roles
             .borrow()
             .iter()
             .filter(|(_, r)| matches!(r, Role::Follower(f) if f.rules.leader() == leader))
             .map(|(k, _)| k.clone())
             .collect()
+    }
+
+    /// Whether shutdown has stopped this shard's replica fetchers.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.get()
     }
 
     pub(crate) fn roles(&self) -> &RefCell<HashMap<Key, Role>> {
