@@ -210,6 +210,7 @@ const KNOWN_KEYS: &[&str] = &[
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
     "offsets.topic.num.partitions",
+    "offsets.topic.segment.bytes",
     "log.retention.ms",
     "log.retention.minutes",
     "log.retention.hours",

@@ -431,6 +431,14 @@ pub const BROKER_CONFIGS: &[Def] = &[
         "",
     ),
     d(
+        "offsets.topic.segment.bytes",
+        "",
+        Kind::Int { min: 1 },
+        "104857600",
+        false,
+        "",
+    ),
+    d(
         "group.initial.rebalance.delay.ms",
         "",
         Kind::Int { min: 0 },
