@@ -53,9 +53,15 @@ pub struct ServeArgs {
     /// tern.fetch.readahead.bytes: cold fetches have the kernel read this far beyond them (0 = off).
     #[arg(long)]
     pub fetch_readahead_bytes: Option<String>,
+    /// tern.fetch.readahead.inflight.bytes: per-shard bound on readahead bytes the disk has yet to read (0 = none).
+    #[arg(long)]
+    pub fetch_readahead_inflight_bytes: Option<String>,
     /// tern.fetch.cold.read.bytes.per.sec: per-shard bandwidth bound on fetches from segment files (0 = none).
     #[arg(long)]
     pub fetch_cold_read_bytes_per_sec: Option<String>,
+    /// tern.fetch.cold.inflight.bytes: per-shard bound on the bytes of cold sends in flight (0 = none).
+    #[arg(long)]
+    pub fetch_cold_inflight_bytes: Option<String>,
     /// Spin this many microseconds before parking an idle shard (lower cross-core latency, more CPU).
     #[arg(long)]
     pub spin_before_park_us: Option<u64>,
@@ -145,9 +151,17 @@ pub struct BrokerConfig {
     /// tern.fetch.readahead.bytes: bytes beyond a cold fetch's range the kernel is asked to read
     /// into the page cache ahead of the consumer (storage's `readahead.rs`); 0 = off.
     pub fetch_readahead_bytes: u64,
+    /// tern.fetch.readahead.inflight.bytes: per-shard bound on readahead bytes asked of the
+    /// disk and not yet read (storage's `readahead.rs`); keeps replays from filling the device
+    /// queue ahead of producers' writes. 0 = unbounded.
+    pub fetch_readahead_inflight_bytes: u64,
     /// tern.fetch.cold.read.bytes.per.sec: per-shard bound on the bytes/s fetches read from
     /// segment files (storage's `cold_budget.rs`); 0 = unbounded.
     pub fetch_cold_read_bytes_per_sec: u64,
+    /// tern.fetch.cold.inflight.bytes: per-shard bound on the segment-file bytes of fetch
+    /// responses being sent by `sendfile` on the blocking pool at once (a response over it
+    /// takes the whole bound and goes alone); responses from memory never wait. 0 = unbounded.
+    pub fetch_cold_inflight_bytes: u64,
     /// max.request.partition.size.limit: most partitions in one DescribeTopicPartitions
     /// response (Kafka's default 2000).
     pub max_request_partition_size_limit: i32,
@@ -183,6 +197,9 @@ pub struct BrokerConfig {
     pub hw_checkpoint_interval_ms: u64,
 }
 
+/// Default of `tern.fetch.cold.inflight.bytes` (per shard).
+const DEFAULT_COLD_INFLIGHT_BYTES: &str = "4194304";
+
 /// Keys this broker understands (everything else is warned about).
 const KNOWN_KEYS: &[&str] = &[
     "listeners",
@@ -201,6 +218,10 @@ const KNOWN_KEYS: &[&str] = &[
     "tern.shards",
     "tern.tail.cache.bytes",
     "tern.max.decompressed.batch.bytes",
+    "tern.fetch.readahead.bytes",
+    "tern.fetch.readahead.inflight.bytes",
+    "tern.fetch.cold.read.bytes.per.sec",
+    "tern.fetch.cold.inflight.bytes",
     "max.request.partition.size.limit",
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
@@ -329,7 +350,7 @@ impl BrokerConfig {
                 crate::configs::validate(def, value).map_err(|m| anyhow!("{m}"))?;
             }
         }
-        let flags: [(&str, &Option<String>); 19] = [
+        let flags: [(&str, &Option<String>); 21] = [
             ("log.retention.ms", &args.log_retention_ms),
             ("log.retention.bytes", &args.log_retention_bytes),
             (
@@ -353,8 +374,16 @@ impl BrokerConfig {
             ),
             ("tern.fetch.readahead.bytes", &args.fetch_readahead_bytes),
             (
+                "tern.fetch.readahead.inflight.bytes",
+                &args.fetch_readahead_inflight_bytes,
+            ),
+            (
                 "tern.fetch.cold.read.bytes.per.sec",
                 &args.fetch_cold_read_bytes_per_sec,
+            ),
+            (
+                "tern.fetch.cold.inflight.bytes",
+                &args.fetch_cold_inflight_bytes,
             ),
             (
                 "group.initial.rebalance.delay.ms",
@@ -528,9 +557,17 @@ impl BrokerConfig {
                  (at most 1073741824)"
             );
         }
+        let fetch_readahead_inflight_bytes: u64 = match get("tern.fetch.readahead.inflight.bytes") {
+            Some(v) => parse_num("tern.fetch.readahead.inflight.bytes", v)?,
+            None => tern_storage::DEFAULT_READAHEAD_INFLIGHT_BYTES,
+        };
         let fetch_cold_read_bytes_per_sec: u64 = parse_num(
             "tern.fetch.cold.read.bytes.per.sec",
             get("tern.fetch.cold.read.bytes.per.sec").unwrap_or("0"),
+        )?;
+        let fetch_cold_inflight_bytes: u64 = parse_num(
+            "tern.fetch.cold.inflight.bytes",
+            get("tern.fetch.cold.inflight.bytes").unwrap_or(DEFAULT_COLD_INFLIGHT_BYTES),
         )?;
         let max_request_partition_size_limit: i32 = parse_num(
             "max.request.partition.size.limit",
@@ -653,7 +690,9 @@ impl BrokerConfig {
             tail_cache_bytes,
             max_decompressed_batch_bytes,
             fetch_readahead_bytes,
+            fetch_readahead_inflight_bytes,
             fetch_cold_read_bytes_per_sec,
+            fetch_cold_inflight_bytes,
             max_request_partition_size_limit,
             spin_before_park_us: args.spin_before_park_us,
             cpus: args.cpus.as_ref().map(|c| c.0.clone()),

@@ -2,28 +2,26 @@
 //!
 //! `tern serve` (the default) runs the broker; see README.md for flags and the config file.
 
-mod api;
 mod broker;
-mod cleaner;
 mod cli;
 mod cluster;
 mod config;
-mod configs;
-mod connection;
 mod controller;
-mod disk_space;
-mod dispatch;
-mod errors;
-mod groups;
-mod handlers;
+mod coordinators;
+mod kafka;
 mod messages;
 mod metadata;
-mod metrics;
+mod ops;
 mod partition_identity;
 mod partition_manager;
-mod retention;
 mod routing;
 mod shard_state;
+
+// Short paths (`crate::metrics`, `crate::handlers`, ...) for the modules that moved into the
+// folders above; code reads the same whichever spelling it uses.
+use coordinators::groups;
+use kafka::{api, connection, dispatch, errors, handlers};
+use ops::{cleaner, configs, disk_space, metrics, retention};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

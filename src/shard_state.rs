@@ -42,6 +42,9 @@ pub struct ShardState {
     pub replicas: crate::cluster::replication::driver::ShardReplicas,
     /// The log dir's free space as this shard last read it (see `disk_space`).
     pub disk: crate::disk_space::DiskSpace,
+    /// Bytes of cold sends (fetch responses with segment-file ranges, sent by `sendfile` on the
+    /// blocking pool) in flight from this shard's connections: `tern.fetch.cold.inflight.bytes`.
+    pub cold_sends: tern_shard::budget::InFlightBudget,
 }
 
 impl ShardState {
@@ -58,7 +61,6 @@ impl ShardState {
             id,
             count: router.count(),
             router,
-            config,
             metadata: RefCell::new(metadata),
             partitions,
             controller,
@@ -69,6 +71,8 @@ impl ShardState {
             metrics: Default::default(),
             replicas: Default::default(),
             disk: Default::default(),
+            cold_sends: tern_shard::budget::InFlightBudget::new(config.fetch_cold_inflight_bytes),
+            config,
         }
     }
 

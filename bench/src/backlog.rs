@@ -4,12 +4,16 @@
 //! offset with K consumer threads (partitions split among them, no group) until each partition's
 //! end offset, reporting records/s, MB/s and the share of the read ceiling.
 //!
-//! Isolation (`--steady-rate R`): a fixed-rate producer on a separate topic runs throughout; its
-//! produce latency is recorded for `--steady-baseline` seconds with no consumer, then while the
-//! backlog is consumed, and the p99 ratio (replay / alone) is reported.
+//! Isolation (`--steady-rate R`): a fixed-rate producer on a separate topic runs throughout, with
+//! a consumer at that topic's tail (fairness: a tail consumer beside the cold reader); the
+//! producer's produce latency and the tail consumer's end-to-end latency are recorded for
+//! `--steady-baseline` seconds with no replay, then during the cold replay (and the warm one with
+//! `--warm-pass`: the same replay with no disk reads, which tells CPU from disk contention), and
+//! the p99 ratios (replay / alone) are reported.
 
 use crate::admin::{self, Cluster, offsets_at, topic_name};
 use crate::cli::{BacklogArgs, Workload};
+use crate::consumer::{self, ConsumerCfg};
 use crate::disk;
 use crate::disk_read::{self, ReadCeiling};
 use crate::parse;
@@ -50,14 +54,66 @@ pub struct BacklogResult {
     pub steady: Option<Steady>,
 }
 
-/// The steady producer's latency alone and during the replay.
+/// The steady producer's produce latency and its tail consumer's end-to-end latency, alone and
+/// during the replay.
 #[derive(Serialize)]
 pub struct Steady {
     pub rate: f64,
     pub alone_ms: Percentiles,
+    /// During the cold replay.
     pub during_replay_ms: Percentiles,
     pub p99_ratio: f64,
+    pub tail_e2e_alone_ms: Percentiles,
+    pub tail_e2e_during_replay_ms: Percentiles,
+    pub tail_e2e_p99_ratio: f64,
+    /// During the warm replay (`--warm-pass`).
+    pub warm: Option<SteadyDuring>,
     pub errors: u64,
+}
+
+/// The steady producer's and tail consumer's latency during one replay pass.
+#[derive(Serialize)]
+pub struct SteadyDuring {
+    pub produce_ms: Percentiles,
+    pub p99_ratio: f64,
+    pub tail_e2e_ms: Percentiles,
+    pub tail_e2e_p99_ratio: f64,
+}
+
+/// Produce and tail end-to-end latency histograms.
+struct Lat {
+    produce: Histogram<u64>,
+    e2e: Histogram<u64>,
+}
+
+impl Lat {
+    fn new() -> Lat {
+        Lat {
+            produce: new_hist(),
+            e2e: new_hist(),
+        }
+    }
+
+    fn add(&mut self, (p, e): (Histogram<u64>, Histogram<u64>)) -> Result<()> {
+        self.produce.add(&p)?;
+        self.e2e.add(&e)?;
+        Ok(())
+    }
+
+    /// Percentiles of this pass and p99 ratios against `alone`.
+    fn during(&self, alone: &Lat) -> SteadyDuring {
+        let (pa, pd) = (
+            Percentiles::of(&alone.produce),
+            Percentiles::of(&self.produce),
+        );
+        let (ea, ed) = (Percentiles::of(&alone.e2e), Percentiles::of(&self.e2e));
+        SteadyDuring {
+            p99_ratio: pd.p99 / pa.p99.max(1e-9),
+            produce_ms: pd,
+            tail_e2e_p99_ratio: ed.p99 / ea.p99.max(1e-9),
+            tail_e2e_ms: ed,
+        }
+    }
 }
 
 /// Progress of all backlog consumers.
@@ -222,6 +278,7 @@ fn drop_page_cache() -> bool {
 struct SteadyProducer {
     shared: Arc<Shared>,
     handle: std::thread::JoinHandle<()>,
+    tail_consumer: std::thread::JoinHandle<()>,
     rate: f64,
 }
 
@@ -242,16 +299,28 @@ impl SteadyProducer {
             dry_run: false,
         };
         let handle = producer::spawn(cfg, shared.clone());
+        // The tail consumer starts at the latest offsets: it reads what the producer writes.
+        let ccfg = ConsumerCfg {
+            topic: t.name.clone(),
+            parts: (0..w.partitions as i32)
+                .zip(t.leaders.iter().copied())
+                .collect(),
+            addr_of: cluster.brokers.clone(),
+            max_wait_ms: w.fetch_max_wait_ms,
+        };
+        let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tail_consumer = consumer::spawn(ccfg, shared.clone(), ready);
         SteadyProducer {
             shared,
             handle,
+            tail_consumer,
             rate,
         }
     }
 
-    /// The produce latency recorded since the last call.
-    fn take(&self) -> Histogram<u64> {
-        self.shared.take_interval().0
+    /// The produce and tail end-to-end latencies recorded since the last call.
+    fn take(&self) -> (Histogram<u64>, Histogram<u64>) {
+        self.shared.take_interval()
     }
 }
 
@@ -280,15 +349,18 @@ pub struct Pass {
     pub fetches: u64,
 }
 
-/// Consumes the whole backlog once from the earliest offsets; the steady producer's latency
-/// meanwhile goes into `during`.
+/// Consumes the whole backlog once from the earliest offsets; the steady producer's and tail
+/// consumer's latency meanwhile goes into `during` (what was recorded before is dropped).
 fn replay(
     name: &str,
     plan: &Plan,
     cluster: &Cluster,
     steady: Option<&SteadyProducer>,
-    during: &mut Histogram<u64>,
+    during: &mut Lat,
 ) -> Result<Pass> {
+    if let Some(s) = steady {
+        s.take();
+    }
     let (topic, parts, from, end) = (&plan.topic, &plan.parts, &plan.from, &plan.end);
     let (consumers, backlog_records) = (plan.consumers, plan.backlog_records);
     let leaders = &cluster.topics[0].leaders;
@@ -351,14 +423,21 @@ fn replay(
             r as f64 * 100.0 / backlog_records as f64
         );
         if let Some(s) = steady {
-            let h = s.take();
-            line += &format!(" | steady produce p99 {:.3} ms", Percentiles::of(&h).p99);
-            during.add(&h)?;
+            let (p, e) = s.take();
+            line += &format!(
+                " | steady produce p99 {:.3} ms, tail e2e p99 {:.3} ms",
+                Percentiles::of(&p).p99,
+                Percentiles::of(&e).p99
+            );
+            during.add((p, e))?;
         }
         println!("{line}");
         last = (r, b, Instant::now());
     }
     let secs = start.elapsed().as_secs_f64();
+    if let Some(s) = steady {
+        during.add(s.take())?;
+    }
     pr.stop.store(true, Relaxed);
     for h in handles {
         let _ = h.join();
@@ -431,7 +510,9 @@ pub fn run(args: BacklogArgs) -> Result<()> {
         Some(s) => {
             s.take();
             std::thread::sleep(Duration::from_secs_f64(args.steady_baseline));
-            Some(s.take())
+            let mut alone = Lat::new();
+            alone.add(s.take())?;
+            Some(alone)
         }
         None => None,
     };
@@ -447,24 +528,36 @@ pub fn run(args: BacklogArgs) -> Result<()> {
         backlog_records,
         record_size: w.record_size,
     };
-    let mut during = new_hist();
+    let mut during = Lat::new();
     let cold = replay("cold", &plan, &cluster, steady.as_ref(), &mut during)?;
+    let mut during_warm = Lat::new();
     let warm = if args.warm_pass {
-        Some(replay("warm", &plan, &cluster, None, &mut new_hist())?)
+        Some(replay(
+            "warm",
+            &plan,
+            &cluster,
+            steady.as_ref(),
+            &mut during_warm,
+        )?)
     } else {
         None
     };
     let steady = match (steady, steady_alone) {
         (Some(s), Some(alone)) => {
-            during.add(s.take())?;
             s.shared.stop.store(true, Relaxed);
+            s.shared.stop_consumers.store(true, Relaxed);
             let _ = s.handle.join();
-            let (a, d) = (Percentiles::of(&alone), Percentiles::of(&during));
+            let _ = s.tail_consumer.join();
+            let d = during.during(&alone);
             Some(Steady {
                 rate: s.rate,
-                p99_ratio: d.p99 / a.p99.max(1e-9),
-                alone_ms: a,
-                during_replay_ms: d,
+                alone_ms: Percentiles::of(&alone.produce),
+                during_replay_ms: d.produce_ms,
+                p99_ratio: d.p99_ratio,
+                tail_e2e_alone_ms: Percentiles::of(&alone.e2e),
+                tail_e2e_during_replay_ms: d.tail_e2e_ms,
+                tail_e2e_p99_ratio: d.tail_e2e_p99_ratio,
+                warm: warm.is_some().then(|| during_warm.during(&alone)),
                 errors: s.shared.errors.load(Relaxed),
             })
         }
@@ -512,6 +605,18 @@ pub fn run(args: BacklogArgs) -> Result<()> {
         );
         println!("  alone  {}", s.alone_ms.line());
         println!("  replay {}", s.during_replay_ms.line());
+        println!(
+            "tail consumer e2e: p99 {:.3} ms alone, {:.3} ms during the replay (x{:.2})",
+            s.tail_e2e_alone_ms.p99, s.tail_e2e_during_replay_ms.p99, s.tail_e2e_p99_ratio
+        );
+        println!("  alone  {}", s.tail_e2e_alone_ms.line());
+        println!("  replay {}", s.tail_e2e_during_replay_ms.line());
+        if let Some(w) = &s.warm {
+            println!(
+                "during the warm replay: produce p99 {:.3} ms (x{:.2}), tail e2e p99 {:.3} ms (x{:.2})",
+                w.produce_ms.p99, w.p99_ratio, w.tail_e2e_ms.p99, w.tail_e2e_p99_ratio
+            );
+        }
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&res)?)?;

@@ -3,6 +3,7 @@
 //! wrappers (tasks, timers, sockets, blocking work) that let the broker above read as plain async
 //! Rust. Everything glommio-specific that is not disk I/O lives in this crate.
 
+pub mod budget;
 pub mod executor;
 pub mod net;
 pub mod placement;

@@ -9,33 +9,12 @@ use std::rc::Rc;
 use bytes::BytesMut;
 
 use crate::fault::{self, NoSpaceFault};
-use crate::tests::{B, batch, chunk_bytes, headers, open, run, small_segments};
+use crate::tests::{batch_ranges, chunk_bytes, headers, idem_batch, open, run, small_segments};
 use crate::*;
 
 /// Batch `seq..seq+n` of idempotent producer 7, epoch 0.
 fn idem(seq: i32, n: usize) -> BytesMut {
-    batch(B {
-        n,
-        pid: 7,
-        epoch: 0,
-        seq,
-        value_len: 100,
-        ..B::default()
-    })
-}
-
-/// The (base offset, last offset) of every batch in the log.
-async fn batches(log: &PartitionLog) -> Vec<(i64, i64)> {
-    let mut out = Vec::new();
-    let mut at = log.log_start_offset();
-    while at < log.high_watermark() {
-        let data = chunk_bytes(&log.read(at, usize::MAX).await.unwrap());
-        for h in headers(&data) {
-            out.push((h.base_offset, h.last_offset()));
-            at = h.last_offset() + 1;
-        }
-    }
-    out
+    idem_batch(seq, n, 100)
 }
 
 async fn reopen(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
@@ -98,7 +77,7 @@ fn enospc_fails_the_unwritten_appends_and_the_log_takes_writes_again() {
             "the log end is back at the written end"
         );
         assert_eq!(log.high_watermark(), 2);
-        assert_eq!(batches(&log).await, vec![(0, 1)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 1)]);
         // The producer retries B: new (its first attempt left no producer state), at offset 2.
         let retry = log.append(idem(2, 2), 0, Durability::Synced).unwrap();
         assert!(!retry.duplicate);
@@ -106,11 +85,11 @@ fn enospc_fails_the_unwritten_appends_and_the_log_takes_writes_again() {
         retry.done.await.unwrap();
         let e = log.append(idem(4, 4), 0, Durability::Synced).unwrap();
         e.done.await.unwrap();
-        assert_eq!(batches(&log).await, vec![(0, 1), (2, 3), (4, 7)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 1), (2, 3), (4, 7)]);
         // And so it is after a crash and reopen.
         fault::process_crash();
         let log = reopen(&dir, LogConfig::default()).await;
-        assert_eq!(batches(&log).await, vec![(0, 1), (2, 3), (4, 7)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 1), (2, 3), (4, 7)]);
         let next = log.append(idem(8, 1), 0, Durability::Written).unwrap();
         assert!(
             !next.duplicate,
@@ -140,15 +119,15 @@ fn a_torn_write_is_cut_back_from_the_file() {
             written,
             "the torn bytes are cut off the file"
         );
-        assert_eq!(batches(&log).await, vec![(0, 2)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 2)]);
         // A crash now: the reopened log is what was acknowledged.
         fault::process_crash();
         let log = reopen(&dir, LogConfig::default()).await;
-        assert_eq!(batches(&log).await, vec![(0, 2)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 2)]);
         let again = log.append(idem(3, 40), 0, Durability::Synced).unwrap();
         assert!(!again.duplicate);
         again.done.await.unwrap();
-        assert_eq!(batches(&log).await, vec![(0, 2), (3, 42)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 2), (3, 42)]);
     });
 }
 
@@ -164,24 +143,24 @@ fn enospc_at_the_first_write_of_a_new_segment() {
             a.done.await.unwrap();
         }
         assert_eq!(log.segment_count(), 1);
-        let acked = batches(&log).await;
+        let acked = batch_ranges(&log).await;
         fault::fail_next_segment_write_no_space(NoSpaceFault::Enospc);
         let a = log.append(idem(9, 3), 0, Durability::Synced).unwrap();
         assert_eq!(log.segment_count(), 2, "the append rolled");
         assert!(no_space(a.done.await));
         until_rewound(&log).await;
         assert_eq!(log.log_end_offset(), 9);
-        assert_eq!(batches(&log).await, acked);
+        assert_eq!(batch_ranges(&log).await, acked);
         // The new segment is empty and active; the old one was finalised as usual.
         let a = log.append(idem(9, 3), 0, Durability::Synced).unwrap();
         a.done.await.unwrap();
         let mut all = acked.clone();
         all.push((9, 11));
-        assert_eq!(batches(&log).await, all);
+        assert_eq!(batch_ranges(&log).await, all);
         assert_eq!(log.segment_count(), 2);
         fault::process_crash();
         let log = reopen(&dir, config).await;
-        assert_eq!(batches(&log).await, all);
+        assert_eq!(batch_ranges(&log).await, all);
     });
 }
 
@@ -221,7 +200,7 @@ fn a_replica_append_after_a_full_disk_continues_at_the_written_end() {
             .done
             .await
             .unwrap();
-        assert_eq!(batches(&follower).await, batches(&leader).await);
+        assert_eq!(batch_ranges(&follower).await, batch_ranges(&leader).await);
         assert_eq!(follower.leader_epochs(), leader.leader_epochs());
     });
 }

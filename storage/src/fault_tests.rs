@@ -9,37 +9,17 @@ use bytes::BytesMut;
 use futures::FutureExt;
 
 use crate::fault;
-use crate::tests::{B, batch, chunk_bytes, headers, open, run};
+use crate::tests::{B, batch_ranges, idem_batch, open, run};
 use crate::*;
 
 /// Batch `seq..seq+n` of idempotent producer 7, epoch 0.
 fn idem(seq: i32, n: usize) -> BytesMut {
-    batch(B {
-        n,
-        pid: 7,
-        epoch: 0,
-        seq,
-        ..B::default()
-    })
+    idem_batch(seq, n, B::default().value_len)
 }
 
 /// Whether an ack future has resolved, and how (without waiting).
 fn peek(a: &mut Appended) -> Option<Result<(), StorageError>> {
     (&mut a.done).now_or_never()
-}
-
-/// The (base offset, last offset) of every batch in the log (a read stops at a segment end).
-async fn batches(log: &PartitionLog) -> Vec<(i64, i64)> {
-    let mut out = Vec::new();
-    let mut at = log.log_start_offset();
-    while at < log.high_watermark() {
-        let data = chunk_bytes(&log.read(at, usize::MAX).await.unwrap());
-        for h in headers(&data) {
-            out.push((h.base_offset, h.last_offset()));
-            at = h.last_offset() + 1;
-        }
-    }
-    out
 }
 
 async fn append_one(log: &PartitionLog) {
@@ -75,11 +55,11 @@ fn acks1_retry_waits_for_the_original_write() {
         std::mem::forget(gate);
         fault::process_crash();
         let log = reopen(&dir).await;
-        assert_eq!(batches(&log).await, vec![]);
+        assert_eq!(batch_ranges(&log).await, vec![]);
         let again = log.append(idem(0, 3), 0, Durability::Written).unwrap();
         assert!(!again.duplicate);
         again.done.await.unwrap();
-        assert_eq!(batches(&log).await, vec![(0, 2)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 2)]);
     });
 }
 
@@ -109,7 +89,7 @@ fn acks_all_retry_waits_for_the_original_sync() {
         std::mem::forget(gate);
         fault::power_cut();
         let log = reopen(&dir).await;
-        assert_eq!(batches(&log).await, vec![]);
+        assert_eq!(batch_ranges(&log).await, vec![]);
     });
 }
 
@@ -139,7 +119,7 @@ fn acks_all_retry_queued_behind_the_original_is_acked_after_its_sync() {
         // Both acknowledged at acks=all: they survive a power cut, once.
         fault::power_cut();
         let log = reopen(&dir).await;
-        assert_eq!(batches(&log).await, vec![(0, 0), (1, 3)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 0), (1, 3)]);
         let again = log.append(idem(0, 3), 0, Durability::Synced).unwrap();
         assert!(again.duplicate);
         again.done.await.unwrap();
@@ -163,7 +143,7 @@ fn acks_all_retry_of_an_acks1_original_forces_a_sync() {
         );
         fault::power_cut();
         let log = reopen(&dir).await;
-        assert_eq!(batches(&log).await, vec![(0, 2)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 2)]);
     });
 }
 
@@ -199,7 +179,7 @@ fn failed_original_write_fails_its_retry_and_dedups_nothing() {
         let again = log.append(idem(0, 3), 0, Durability::Synced).unwrap();
         assert!(!again.duplicate);
         again.done.await.unwrap();
-        assert_eq!(batches(&log).await, vec![(0, 2)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 2)]);
     });
 }
 
@@ -232,7 +212,11 @@ fn new_partition_directory_survives_a_power_cut() {
         assert_eq!(fault::unsynced_entries(), Vec::<std::path::PathBuf>::new());
         fault::power_cut();
         let log = reopen(&dir).await;
-        assert_eq!(batches(&log).await, vec![(0, 0)], "acks=all record lost");
+        assert_eq!(
+            batch_ranges(&log).await,
+            vec![(0, 0)],
+            "acks=all record lost"
+        );
     });
 }
 
@@ -252,7 +236,7 @@ fn rolled_segments_survive_a_power_cut() {
         fault::power_cut();
         let log = open(&dir, cfg, 1 << 20).await;
         assert_eq!(
-            batches(&log).await,
+            batch_ranges(&log).await,
             vec![(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)],
             "acks=all records lost"
         );
@@ -273,6 +257,6 @@ fn truncation_survives_a_power_cut() {
         fault::power_cut();
         // The deleted later segments must not come back (they would not follow segment 0).
         let log = open(&dir, cfg, 1 << 20).await;
-        assert_eq!(batches(&log).await, vec![(0, 0)]);
+        assert_eq!(batch_ranges(&log).await, vec![(0, 0)]);
     });
 }

@@ -88,12 +88,18 @@ pub struct LogConfig {
     /// Cold reads (from segment files) ask the kernel to read this many bytes beyond the
     /// fetched range into the page cache ahead of the consumer (`readahead.rs`); 0 = off.
     pub readahead_bytes: u64,
+    /// Bound per shard on readahead bytes the disk has been asked for and not read yet
+    /// (`readahead.rs`); 0 = unbounded.
+    pub readahead_inflight_bytes: u64,
     /// Bandwidth bound on cold reads per shard, bytes/s (`cold_budget.rs`); 0 = unbounded.
     pub cold_read_bytes_per_sec: u64,
 }
 
 /// Default of [`LogConfig::readahead_bytes`].
 pub const DEFAULT_READAHEAD_BYTES: u64 = 8 << 20;
+
+/// Default of [`LogConfig::readahead_inflight_bytes`].
+pub const DEFAULT_READAHEAD_INFLIGHT_BYTES: u64 = 16 << 20;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -105,6 +111,7 @@ impl Default for LogConfig {
             max_decompressed_batch_bytes: DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
             keys_required: false,
             readahead_bytes: DEFAULT_READAHEAD_BYTES,
+            readahead_inflight_bytes: DEFAULT_READAHEAD_INFLIGHT_BYTES,
             cold_read_bytes_per_sec: 0,
         }
     }

@@ -1350,9 +1350,13 @@ impl PartitionLog {
         let len = (h.size as u64)
             .max((max_bytes as u64).min(avail))
             .min(avail);
-        let ahead = self.config.borrow().readahead_bytes;
+        let (ahead, cap) = {
+            let c = self.config.borrow();
+            (c.readahead_bytes, c.readahead_inflight_bytes)
+        };
         if let Some((start, n)) = seg.readahead.next_range(pos, len, ahead, limit) {
-            readahead::advise_willneed(seg.read_file.clone(), start, n);
+            let advised = readahead::advise_willneed(seg.read_file.clone(), start, n, cap);
+            seg.readahead.retract_to(start + advised);
         }
         vec![ReadChunk::File {
             file: seg.read_file.clone(),

@@ -13,10 +13,20 @@
 //! sequential consumer's next position was brought in by the previous fetch's readahead, so the
 //! fetch needs no disk read before the sendfile; on a miss the caller falls back to DMA reads.
 //!
+//! Disk queue bound (`in_flight_cap`, `tern.fetch.readahead.inflight.bytes`): each shard keeps
+//! at most that many advised bytes that the disk has not read yet. An advice is noted with the
+//! position of its last byte; before the next one, notes whose last byte has reached the page
+//! cache (a 1-byte `preadv2(RWF_NOWAIT)`, which fails while the page is still being read) are
+//! dropped, and the new advice is cut to the room left (none when less than [`MIN_STEP`] is
+//! free; the segment's advised position then stays put and a later fetch asks again). Without
+//! this, replaying consumers put tens of MiB of reads ahead of a producer's O_DIRECT write in
+//! the device queue, which is what raised produce latency during a replay (see README "Cold
+//! reads").
+//!
 //! Memory: the page cache, which the kernel reclaims. Beyond what consumers have read, at most
 //! `ahead` bytes per segment being read sequentially are brought in early.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use crate::batch::{BatchHeader, HEADER_LEN};
 use std::os::fd::AsRawFd;
@@ -56,11 +66,97 @@ impl Readahead {
         self.advised.set(end);
         Some((start, end - start))
     }
+
+    /// Takes back an advice cut short: bytes from `end` on count as not advised.
+    pub fn retract_to(&self, end: u64) {
+        if end < self.advised.get() {
+            self.advised.set(end);
+        }
+    }
 }
 
-/// Starts reading `[start, start + len)` of `file` into the page cache, on the blocking pool;
-/// returns at once (the hint's completion is not awaited).
-pub fn advise_willneed(file: Arc<std::fs::File>, start: u64, len: u64) {
+/// Smallest advice started when the in-flight bound leaves less room than asked for.
+pub const MIN_STEP: u64 = 256 << 10;
+
+/// An advice the disk may still be reading: its file, last byte and length.
+struct Outstanding {
+    file: Arc<std::fs::File>,
+    last: u64,
+    len: u64,
+}
+
+thread_local! {
+    /// This shard's advices not yet known to be read (one shard = one thread).
+    static OUTSTANDING: RefCell<Vec<Outstanding>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many of `want` bytes may be advised with `in_flight` bytes outstanding under a bound of
+/// `cap` (0 = unbounded): all, the room left, or none when the room is below [`MIN_STEP`] (and
+/// below `want`).
+fn grant(in_flight: u64, want: u64, cap: u64) -> u64 {
+    if cap == 0 {
+        return want;
+    }
+    let g = want.min(cap.saturating_sub(in_flight));
+    if g < want.min(MIN_STEP) { 0 } else { g }
+}
+
+/// Whether the byte at `pos` of `file` is in the page cache or cannot be (an error, the end of
+/// the file): only "not cached yet" (EAGAIN) keeps an advice outstanding.
+fn read_done(file: &std::fs::File, pos: u64) -> bool {
+    let mut b = [0u8; 1];
+    let iov = libc::iovec {
+        iov_base: b.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: one iovec over a live stack byte; RWF_NOWAIT never waits for the disk.
+    let n = unsafe {
+        libc::preadv2(
+            file.as_raw_fd(),
+            &iov,
+            1,
+            pos as libc::off_t,
+            libc::RWF_NOWAIT,
+        )
+    };
+    n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock
+}
+
+/// This shard's advised bytes the disk has not read yet (after dropping finished advices).
+pub fn in_flight() -> u64 {
+    OUTSTANDING.with(|o| {
+        let mut o = o.borrow_mut();
+        o.retain(|a| !read_done(&a.file, a.last));
+        o.iter().map(|a| a.len).sum()
+    })
+}
+
+/// Starts reading up to `len` bytes of `file` from `start` into the page cache, on the blocking
+/// pool, within this shard's bound of `in_flight_cap` bytes the disk has yet to read (0 = no
+/// bound); returns how many bytes were advised (0: none, the bound is reached). The hint's
+/// completion is not awaited.
+pub fn advise_willneed(file: Arc<std::fs::File>, start: u64, len: u64, in_flight_cap: u64) -> u64 {
+    let len = if in_flight_cap == 0 {
+        len
+    } else {
+        let g = grant(in_flight(), len, in_flight_cap);
+        if g == 0 {
+            return 0;
+        }
+        OUTSTANDING.with(|o| {
+            o.borrow_mut().push(Outstanding {
+                file: file.clone(),
+                last: start + g - 1,
+                len: g,
+            })
+        });
+        g
+    };
+    advise_on_pool(file, start, len);
+    len
+}
+
+fn advise_on_pool(file: Arc<std::fs::File>, start: u64, len: u64) {
     let job = glommio::executor().spawn_blocking(move || {
         // SAFETY: an advisory syscall on an fd kept open by the `Arc`.
         let rc = unsafe {
@@ -145,7 +241,7 @@ pub fn find_batch_cached(
 
 #[cfg(test)]
 mod tests {
-    use super::{Readahead, find_batch_cached};
+    use super::{MIN_STEP, Readahead, find_batch_cached, grant, read_done};
     use std::io::Write;
 
     #[test]
@@ -195,5 +291,33 @@ mod tests {
         );
         // No readahead configured: nothing.
         assert_eq!(Readahead::default().next_range(0, M, 0, 100 * M), None);
+    }
+
+    #[test]
+    fn in_flight_bound_cuts_and_defers_advice() {
+        const M: u64 = 1 << 20;
+        // Unbounded: everything; bounded: the room left, none below MIN_STEP.
+        assert_eq!(grant(100 * M, 9 * M, 0), 9 * M);
+        assert_eq!(grant(0, 9 * M, 4 * M), 4 * M);
+        assert_eq!(grant(3 * M, 9 * M, 4 * M), M);
+        assert_eq!(grant(4 * M - MIN_STEP / 2, 9 * M, 4 * M), 0);
+        // A small advice that fits whole goes through even below MIN_STEP.
+        assert_eq!(grant(4 * M - 4096, 4096, 4 * M), 4096);
+        // A cut advice is taken back, so the next fetch advises from where it stopped.
+        let r = Readahead::default();
+        assert_eq!(r.next_range(0, M, 8 * M, 100 * M), Some((0, 9 * M)));
+        r.retract_to(4 * M);
+        assert_eq!(r.next_range(M, M, 8 * M, 100 * M), Some((4 * M, 6 * M)));
+    }
+
+    #[test]
+    fn advice_is_outstanding_until_its_last_byte_is_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.log");
+        std::fs::write(&path, vec![7u8; 8192]).unwrap();
+        // Written through the page cache: cached, so done; past the end: done too.
+        let f = std::fs::File::open(&path).unwrap();
+        assert!(read_done(&f, 8191));
+        assert!(read_done(&f, 1 << 30));
     }
 }

@@ -155,6 +155,33 @@ pub(crate) fn headers(buf: &[u8]) -> Vec<BatchHeader> {
     out
 }
 
+/// Batch `seq..seq+n` of idempotent producer 7, epoch 0, with values of `value_len` bytes.
+pub(crate) fn idem_batch(seq: i32, n: usize, value_len: usize) -> BytesMut {
+    batch(B {
+        n,
+        pid: 7,
+        epoch: 0,
+        seq,
+        value_len,
+        ..B::default()
+    })
+}
+
+/// The (base offset, last offset) of every batch below the log's high watermark (a read stops
+/// at a segment end, so this reads on until the end).
+pub(crate) async fn batch_ranges(log: &PartitionLog) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut at = log.log_start_offset();
+    while at < log.high_watermark() {
+        let data = chunk_bytes(&log.read(at, usize::MAX).await.unwrap());
+        for h in headers(&data) {
+            out.push((h.base_offset, h.last_offset()));
+            at = h.last_offset() + 1;
+        }
+    }
+    out
+}
+
 pub(crate) fn small_segments(segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,

@@ -102,7 +102,7 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream) {
                 return Err(io::Error::other("handler asked to close the connection"));
             }
             let len = frame.len();
-            write_frame(&mut writer, fd, frame).await?;
+            write_frame(&mut writer, fd, frame, &writer_state.cold_sends).await?;
             writer_state.metrics.bytes_out(len);
             writer_state.metrics.request_done(api, started.elapsed());
         }
@@ -309,10 +309,14 @@ impl futures::io::AsyncRead for StampedReader<'_> {
     }
 }
 
+/// Writes one response. `cold_sends` bounds the shard's segment-file bytes being sent on the
+/// blocking pool at once: a response with file ranges waits for room there (in arrival order)
+/// before its blocking part starts; a response from memory never touches it.
 async fn write_frame(
     writer: &mut futures::io::WriteHalf<TcpStream>,
     fd: RawFd,
     frame: ResponseFrame,
+    cold_sends: &tern_shard::budget::InFlightBudget,
 ) -> io::Result<()> {
     if frame.chunks.len() == 1
         && let OutChunk::Bytes(b) = &frame.chunks[0]
@@ -348,6 +352,19 @@ async fn write_frame(
     if chunks.is_empty() {
         return Ok(());
     }
+    let file_bytes: u64 = chunks
+        .iter()
+        .map(|c| match c {
+            OutChunk::File { len, .. } => *len,
+            OutChunk::Bytes(_) => 0,
+        })
+        .sum();
+    // Only file ranges are cold; memory chunks left over by a full socket go without waiting.
+    let _held = if file_bytes > 0 {
+        Some(cold_sends.acquire(file_bytes).await)
+    } else {
+        None
+    };
     tern_shard::task::run_blocking(move || send_chunks_blocking(fd, chunks)).await
 }
 
@@ -569,7 +586,8 @@ mod tests {
                 OutChunk::Bytes(Bytes::from_static(b"end")),
             ];
             let (_r, mut w) = futures::io::AsyncReadExt::split(stream);
-            write_frame(&mut w, fd, ResponseFrame { chunks })
+            let unbounded = tern_shard::budget::InFlightBudget::new(0);
+            write_frame(&mut w, fd, ResponseFrame { chunks }, &unbounded)
                 .await
                 .unwrap();
             w.close().await.unwrap();
@@ -580,6 +598,49 @@ mod tests {
         assert!(all[..filled].iter().all(|x| *x == 1));
         assert!(all[filled..all.len() - 3].iter().all(|x| *x == 2));
         assert_eq!(&all[all.len() - 3..], b"end");
+    }
+
+    #[test]
+    fn file_range_larger_than_the_cold_bound_goes_out_and_frees_it() {
+        // A response whose file range exceeds tern.fetch.cold.inflight.bytes takes the whole
+        // bound, is sent whole, and gives the bound back.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        glommio::LocalExecutor::default().run(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let fd = tern_shard::net::raw_fd(&stream);
+            let (_r, mut w) = futures::io::AsyncReadExt::split(stream);
+            let bound = tern_shard::budget::InFlightBudget::new(1024);
+            let chunks = vec![
+                OutChunk::Bytes(Bytes::from_static(b"head")),
+                OutChunk::File {
+                    file,
+                    offset: 100,
+                    len: 150_000,
+                },
+                OutChunk::Bytes(Bytes::from_static(b"tail")),
+            ];
+            write_frame(&mut w, fd, ResponseFrame { chunks }, &bound)
+                .await
+                .unwrap();
+            assert_eq!(bound.in_use(), 0);
+            w.close().await.unwrap();
+        });
+        let all = reader.join().unwrap();
+        assert_eq!(&all[..4], b"head");
+        assert_eq!(&all[4..150_004], &data[100..150_100]);
+        assert_eq!(&all[150_004..], b"tail");
     }
 
     #[test]

@@ -453,6 +453,7 @@ impl GroupCoordinator {
             max_decompressed_batch_bytes: tern_storage::DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES,
             keys_required: false,
             readahead_bytes: tern_storage::DEFAULT_READAHEAD_BYTES,
+            readahead_inflight_bytes: tern_storage::DEFAULT_READAHEAD_INFLIGHT_BYTES,
             cold_read_bytes_per_sec: 0,
         }
     }

@@ -750,6 +750,7 @@ pub fn log_config(cfg: &BrokerConfig, meta: &ClusterMetadata, topic: &TopicMeta)
         max_decompressed_batch_bytes: cfg.max_decompressed_batch_bytes,
         keys_required: cleanup_policy(cfg, meta, topic).compact,
         readahead_bytes: cfg.fetch_readahead_bytes,
+        readahead_inflight_bytes: cfg.fetch_readahead_inflight_bytes,
         cold_read_bytes_per_sec: cfg.fetch_cold_read_bytes_per_sec,
     }
 }
