@@ -235,6 +235,7 @@ const KNOWN_KEYS: &[&str] = &[
     "offsets.retention.check.interval.ms",
     "offsets.topic.num.partitions",
     "offsets.commit.timeout.ms",
+    "offsets.topic.segment.bytes",
     "log.retention.ms",
     "log.retention.minutes",
     "log.retention.hours",

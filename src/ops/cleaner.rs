@@ -6,7 +6,10 @@
 //! `PartitionLog::clean` on it: async DMA I/O, yields between batches, reads and writes under
 //! `log.cleaner.io.max.bytes.per.second`. The key -> offset map takes this shard's share of
 //! `log.cleaner.dedupe.buffer.size`, allocated on the first clean. When nothing is due it
-//! sleeps `log.cleaner.backoff.ms`.
+//! sleeps `log.cleaner.backoff.ms`. A standalone node's offsets partitions (the group
+//! coordinator's own logs, not topics) are cleaned the same way, as a `cleanup.policy=compact`
+//! topic with the broker's compaction defaults; in a cluster they are the `__consumer_offsets`
+//! topic's logs, created compacted, and each replica cleans its own copy as in Kafka.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -93,6 +96,7 @@ impl CleanerTask {
             tern_storage::CompactionConfig,
         )> = None;
         let mut seen = Vec::new();
+        let mut candidates = Vec::new();
         for (topic, p, log) in self.state.partitions.all() {
             let Some(tm) = meta.topic(&topic) else {
                 continue;
@@ -101,6 +105,21 @@ impl CleanerTask {
                 continue;
             }
             let cfg = crate::configs::compaction_config(&self.state.config, &meta, tm);
+            candidates.push((topic, p, log, cfg));
+        }
+        let group_logs = self.state.groups.cleanable_logs();
+        if !group_logs.is_empty() {
+            let offsets_topic = crate::metadata::TopicMeta::new(
+                uuid::Uuid::nil(),
+                self.state.groups.gcfg().offsets_partitions,
+                [("cleanup.policy".to_string(), "compact".to_string())].into(),
+            );
+            let cfg = crate::configs::compaction_config(&self.state.config, &meta, &offsets_topic);
+            for (p, log) in group_logs {
+                candidates.push((crate::groups::OFFSETS_TOPIC.to_string(), p, log, cfg));
+            }
+        }
+        for (topic, p, log, cfg) in candidates {
             let c = log.cleanable(&cfg, now);
             seen.push((topic.clone(), p, c.dirty_ratio(), c.dirty_bytes));
             if c.due(&cfg) && best.as_ref().is_none_or(|(r, ..)| c.dirty_ratio() > *r) {

@@ -456,6 +456,14 @@ pub const BROKER_CONFIGS: &[Def] = &[
         "",
     ),
     d(
+        "offsets.topic.segment.bytes",
+        "",
+        Kind::Int { min: 1 },
+        "104857600",
+        false,
+        "",
+    ),
+    d(
         "group.initial.rebalance.delay.ms",
         "",
         Kind::Int { min: 0 },
@@ -551,9 +559,9 @@ pub const CLEANER_CONFIGS: &[Def] = &[
             min: 1.0,
             max: f64::MAX,
         },
-        "1.7976931348623157E308",
+        "104857600",
         false,
-        "cleaner reads and writes of one shard stay under this rate",
+        "cleaner reads and writes of one shard stay under this rate (Kafka's default: unlimited)",
     ),
     d(
         "log.cleaner.backoff.ms",

@@ -425,3 +425,93 @@ fn a_crash_at_any_step_of_a_clean_leaves_the_log_as_before_or_after() {
         }
     }
 }
+
+#[test]
+fn min_compaction_lag_keeps_young_segments_and_max_lag_overrides_the_ratio() {
+    run(|dir| async move {
+        let log = crate::tests::open(&dir, cfg(), 1 << 20).await;
+        let old = now_ms() - 60_000;
+        // Old versions of k0..k9 (a minute ago), then fresh versions of the same keys.
+        for v in 0..3 {
+            for k in 0..10 {
+                let val = format!("old{v}");
+                append(
+                    &log,
+                    kbatch(&[(&format!("k{k:03}"), Some(&val))], old, -1, -1),
+                )
+                .await;
+            }
+        }
+        let fresh_from = log.log_end_offset();
+        for k in 0..10 {
+            append(
+                &log,
+                kbatch(&[(&format!("k{k:03}"), Some("new"))], now_ms(), -1, -1),
+            )
+            .await;
+        }
+        roll_past(&log).await;
+        let (before, _) = records(&log).await;
+
+        // min.compaction.lag.ms of 30 s: the segments holding fresh records are not cleanable,
+        // so the first uncleanable offset is at or before the first fresh record, and nothing
+        // fresh is touched: every old version stays readable as the latest below that point.
+        let lagged = CompactionConfig {
+            min_compaction_lag_ms: 30_000,
+            ..compaction()
+        };
+        let c = log.cleanable(&lagged, now_ms());
+        assert!(c.first_uncleanable <= fresh_from, "{c:?}");
+        assert!(c.dirty_bytes > 0 && c.due(&lagged), "{c:?}");
+        let mut map = OffsetMap::with_budget(1 << 16);
+        let mut throttle = IoThrottle::new(0.0);
+        let out = log
+            .clean(&mut map, &lagged, &mut throttle, now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.map_end, c.first_uncleanable);
+        let (after, _) = records(&log).await;
+        let fresh: Vec<_> = after.iter().filter(|(o, _, _)| *o >= fresh_from).collect();
+        let fresh_before: Vec<_> = before.iter().filter(|(o, _, _)| *o >= fresh_from).collect();
+        assert_eq!(
+            fresh, fresh_before,
+            "records past the lag are kept as they were"
+        );
+        let olds: Vec<_> = real(&after)
+            .into_iter()
+            .filter(|(o, _, _)| *o < c.first_uncleanable)
+            .collect();
+        assert!(
+            olds.len() <= 10 && !olds.is_empty(),
+            "one old version per key at most below the uncleanable offset: {olds:?}"
+        );
+
+        // Without the lag the rest is cleanable: below min.cleanable.dirty.ratio it is not due,
+        // unless its dirty data is older than max.compaction.lag.ms.
+        let strict = CompactionConfig {
+            min_cleanable_ratio: 1.0,
+            ..compaction()
+        };
+        let c = log.cleanable(&strict, now_ms());
+        assert!(c.dirty_bytes > 0 && c.dirty_ratio() < 1.0, "{c:?}");
+        assert!(!c.overdue && !c.due(&strict), "{c:?}");
+        let overdue = CompactionConfig {
+            max_compaction_lag_ms: 1,
+            ..strict
+        };
+        // The fillers were written just now: wait past max.compaction.lag.ms by the clock
+        // argument instead of sleeping.
+        let c = log.cleanable(&overdue, now_ms() + 10_000);
+        assert!(c.overdue && c.due(&overdue), "{c:?}");
+        assert!(
+            log.clean(&mut map, &overdue, &mut throttle, now_ms() + 10_000)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let got = real(&records(&log).await.0);
+        assert_eq!(got.len(), 10, "{got:?}");
+        assert!(got.iter().all(|(_, _, v)| v.as_deref() == Some("new")));
+    });
+}

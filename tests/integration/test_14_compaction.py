@@ -335,3 +335,96 @@ def test_quix_streams_restores_state_from_a_compacted_changelog(broker_factory, 
     last = kc.consume_range(b.bootstrap, "quix-counts", {0: (high - keys, high)})[0]
     counts = {r.key: json.loads(r.value)["count"] for r in last}
     assert counts == {f"k{k}".encode(): versions + 1 for k in range(keys)}, counts
+
+
+def _offsets_log_records(b, partition=0):
+    """(records, bytes) in the segment files of the standalone node's offsets partition: batch
+    headers walked straight from the files (baseOffset, batchLength, ..., recordCount at 57)."""
+    pdir = b.log_dir / "__tern_groups" / f"__consumer_offsets-{partition}"
+    records = size = 0
+    for f in sorted(pdir.glob("*.log")):
+        data = f.read_bytes()
+        pos = 0
+        while pos + 61 <= len(data):
+            length = int.from_bytes(data[pos + 8:pos + 12], "big", signed=True)
+            if length <= 0 or pos + 12 + length > len(data):
+                break
+            records += int.from_bytes(data[pos + 57:pos + 61], "big", signed=True)
+            pos += 12 + length
+        size += pos
+    return records, size
+
+
+def _offsets_log_mentions(b, text, partition=0):
+    """Whether any segment of the offsets partition holds `text` (its records are uncompressed,
+    so a group id in a key is there byte for byte)."""
+    pdir = b.log_dir / "__tern_groups" / f"__consumer_offsets-{partition}"
+    return any(text in f.read_bytes() for f in pdir.glob("*.log"))
+
+
+def _commit(bootstrap, group, topic, offsets):
+    """One synchronous OffsetCommit per {partition: offset} in `offsets` (a list), outside
+    group management, by one confluent-kafka consumer."""
+    c = kc.consumer(bootstrap, **{"group.id": group, "enable.auto.commit": False})
+    try:
+        for o in offsets:
+            res = c.commit(offsets=[kc.TopicPartition(topic, p, off) for p, off in o.items()],
+                           asynchronous=False)
+            assert all(tp.error is None for tp in res), res
+    finally:
+        c.close()
+
+
+def _committed(bootstrap, group, topic, partitions):
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    a = kc.admin(bootstrap)
+    req = ConsumerGroupTopicPartitions(group, [kc.TopicPartition(topic, p) for p in range(partitions)])
+    res = a.list_consumer_group_offsets([req], request_timeout=30)[group].result(timeout=30)
+    return {tp.partition: tp.offset for tp in res.topic_partitions}
+
+
+def test_consumer_offsets_are_compacted_by_the_cleaner(broker_factory, tmp_path):
+    """The offsets partitions are compacted by the log cleaner (no start-up rewrite): many
+    commits of the same partitions shrink to the latest per key, a deleted group's tombstones
+    go after delete.retention.ms, and after kill -9 and a restart the group load reads the
+    compacted log: OffsetFetch returns the latest commits, the deleted group has none."""
+    b = _broker(broker_factory, tmp_path,
+                "offsets.topic.num.partitions=1\noffsets.topic.segment.bytes=4096\n"
+                "log.cleaner.min.cleanable.ratio=0.01\nlog.cleaner.delete.retention.ms=2000\n")
+    topic, parts = "committed-topic", 3
+    kc.create_topic(b.bootstrap, topic, partitions=parts)
+    rounds = 150
+    _commit(b.bootstrap, "g-gone", topic, [{p: 7 for p in range(parts)}] * 20)
+    assert _offsets_log_mentions(b, b"g-gone")
+    admin = kc.admin(b.bootstrap)  # kept referenced until its future is done
+    admin.delete_consumer_groups(["g-gone"], request_timeout=30)["g-gone"].result(timeout=30)
+    _commit(b.bootstrap, "g-live", topic, [{p: 1000 * p + v for p in range(parts)}
+                                           for v in range(rounds)])
+    latest = {p: 1000 * p + rounds - 1 for p in range(parts)}
+    assert _committed(b.bootstrap, "g-live", topic, parts) == latest
+    written = (20 + rounds) * parts
+
+    # The cleaner removes the superseded commits (the active segment is never cleaned, so a few
+    # recent versions stay), then the deleted group's records once its tombstones are older than
+    # delete.retention.ms (later commits roll segments and make a clean due).
+    def compacted():
+        records, size = _offsets_log_records(b)
+        return records < written // 4, (records, size)
+    _wait(compacted, "the cleaner compacting __consumer_offsets")
+    assert _metric(b, "tern_cleaner_removed_records_total") >= written // 2
+
+    def tombstones_gone():
+        _commit(b.bootstrap, "g-live", topic, [latest] * 10)
+        return not _offsets_log_mentions(b, b"g-gone"), _offsets_log_records(b)
+    _wait(tombstones_gone, "the deleted group's tombstones removed")
+
+    # The load after a kill -9 replays the compacted log (with its gaps).
+    b.kill9()
+    b.start()
+    assert _committed(b.bootstrap, "g-live", topic, parts) == latest
+    assert _committed(b.bootstrap, "g-gone", topic, parts) == {p: -1001 for p in range(parts)}
+    # And commits go on after the restart, onto the compacted log.
+    _commit(b.bootstrap, "g-live", topic, [{0: 5}])
+    b.stop()
+    b.start()
+    assert _committed(b.bootstrap, "g-live", topic, parts) == {**latest, 0: 5}

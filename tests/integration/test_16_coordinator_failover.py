@@ -33,9 +33,12 @@ TOPIC = "events"
 PARTITIONS = 3
 OFFSETS_PARTITIONS = 3
 RECORDS = 3000
+# Small offsets segments and an eager cleaner: every replica compacts its copy of
+# `__consumer_offsets` while the groups commit, so each coordinator load reads a cleaned log.
 EXTRA = {"broker.session.timeout.ms": 3000, "broker.heartbeat.interval.ms": 500,
          "replica.lag.time.max.ms": 3000, "offsets.topic.num.partitions": OFFSETS_PARTITIONS,
-         "group.initial.rebalance.delay.ms": 0}
+         "group.initial.rebalance.delay.ms": 0, "offsets.topic.segment.bytes": 16384,
+         "log.cleaner.backoff.ms": 200, "log.cleaner.min.cleanable.ratio": 0.05}
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -380,3 +383,61 @@ def test_commit_fails_after_offsets_commit_timeout(request, tmp_path, tern_bin):
         assert [tp.offset for tp in r.topic_partitions] == [3]
     finally:
         c.cleanup()
+
+
+def offsets_partition_size(node, p):
+    """DescribeLogDirs on `node`: the bytes of its replica of `__consumer_offsets`-p."""
+    from kafka.protocol.admin import DescribeLogDirsRequest, DescribeLogDirsResponse
+    T = DescribeLogDirsRequest.DescribableLogDirTopic
+    with kwire.Conn(node.broker_port) as conn:
+        resp = kwire.kp_call(conn, DescribeLogDirsRequest(
+            topics=[T(topic="__consumer_offsets", partitions=[p])]), DescribeLogDirsResponse, 1)
+    sizes = [q.partition_size for r in resp.results for t in r.topics for q in t.partitions]
+    return sizes[0] if sizes else None
+
+
+def test_compacted_offsets_partition_reloads_after_kill(cluster3):
+    """Many commits of the same partitions: every replica's cleaner compacts its copy of the
+    group's `__consumer_offsets` partition (DescribeLogDirs sizes shrink on all three); then
+    the coordinator is killed with kill -9 and the new leader loads the compacted log:
+    OffsetFetch returns the latest commits."""
+    c = cluster3
+    a = kc.admin(c.bootstrap)
+    fs = a.create_topics([NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=3)],
+                         request_timeout=OP)
+    for f in fs.values():
+        f.result(timeout=OP)
+    kc.wait_for_topic(c.bootstrap, TOPIC, PARTITIONS)
+    group, p = "compacted-group", offsets_partition("compacted-group")
+    consumer = kc.consumer(c.bootstrap, **{"group.id": group})
+    rounds = 400
+    try:
+        for v in range(rounds):
+            res = consumer.commit(offsets=[TopicPartition(TOPIC, q, 100 * q + v)
+                                           for q in range(PARTITIONS)], asynchronous=False)
+            assert all(tp.error is None for tp in res), res
+    finally:
+        consumer.close()
+    latest = {q: 100 * q + rounds - 1 for q in range(PARTITIONS)}
+    assert committed_offsets(c, group) == latest
+    # 400 batches of 3 commits are ~100 KB; the latest commits and the unclean active segment
+    # are a fraction of that.
+    written = rounds * 3 * 60
+    deadline = time.monotonic() + OP * 2
+    while True:
+        sizes = {n.node_id: offsets_partition_size(n, p) for n in c.broker_nodes()}
+        if all(s is not None and s < written // 3 for s in sizes.values()):
+            break
+        assert time.monotonic() < deadline, f"replicas of __consumer_offsets-{p} not compacted: {sizes}"
+        time.sleep(0.5)
+    print(f"__consumer_offsets-{p} sizes after cleaning: {sizes} (commits written: ~{written} B)")
+    leader, isr = wait_offsets_leader(c, group, lambda l, i: l >= 0 and len(i) == 3,
+                                      "a full offsets ISR")
+    c.node(leader).kill9()
+    wait_offsets_leader(c, group, lambda l, i: l >= 0 and l != leader,
+                        "a new offsets leader", exclude=[leader])
+    assert committed_offsets(c, group) == latest
+    c.node(leader).start()
+    wait_offsets_leader(c, group, lambda l, i: l >= 0 and len(i) == 3,
+                        "the restarted broker back in the offsets ISR")
+    assert committed_offsets(c, group) == latest

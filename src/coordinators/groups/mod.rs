@@ -15,8 +15,10 @@
 //! `<log.dirs>/__tern_groups/__consumer_offsets-<p>/`, holding RecordBatch v2 records whose
 //! key/value use Kafka's `__consumer_offsets` schemas (`records.rs`). A commit is answered after its
 //! batch is fdatasynced (`Durability::Synced`). At start-up each shard opens its partitions and
-//! replays them (last record per key wins, null value = tombstone) before it serves anything; a
-//! partition whose log has grown well beyond its live records is rewritten (compacted) then.
+//! replays them (last record per key wins, null value = tombstone) before it serves anything.
+//! The partitions are compacted by the shard's log cleaner (`crate::cleaner`, as a topic with
+//! `cleanup.policy=compact`): superseded records go, tombstones after `delete.retention.ms`;
+//! the replay reads the compacted log (offsets with gaps) the same way.
 //! Offsets of groups without members expire after `offsets.retention.minutes` (tombstones).
 
 pub mod assignor;
@@ -93,10 +95,6 @@ pub const GROUPS_DIR: &str = "__tern_groups";
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// How often a shard checks session/rebalance timers.
 const TICK: Duration = Duration::from_millis(100);
-/// Rewrite an offsets partition at start-up when its log is larger than this and more than
-/// `COMPACT_RATIO` times its live records.
-const COMPACT_MIN_BYTES: u64 = 16 << 20;
-const COMPACT_RATIO: u64 = 4;
 
 /// Coordinator settings (Kafka's names).
 #[derive(Debug, Clone)]
@@ -112,6 +110,9 @@ pub struct GroupConfig {
     /// offsets.commit.timeout.ms: how long a coordinator write (offset commit, group metadata)
     /// waits for the offsets partition's ISR before it fails (Kafka's default 5000).
     pub offsets_commit_timeout_ms: u64,
+    /// `offsets.topic.segment.bytes`: the offsets partitions roll a segment at this size (the
+    /// cleaner only compacts rolled segments).
+    pub offsets_segment_bytes: u64,
 }
 
 impl Default for GroupConfig {
@@ -126,6 +127,7 @@ impl Default for GroupConfig {
             retention_check_interval_ms: 600_000,
             offsets_partitions: 50,
             offsets_commit_timeout_ms: 5000,
+            offsets_segment_bytes: 100 << 20,
         }
     }
 }
@@ -189,12 +191,20 @@ impl GroupConfig {
                 get("offsets.commit.timeout.ms"),
                 d.offsets_commit_timeout_ms,
             )?,
+            offsets_segment_bytes: num(
+                "offsets.topic.segment.bytes",
+                get("offsets.topic.segment.bytes"),
+                d.offsets_segment_bytes,
+            )?,
         };
         if c.offsets_partitions < 1 || c.offsets_partitions > 1000 {
             bail!(
                 "invalid value for offsets.topic.num.partitions: {} (1..=1000)",
                 c.offsets_partitions
             );
+        }
+        if c.offsets_segment_bytes < 1 {
+            bail!("invalid value for offsets.topic.segment.bytes: must be >= 1");
         }
         if c.min_session_timeout_ms < 1 || c.max_session_timeout_ms < c.min_session_timeout_ms {
             bail!("invalid value for group.min.session.timeout.ms / group.max.session.timeout.ms");
@@ -446,9 +456,9 @@ impl GroupCoordinator {
             .join(format!("{OFFSETS_TOPIC}-{p}"))
     }
 
-    fn log_config() -> LogConfig {
+    fn log_config(&self) -> LogConfig {
         LogConfig {
-            segment_bytes: 100 << 20,
+            segment_bytes: self.gcfg().offsets_segment_bytes,
             segment_ms: u64::MAX,
             index_interval_bytes: 4096,
             max_batch_bytes: 64 << 20,
@@ -468,14 +478,10 @@ impl GroupCoordinator {
         }
         let started = Instant::now();
         let mut records = 0usize;
-        let compact_min = std::env::var("TERN_OFFSETS_COMPACT_MIN_BYTES")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(COMPACT_MIN_BYTES);
         for p in self.owned_partitions() {
             let dir = self.partition_dir(p);
-            finish_compaction(&dir)?;
-            let mut log = PartitionLog::open(&dir, Self::log_config(), self.cache.clone())
+            finish_legacy_rewrite(&dir)?;
+            let log = PartitionLog::open(&dir, self.log_config(), self.cache.clone())
                 .await
                 .map_err(|e| anyhow!("opening {}: {e}", dir.display()))?;
             let recs = read_log(&log)
@@ -484,13 +490,6 @@ impl GroupCoordinator {
             records += recs.len();
             for (off, rec) in recs {
                 self.apply_record(p, off, rec);
-            }
-            if log.size_bytes() > compact_min {
-                let live = self.snapshot_records(p);
-                let live_bytes = records::encode_batch(&live).len() as u64;
-                if log.size_bytes() > COMPACT_RATIO * live_bytes.max(1) {
-                    log = self.compact(p, log, &live).await?;
-                }
             }
             self.logs.borrow_mut().insert(p, log);
         }
@@ -505,83 +504,19 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Rewrites partition `p` with only `live` records: written to a fresh directory, then
-    /// swapped in by rename (the old directory is removed after the swap).
-    async fn compact(
-        &self,
-        p: i32,
-        old: Rc<PartitionLog>,
-        live: &[LogRecord],
-    ) -> Result<Rc<PartitionLog>> {
-        let dir = self.partition_dir(p);
-        let tmp = dir.with_extension("compacting");
-        let _ = std::fs::remove_dir_all(&tmp);
-        let fresh = PartitionLog::open(&tmp, Self::log_config(), self.cache.clone())
-            .await
-            .map_err(|e| anyhow!("compacting {}: {e}", dir.display()))?;
-        for chunk in live.chunks(1000) {
-            let done = fresh
-                .append(records::encode_batch(chunk), 0, Durability::Synced)
-                .map_err(|e| anyhow!("compacting {}: {e}", dir.display()))?
-                .done;
-            done.await
-                .map_err(|e| anyhow!("compacting {}: {e}", dir.display()))?;
+    /// Standalone: this shard's offsets partitions, for the log cleaner (in cluster mode they
+    /// are the `__consumer_offsets` topic's logs, which the cleaner finds among the topics').
+    pub fn cleanable_logs(&self) -> Vec<(i32, Rc<PartitionLog>)> {
+        if self.replicated.get() || self.closed.get() {
+            return Vec::new();
         }
-        fresh
-            .close()
-            .await
-            .map_err(|e| anyhow!("compacting: {e}"))?;
-        old.close().await.map_err(|e| anyhow!("compacting: {e}"))?;
-        let trash = dir.with_extension("deleting");
-        let _ = std::fs::remove_dir_all(&trash);
-        std::fs::rename(&dir, &trash)?;
-        std::fs::rename(&tmp, &dir)?;
-        let _ = std::fs::remove_dir_all(&trash);
-        log::info!("compacted {} to {} records", dir.display(), live.len());
-        // Re-open the group state from the compacted log's records (offsets changed).
-        let log = PartitionLog::open(&dir, Self::log_config(), self.cache.clone())
-            .await
-            .map_err(|e| anyhow!("opening {}: {e}", dir.display()))?;
-        self.groups.borrow_mut().retain(|_, g| g.partition != p);
-        for (off, rec) in read_log(&log).await.map_err(|e| anyhow!("{e}"))? {
-            self.apply_record(p, off, rec);
-        }
-        Ok(log)
-    }
-
-    /// The records that rebuild partition `p`'s current state.
-    fn snapshot_records(&self, p: i32) -> Vec<LogRecord> {
-        let groups = self.groups.borrow();
-        let mut out = Vec::new();
-        for g in groups.values().filter(|g| g.partition == p) {
-            match &g.kind {
-                Kind::Classic(c) => {
-                    if let Some(v) = c.metadata_value(Instant::now()) {
-                        out.push(LogRecord::ClassicGroup {
-                            group: g.id.clone(),
-                            value: Some(v),
-                        });
-                    }
-                }
-                Kind::Consumer(c) => out.push(LogRecord::ConsumerGroup {
-                    group: g.id.clone(),
-                    epoch: Some(c.epoch),
-                }),
-            }
-            for ((t, part), e) in &g.offsets {
-                out.push(LogRecord::Offset {
-                    group: g.id.clone(),
-                    topic: t.clone(),
-                    partition: *part,
-                    value: Some(records::OffsetValue {
-                        offset: e.offset,
-                        leader_epoch: e.leader_epoch,
-                        metadata: e.metadata.clone(),
-                        commit_ts: e.commit_ts,
-                    }),
-                });
-            }
-        }
+        let mut out: Vec<(i32, Rc<PartitionLog>)> = self
+            .logs
+            .borrow()
+            .iter()
+            .map(|(p, l)| (*p, l.clone()))
+            .collect();
+        out.sort_by_key(|(p, _)| *p);
         out
     }
 
@@ -950,10 +885,11 @@ pub async fn start(state: &Rc<ShardState>) -> Result<()> {
     Ok(())
 }
 
-/// Completes or rolls back a compaction interrupted by a crash: the rewritten log is only
-/// complete once the old directory has been renamed away (`.deleting`), so a `.compacting`
-/// directory next to a `.deleting` one replaces it; otherwise the old log is kept.
-fn finish_compaction(dir: &std::path::Path) -> Result<()> {
+/// Completes or rolls back a start-up rewrite of an offsets partition interrupted by a crash
+/// under an earlier Tern version (which rewrote a grown partition into `<dir>.compacting`, then
+/// renamed the old directory to `<dir>.deleting`; the log cleaner does this job now): a
+/// `.compacting` directory next to a `.deleting` one replaces it; otherwise the old log is kept.
+fn finish_legacy_rewrite(dir: &std::path::Path) -> Result<()> {
     let tmp = dir.with_extension("compacting");
     let trash = dir.with_extension("deleting");
     if !dir.exists() && trash.exists() {
@@ -1003,22 +939,36 @@ async fn read_log(log: &PartitionLog) -> Result<Vec<(i64, LogRecord)>, String> {
                 }
             }
         }
+        // The next read starts after the last batch read, whatever its records: a cleaned log
+        // has gaps, and a batch may hold no record this replay decodes.
+        let next = batches_end(&buf).max(offset);
         let recs = records::decode_batches(buf.freeze())?;
-        let mut next = offset;
         for (off, rec) in recs {
             if off >= offset {
-                next = next.max(off + 1);
                 out.push((off, rec));
             }
         }
         if next == offset {
-            // Batches without decodable records (e.g. empty): step past by reading one more batch.
-            break;
+            break; // no complete batch: nothing further to read
         }
         offset = next;
         tern_shard::task::yield_if_needed().await;
     }
     Ok(out)
+}
+
+/// The offset after the last complete RecordBatch in `buf` (0 when there is none).
+fn batches_end(buf: &[u8]) -> i64 {
+    let mut pos = 0usize;
+    let mut end = 0i64;
+    while let Ok(h) = tern_storage::batch::BatchHeader::parse(&buf[pos..]) {
+        if buf.len() - pos < h.size {
+            break;
+        }
+        end = end.max(h.last_offset().saturating_add(1));
+        pos += h.size;
+    }
+    end
 }
 
 /// Runs a forwarded group request on this (the owning) shard.
@@ -1389,6 +1339,62 @@ pub async fn per_owner<K: Clone, R: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupted_legacy_rewrite_is_completed_or_rolled_back() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("__consumer_offsets-0");
+        let put = |d: &std::path::Path, what: &str| {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("00000000000000000000.log"), what).unwrap();
+        };
+        let read = || std::fs::read_to_string(dir.join("00000000000000000000.log")).unwrap();
+        // Crashed after the old directory was renamed away: the rewrite is complete.
+        put(&dir.with_extension("compacting"), "rewritten");
+        put(&dir.with_extension("deleting"), "old");
+        finish_legacy_rewrite(&dir).unwrap();
+        assert_eq!(read(), "rewritten");
+        assert!(!dir.with_extension("compacting").exists());
+        assert!(!dir.with_extension("deleting").exists());
+        // Crashed between the two renames without the rewritten copy: the old log comes back.
+        std::fs::rename(&dir, dir.with_extension("deleting")).unwrap();
+        finish_legacy_rewrite(&dir).unwrap();
+        assert_eq!(read(), "rewritten");
+        // Crashed while writing the rewritten copy: it is dropped, the log stays.
+        put(&dir.with_extension("compacting"), "partial");
+        finish_legacy_rewrite(&dir).unwrap();
+        assert_eq!(read(), "rewritten");
+        assert!(!dir.with_extension("compacting").exists());
+    }
+
+    #[test]
+    fn batches_end_is_past_the_last_complete_batch() {
+        let mut buf = records::encode_batch(&[LogRecord::ConsumerGroup {
+            group: "g".into(),
+            epoch: Some(1),
+        }])
+        .to_vec();
+        // A batch at offset 12 after the one at 0 (a cleaned log's gap).
+        let mut second = records::encode_batch(&[LogRecord::ConsumerGroup {
+            group: "a".into(),
+            epoch: Some(1),
+        }])
+        .to_vec();
+        second[..8].copy_from_slice(&12i64.to_be_bytes());
+        assert_eq!(batches_end(&buf), 1);
+        buf.extend_from_slice(&second);
+        assert_eq!(
+            batches_end(&buf),
+            13,
+            "a gap between the batches is stepped over"
+        );
+        assert_eq!(
+            batches_end(&buf[..buf.len() - 1]),
+            1,
+            "a partial batch is not counted"
+        );
+        assert_eq!(batches_end(&[]), 0);
+    }
 
     fn coordinator(retention_minutes: &str) -> GroupCoordinator {
         let args = crate::config::ServeArgs {

@@ -108,7 +108,15 @@ fn create_offsets_topic(state: &Rc<ShardState>, meta: &ClusterMetadata) {
         name: OFFSETS_TOPIC.to_string(),
         partitions: state.config.groups.offsets_partitions,
         replication_factor,
-        configs: vec![("cleanup.policy".to_string(), "compact".to_string())],
+        // Kafka's offsets topic configs: compacted by the log cleaner, rolled at
+        // `offsets.topic.segment.bytes` (only rolled segments are cleaned).
+        configs: vec![
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                state.config.groups.offsets_segment_bytes.to_string(),
+            ),
+        ],
     };
     log::info!(
         "creating {OFFSETS_TOPIC} ({} partitions, replication factor {replication_factor})",

@@ -152,20 +152,27 @@ impl IoThrottle {
     }
 
     async fn charge(&mut self, n: u64) {
+        let wait = self.account(n, self.since.elapsed());
+        if !wait.is_zero() {
+            glommio::timer::sleep(wait).await;
+        }
+    }
+
+    /// Counts `n` more bytes, `elapsed` into the current window: how long to wait so that
+    /// the window's bytes stay under the rate. A window longer than a second restarts, so
+    /// an idle period does not buy a burst.
+    fn account(&mut self, n: u64, elapsed: Duration) -> Duration {
         if !(self.bytes_per_sec > 0.0 && self.bytes_per_sec.is_finite()) {
-            return;
+            return Duration::ZERO;
         }
         self.bytes += n;
         let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_sec);
-        let elapsed = self.since.elapsed();
-        if due > elapsed {
-            glommio::timer::sleep(due - elapsed).await;
-        }
+        let wait = due.saturating_sub(elapsed);
         if elapsed > Duration::from_secs(1) {
-            // Keep the window short so that an idle period does not buy a burst.
             self.since = Instant::now();
             self.bytes = 0;
         }
+        wait
     }
 }
 
@@ -683,5 +690,39 @@ fn step(what: String, e: StorageError) -> StorageError {
             StorageError::Io(std::io::Error::new(io.kind(), format!("{what}: {io}")))
         }
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+
+    #[test]
+    fn io_throttle_waits_for_what_is_over_the_rate() {
+        let mut t = IoThrottle::new(1_000_000.0);
+        // 500 KB at once at 1 MB/s: half a second of budget, none of it elapsed yet.
+        assert_eq!(
+            t.account(500_000, Duration::ZERO),
+            Duration::from_millis(500)
+        );
+        // 0.8 s into the window, 1 MB in total is due at 1 s: 0.2 s more.
+        assert_eq!(
+            t.account(500_000, Duration::from_millis(800)),
+            Duration::from_millis(200)
+        );
+        // On time: no wait.
+        assert_eq!(t.account(0, Duration::from_millis(1000)), Duration::ZERO);
+        // A window past a second restarts the count (idle time buys no burst).
+        assert_eq!(t.account(0, Duration::from_millis(1500)), Duration::ZERO);
+        assert_eq!(t.bytes, 0);
+        assert_eq!(
+            t.account(250_000, Duration::ZERO),
+            Duration::from_millis(250)
+        );
+        // Unlimited (0, negative or infinite): never waits.
+        for rate in [0.0, -1.0, f64::INFINITY] {
+            let mut t = IoThrottle::new(rate);
+            assert_eq!(t.account(u64::MAX / 2, Duration::ZERO), Duration::ZERO);
+        }
     }
 }
