@@ -112,7 +112,7 @@ pub async fn run_shard(
         partitions,
     ));
     // Consumer groups: replay this shard's __consumer_offsets partitions before serving anything.
-    if let Err(e) = crate::groups::start(&state).await {
+    if let Err(e) = crate::coordinators::groups::start(&state).await {
         log::error!("shard {id}: loading consumer groups: {e:#}");
         life.failed.store(true, Ordering::SeqCst);
         life.shutdown.store(true, Ordering::SeqCst);
@@ -126,22 +126,22 @@ pub async fn run_shard(
     let serve_task = tern_shard::task::spawn_joinable(async move {
         ctx.serve(move |msg| {
             serving_state.metrics.cross_received();
-            crate::dispatch::handle_shard_message(serving_state.clone(), msg)
+            crate::kafka::dispatch::handle_shard_message(serving_state.clone(), msg)
         })
         .await;
     });
 
     // Retention: a named periodic task per shard, walking only this shard's partitions.
     tern_shard::task::spawn(
-        crate::retention::RetentionTask::new(state.clone(), life.clone()).run(),
+        crate::ops::retention::RetentionTask::new(state.clone(), life.clone()).run(),
     );
     // Disk full: a named periodic task per shard reading the log dir's free space.
     tern_shard::task::spawn(
-        crate::disk_space::DiskSpaceTask::new(state.clone(), life.clone()).run(),
+        crate::ops::disk_space::DiskSpaceTask::new(state.clone(), life.clone()).run(),
     );
     // The log cleaner: a named low-priority task queue per shard, cleaning this shard's
     // compacted partitions.
-    if let Some(cleaner) = crate::cleaner::CleanerTask::new(state.clone(), life.clone()) {
+    if let Some(cleaner) = crate::ops::cleaner::CleanerTask::new(state.clone(), life.clone()) {
         tern_shard::task::spawn_background("log-cleaner", 100, cleaner.run());
     }
     // The Prometheus endpoint: its socket on a std thread, the gathering on shard 0.
@@ -150,10 +150,10 @@ pub async fn run_shard(
         && let Some(addr) = config.metrics_listener
     {
         let (tx, rx) = futures::channel::mpsc::unbounded();
-        match crate::metrics::start_http(addr, tx) {
+        match crate::ops::metrics::start_http(addr, tx) {
             Ok(local) => {
                 metrics_addr = Some(local);
-                tern_shard::task::spawn(crate::metrics::serve_scrapes(state.clone(), rx));
+                tern_shard::task::spawn(crate::ops::metrics::serve_scrapes(state.clone(), rx));
             }
             Err(e) => {
                 log::error!("metrics endpoint: cannot listen on {addr}: {e}; metrics are disabled")
@@ -216,7 +216,10 @@ pub async fn run_shard(
                 match listener.accept().await {
                     Ok(stream) if accepting.get() => {
                         state.metrics.connection_accepted();
-                        tern_shard::task::spawn(crate::connection::serve(state.clone(), stream));
+                        tern_shard::task::spawn(crate::kafka::connection::serve(
+                            state.clone(),
+                            stream,
+                        ));
                     }
                     Ok(stream) => {
                         // Shutting down: refuse politely (close at once).

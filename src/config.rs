@@ -169,7 +169,7 @@ pub struct BrokerConfig {
     /// `--cpus`: CPUs the broker runs on (None: shard i on CPU i).
     pub cpus: Option<Vec<usize>>,
     /// Consumer-group coordinator settings (`group.*`, `offsets.*`).
-    pub groups: crate::groups::GroupConfig,
+    pub groups: crate::coordinators::groups::GroupConfig,
     /// log.retention.ms (from .ms, .minutes or .hours; -1 = forever).
     pub retention_ms: i64,
     /// log.retention.bytes (-1 = unlimited).
@@ -182,7 +182,7 @@ pub struct BrokerConfig {
     pub request_queue_metric: bool,
     /// Disk full: the free-space floor of the log dir and how often each shard checks it
     /// (`tern.log.dir.*`, see `disk_space.rs`).
-    pub disk_space: crate::disk_space::FreeSpaceConfig,
+    pub disk_space: crate::ops::disk_space::FreeSpaceConfig,
     /// Every key set in the config file or by a flag (for DescribeConfigs' STATIC_BROKER_CONFIG).
     pub static_props: BTreeMap<String, String>,
     /// The KRaft settings (standalone when none is given).
@@ -348,12 +348,12 @@ impl BrokerConfig {
         for (key, value) in &props {
             if !KNOWN_KEYS.contains(&key.as_str())
                 && !crate::cluster::config::CLUSTER_KEYS.contains(&key.as_str())
-                && crate::configs::cleaner_def(key).is_none()
+                && crate::ops::configs::cleaner_def(key).is_none()
             {
                 log::warn!("config: unknown key {key:?} is ignored");
             }
-            if let Some(def) = crate::configs::cleaner_def(key) {
-                crate::configs::validate(def, value).map_err(|m| anyhow!("{m}"))?;
+            if let Some(def) = crate::ops::configs::cleaner_def(key) {
+                crate::ops::configs::validate(def, value).map_err(|m| anyhow!("{m}"))?;
             }
         }
         let flags: [(&str, &Option<String>); 21] = [
@@ -586,7 +586,7 @@ impl BrokerConfig {
             );
         }
         let node_id = cluster.node_id;
-        let groups = crate::groups::GroupConfig::from_props(|k| get(k))?;
+        let groups = crate::coordinators::groups::GroupConfig::from_props(|k| get(k))?;
         let retention_ms: i64 = match (
             get("log.retention.ms"),
             get("log.retention.minutes"),
@@ -618,7 +618,7 @@ impl BrokerConfig {
         if retention_check_interval_ms == 0 {
             bail!("invalid value for log.retention.check.interval.ms: must be >= 1");
         }
-        let disk_space = crate::disk_space::FreeSpaceConfig {
+        let disk_space = crate::ops::disk_space::FreeSpaceConfig {
             min_free_bytes: parse_num(
                 "tern.log.dir.min.free.bytes",
                 get("tern.log.dir.min.free.bytes").unwrap_or("1073741824"),
@@ -777,7 +777,7 @@ mod tests {
         assert_eq!(c.max_decompressed_batch_bytes, 1 << 20);
         let meta = crate::metadata::ClusterMetadata::default();
         let topic = crate::metadata::TopicMeta::new(uuid::Uuid::nil(), 1, Default::default());
-        let log = crate::configs::log_config(&c, &meta, &topic);
+        let log = crate::ops::configs::log_config(&c, &meta, &topic);
         assert_eq!(log.max_decompressed_batch_bytes, 1 << 20);
         let too_small = ServeArgs {
             max_decompressed_batch_bytes: Some("10".into()),

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::BrokerConfig;
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, NewTopic};
 use crate::metadata::{ClusterMetadata, validate_topic_name};
 use crate::shard_state::ShardState;
@@ -101,7 +101,7 @@ impl Controller {
             ));
         }
         let replication_factor = if t.replication_factor == -1 {
-            crate::configs::default_replication_factor(&self.config, meta)
+            crate::ops::configs::default_replication_factor(&self.config, meta)
         } else {
             t.replication_factor
         };
@@ -123,7 +123,7 @@ impl Controller {
             ));
         }
         for (k, v) in &t.configs {
-            crate::configs::validate_topic_config(k, v)?;
+            crate::ops::configs::validate_topic_config(k, v)?;
         }
         Ok((partitions, replication_factor))
     }

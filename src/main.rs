@@ -17,12 +17,6 @@ mod partition_manager;
 mod routing;
 mod shard_state;
 
-// Short paths (`crate::metrics`, `crate::handlers`, ...) for the modules that moved into the
-// folders above; code reads the same whichever spelling it uses.
-use coordinators::groups;
-use kafka::{api, connection, dispatch, errors, handlers};
-use ops::{cleaner, configs, disk_space, metrics, retention};
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -88,7 +82,7 @@ fn main() {
 }
 
 fn serve(args: ServeArgs) -> i32 {
-    handlers::encode_fallback::init_test_hook();
+    kafka::handlers::encode_fallback::init_test_hook();
     let config = match BrokerConfig::load(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -103,7 +103,7 @@ pub enum ControllerRequest {
     },
     /// AlterConfigs / IncrementalAlterConfigs: one result per resource, in order.
     AlterConfigs {
-        resources: Vec<crate::configs::Alteration>,
+        resources: Vec<crate::ops::configs::Alteration>,
         validate_only: bool,
         reply: Reply<Vec<Result<(), (i16, String)>>>,
     },
@@ -207,7 +207,7 @@ pub enum ShardMessage {
     },
     OffsetForLeaderEpoch {
         items: Vec<EpochQuery>,
-        reply: Reply<Vec<crate::handlers::offset_for_leader_epoch::EpochAnswer>>,
+        reply: Reply<Vec<crate::kafka::handlers::offset_for_leader_epoch::EpochAnswer>>,
     },
     Controller(ControllerRequest),
     ApplyMetadata {
@@ -216,7 +216,7 @@ pub enum ShardMessage {
     },
     /// A request for a consumer group, run by the group's coordinator shard.
     /// Boxed: group requests are large and rare; the data-path variants stay small.
-    Group(Box<crate::groups::GroupMessage>),
+    Group(Box<crate::coordinators::groups::GroupMessage>),
     /// DeleteRecords on the owner shard: (topic, partition, offset) -> (error, low watermark).
     DeleteRecords {
         items: Vec<(Arc<str>, i32, i64)>,
@@ -224,13 +224,13 @@ pub enum ShardMessage {
     },
     /// Metrics and partition state of a shard (Prometheus endpoint, DescribeLogDirs).
     CollectStats {
-        reply: Reply<crate::metrics::ShardStats>,
+        reply: Reply<crate::ops::metrics::ShardStats>,
     },
 }
 
 impl ShardMessage {
     /// Wraps a consumer-group request for its coordinator shard.
-    pub fn group(m: crate::groups::GroupMessage) -> Self {
+    pub fn group(m: crate::coordinators::groups::GroupMessage) -> Self {
         ShardMessage::Group(Box::new(m))
     }
 }

@@ -133,7 +133,7 @@ impl TopicMeta {
 /// (`requested`, -1 = not given): older than the broker's is FENCED_LEADER_EPOCH, newer is
 /// UNKNOWN_LEADER_EPOCH (the broker has not caught up yet).
 pub fn check_leader_epoch(current: i32, requested: i32) -> i16 {
-    use crate::errors;
+    use crate::kafka::errors;
     if requested < 0 {
         errors::NONE
     } else if requested < current {
@@ -318,12 +318,15 @@ mod tests {
 
     #[test]
     fn leader_epoch_fencing() {
-        assert_eq!(check_leader_epoch(3, -1), crate::errors::NONE);
-        assert_eq!(check_leader_epoch(3, 3), crate::errors::NONE);
-        assert_eq!(check_leader_epoch(3, 2), crate::errors::FENCED_LEADER_EPOCH);
+        assert_eq!(check_leader_epoch(3, -1), crate::kafka::errors::NONE);
+        assert_eq!(check_leader_epoch(3, 3), crate::kafka::errors::NONE);
+        assert_eq!(
+            check_leader_epoch(3, 2),
+            crate::kafka::errors::FENCED_LEADER_EPOCH
+        );
         assert_eq!(
             check_leader_epoch(3, 4),
-            crate::errors::UNKNOWN_LEADER_EPOCH
+            crate::kafka::errors::UNKNOWN_LEADER_EPOCH
         );
     }
 }

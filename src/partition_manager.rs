@@ -79,7 +79,7 @@ impl PartitionManager {
         meta: &ClusterMetadata,
         topic: &TopicMeta,
     ) -> LogConfig {
-        crate::configs::log_config(config, meta, topic)
+        crate::ops::configs::log_config(config, meta, topic)
     }
 
     /// Opens the partitions of `meta` this shard owns and removes those of deleted topics.
@@ -219,7 +219,7 @@ pub fn hosted_here(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
 
     fn hosted(meta: &ClusterMetadata, node: i32) -> Vec<(String, i32)> {
         meta.topics
@@ -243,9 +243,9 @@ mod tests {
         let mut meta = test_fixtures::multi_broker();
         let offsets = meta.topic("orders").unwrap().clone();
         meta.topics
-            .insert(crate::groups::OFFSETS_TOPIC.into(), offsets);
+            .insert(crate::coordinators::groups::OFFSETS_TOPIC.into(), offsets);
         let o = |p: i32| ("orders".to_string(), p);
-        let c = |p: i32| (crate::groups::OFFSETS_TOPIC.to_string(), p);
+        let c = |p: i32| (crate::coordinators::groups::OFFSETS_TOPIC.to_string(), p);
         // Replicas: p0 on 1,2,3; p1 on 2,1; p2 on 3,4 (__consumer_offsets is placed the same
         // way here and replicated like any topic).
         assert_eq!(hosted(&meta, 1), vec![c(0), c(1), o(0), o(1)]);

@@ -5,7 +5,7 @@
 //! broker: it hosts and leads every partition, and every rule here reduces to what a single
 //! node always answered.
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::metadata::{ClusterMetadata, NO_LEADER, TopicMeta, check_leader_epoch};
 
 /// The error a partition request served only by the leader (Produce, Fetch from a consumer,
@@ -165,7 +165,7 @@ pub struct Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
 
     #[test]
     fn standalone_serves_every_partition() {

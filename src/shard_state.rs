@@ -29,19 +29,19 @@ pub struct ShardState {
     pub partitions: PartitionManager,
     pub controller: Option<Controller>,
     /// The consumer groups this shard coordinates (see `groups`).
-    pub groups: crate::groups::GroupCoordinator,
+    pub groups: crate::coordinators::groups::GroupCoordinator,
     /// Open client connections on this shard (id -> socket fd), so shutdown can stop their reads.
     pub connections: RefCell<HashMap<u64, RawFd>>,
     pub next_connection_id: Cell<u64>,
     /// Requests being handled on this shard's connections.
     pub in_flight: Cell<usize>,
     /// This shard's counters (see `metrics`).
-    pub metrics: crate::metrics::ShardMetrics,
+    pub metrics: crate::ops::metrics::ShardMetrics,
     /// Replication roles of this shard's partitions (cluster mode; see
     /// `cluster::replication::driver`).
     pub replicas: crate::cluster::replication::driver::ShardReplicas,
     /// The log dir's free space as this shard last read it (see `disk_space`).
-    pub disk: crate::disk_space::DiskSpace,
+    pub disk: crate::ops::disk_space::DiskSpace,
     /// Bytes of cold sends (fetch responses with segment-file ranges, sent by `sendfile` on the
     /// blocking pool) in flight from this shard's connections: `tern.fetch.cold.inflight.bytes`.
     pub cold_sends: tern_shard::budget::InFlightBudget,
@@ -56,7 +56,8 @@ impl ShardState {
     ) -> Self {
         let id = router.id();
         let controller = (id == CONTROLLER_SHARD).then(|| Controller::new(config.clone()));
-        let groups = crate::groups::GroupCoordinator::new(id, router.count(), config.clone());
+        let groups =
+            crate::coordinators::groups::GroupCoordinator::new(id, router.count(), config.clone());
         Self {
             id,
             count: router.count(),
@@ -100,7 +101,10 @@ impl ShardState {
     /// the mesh otherwise. Either way the handler starts in delivery order.
     pub async fn deliver(self: &Rc<Self>, shard: ShardId, msg: ShardMessage) {
         if shard == self.id {
-            let mut fut = Box::pin(crate::dispatch::handle_shard_message(self.clone(), msg));
+            let mut fut = Box::pin(crate::kafka::dispatch::handle_shard_message(
+                self.clone(),
+                msg,
+            ));
             if fut.as_mut().now_or_never().is_none() {
                 tern_shard::task::spawn(fut);
             }

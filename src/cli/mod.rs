@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
-use crate::groups::protocol::assignment_partitions;
+use crate::coordinators::groups::protocol::assignment_partitions;
 
 pub mod admin;
 mod cluster_info;

@@ -14,7 +14,7 @@ use super::Controller;
 use crate::cluster::driver::Driver;
 use crate::cluster::driver::wire::{ConfigChange, Rpc, RpcReply, WireNewTopic};
 use crate::cluster::metadata_log::records::ConfigResource;
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, CreatedTopic, TopicError};
 use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
@@ -113,7 +113,7 @@ impl Controller {
                                 .configs
                                 .iter()
                                 .map(|(k, v)| {
-                                    let v = crate::configs::validate_topic_config(k, v)
+                                    let v = crate::ops::configs::validate_topic_config(k, v)
                                         .unwrap_or(v.clone());
                                     (k.clone(), v)
                                 })
@@ -303,10 +303,11 @@ impl Controller {
                 let mut groups = Vec::new();
                 for (i, a) in resources.iter().enumerate() {
                     let mut next: ClusterMetadata = (*meta).clone();
-                    match crate::configs::apply(&self.config, &mut next, a) {
+                    match crate::ops::configs::apply(&self.config, &mut next, a) {
                         Ok(()) if validate_only => results.push(Some(Ok(()))),
                         Ok(()) => {
-                            let changes = if a.resource_type == crate::configs::RESOURCE_TOPIC {
+                            let changes = if a.resource_type == crate::ops::configs::RESOURCE_TOPIC
+                            {
                                 let old = &meta.topics[&a.resource_name].configs;
                                 let new = &next.topics[&a.resource_name].configs;
                                 diff(ConfigResource::Topic, &a.resource_name, old, new)

@@ -35,8 +35,8 @@ use futures::{SinkExt, StreamExt};
 use tern_net::{FrameError, FrameLimits, HeaderError, OutChunk, ResponseFrame};
 use tern_shard::net::TcpStream;
 
-use crate::api;
-use crate::dispatch::dispatch_request;
+use crate::kafka::api;
+use crate::kafka::dispatch::dispatch_request;
 use crate::shard_state::ShardState;
 
 /// Responses a connection may have outstanding before the reader stops reading.

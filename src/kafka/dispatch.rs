@@ -7,7 +7,7 @@ use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::RequestKind;
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::handlers;
+use crate::kafka::handlers;
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -200,13 +200,13 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
             Some(c) => c.handle(&state, req).await,
             None => log::error!("controller request sent to shard {}", state.id),
         },
-        ShardMessage::Group(msg) => crate::groups::handle_message(state, *msg).await,
+        ShardMessage::Group(msg) => crate::coordinators::groups::handle_message(state, *msg).await,
         ShardMessage::DeleteRecords { items, reply } => {
             let res = handlers::delete_records::handle_local(&state, items).await;
             let _ = reply.send(res);
         }
         ShardMessage::CollectStats { reply } => {
-            let _ = reply.send(crate::metrics::collect_local(&state));
+            let _ = reply.send(crate::ops::metrics::collect_local(&state));
         }
         ShardMessage::ApplyMetadata { meta, reply } => {
             if state.set_metadata(meta.clone()) {
@@ -223,7 +223,7 @@ pub async fn handle_shard_message(state: Rc<ShardState>, msg: ShardMessage) {
                     &state.metadata(),
                 );
                 // Group coordinators follow the leadership of their offsets partitions.
-                crate::groups::on_metadata(&state, &state.metadata());
+                crate::coordinators::groups::on_metadata(&state, &state.metadata());
             }
             let _ = reply.send(());
         }

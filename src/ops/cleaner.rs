@@ -44,7 +44,7 @@ impl CleanerTask {
     /// None when `log.cleaner.enable` is false.
     pub fn new(state: Rc<ShardState>, life: Arc<Lifecycle>) -> Option<Self> {
         let cfg = &state.config;
-        let v = |k| crate::configs::cleaner_value(cfg, k);
+        let v = |k| crate::ops::configs::cleaner_value(cfg, k);
         if v("log.cleaner.enable") != "true" {
             return None;
         }
@@ -101,10 +101,10 @@ impl CleanerTask {
             let Some(tm) = meta.topic(&topic) else {
                 continue;
             };
-            if !crate::configs::cleanup_policy(&self.state.config, &meta, tm).compact {
+            if !crate::ops::configs::cleanup_policy(&self.state.config, &meta, tm).compact {
                 continue;
             }
-            let cfg = crate::configs::compaction_config(&self.state.config, &meta, tm);
+            let cfg = crate::ops::configs::compaction_config(&self.state.config, &meta, tm);
             candidates.push((topic, p, log, cfg));
         }
         let group_logs = self.state.groups.cleanable_logs();
@@ -114,9 +114,15 @@ impl CleanerTask {
                 self.state.groups.gcfg().offsets_partitions,
                 [("cleanup.policy".to_string(), "compact".to_string())].into(),
             );
-            let cfg = crate::configs::compaction_config(&self.state.config, &meta, &offsets_topic);
+            let cfg =
+                crate::ops::configs::compaction_config(&self.state.config, &meta, &offsets_topic);
             for (p, log) in group_logs {
-                candidates.push((crate::groups::OFFSETS_TOPIC.to_string(), p, log, cfg));
+                candidates.push((
+                    crate::coordinators::groups::OFFSETS_TOPIC.to_string(),
+                    p,
+                    log,
+                    cfg,
+                ));
             }
         }
         for (topic, p, log, cfg) in candidates {

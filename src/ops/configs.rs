@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use tern_storage::LogConfig;
 
 use crate::config::BrokerConfig;
-use crate::errors;
+use crate::kafka::errors;
 use crate::metadata::{ClusterMetadata, TopicMeta};
 
 /// Kafka's ConfigSource values (DescribeConfigs v1+).

@@ -56,7 +56,7 @@ impl RetentionTask {
             let Some(tm) = meta.topic(&topic) else {
                 continue;
             };
-            let (ms, bytes) = crate::configs::retention(&self.state.config, &meta, tm);
+            let (ms, bytes) = crate::ops::configs::retention(&self.state.config, &meta, tm);
             if ms < 0 && bytes < 0 {
                 continue;
             }

@@ -56,7 +56,7 @@ impl RpcClient {
     pub async fn call(&self, rpc: &Rpc, timeout: Duration, per_call: Duration) -> RpcReply {
         let deadline = Instant::now() + timeout;
         let mut last = RpcReply::Error {
-            code: crate::errors::REQUEST_TIMED_OUT,
+            code: crate::kafka::errors::REQUEST_TIMED_OUT,
             message: "no controller answered".into(),
             leader: None,
         };

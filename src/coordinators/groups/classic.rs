@@ -19,7 +19,7 @@ use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 
 use super::records::{self, ClassicGroupValue, LogRecord, MemberValue};
 use super::{Group, GroupCoordinator, Kind, codes};
-use crate::handlers::str_bytes;
+use crate::kafka::handlers::str_bytes;
 use crate::messages::Reply;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use super::assignor::{self, AssignInput, Assignment};
 use super::records::{self, LogRecord};
 use super::{Group, GroupCoordinator, Kind, codes, protocol};
-use crate::handlers::str_bytes;
+use crate::kafka::handlers::str_bytes;
 use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
 

@@ -16,7 +16,7 @@
 //! key/value use Kafka's `__consumer_offsets` schemas (`records.rs`). A commit is answered after its
 //! batch is fdatasynced (`Durability::Synced`). At start-up each shard opens its partitions and
 //! replays them (last record per key wins, null value = tombstone) before it serves anything.
-//! The partitions are compacted by the shard's log cleaner (`crate::cleaner`, as a topic with
+//! The partitions are compacted by the shard's log cleaner (`crate::ops::cleaner`, as a topic with
 //! `cleanup.policy=compact`): superseded records go, tombstones after `delete.retention.ms`;
 //! the replay reads the compacted log (offsets with gaps) the same way.
 //! Offsets of groups without members expire after `offsets.retention.minutes` (tombstones).
@@ -67,7 +67,7 @@ use records::LogRecord;
 
 /// Error codes of the group APIs (Kafka protocol guide names).
 pub mod codes {
-    pub use crate::errors::*;
+    pub use crate::kafka::errors::*;
     pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const NOT_COORDINATOR: i16 = 16;
@@ -678,7 +678,7 @@ impl GroupCoordinator {
                         .await
                         .map_err(|code| {
                             // Kafka's mapping for coordinator writes.
-                            let mapped = if code == crate::errors::NOT_LEADER_OR_FOLLOWER {
+                            let mapped = if code == crate::kafka::errors::NOT_LEADER_OR_FOLLOWER {
                                 NOT_COORDINATOR
                             } else {
                                 COORDINATOR_NOT_AVAILABLE
@@ -1052,7 +1052,7 @@ pub async fn handle_message(state: Rc<ShardState>, msg: GroupMessage) {
             for g in refused {
                 let mut r = DeletableGroupResult::default();
                 r.error_code = co.refusal(&g).unwrap_or(codes::NOT_COORDINATOR);
-                r.group_id = crate::handlers::str_bytes(&g).into();
+                r.group_id = crate::kafka::handlers::str_bytes(&g).into();
                 out.push(r);
             }
             let _ = reply.send(out);
@@ -1171,10 +1171,10 @@ fn list(co: &GroupCoordinator, states: &[String], types: &[String]) -> Vec<Liste
         .filter(|g| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(g.type_name())))
         .map(|g| {
             let mut l = ListedGroup::default();
-            l.group_id = crate::handlers::str_bytes(&g.id).into();
-            l.protocol_type = crate::handlers::str_bytes(&g.protocol_type());
-            l.group_state = crate::handlers::str_bytes(g.state_name());
-            l.group_type = crate::handlers::str_bytes(g.type_name());
+            l.group_id = crate::kafka::handlers::str_bytes(&g.id).into();
+            l.protocol_type = crate::kafka::handlers::str_bytes(&g.protocol_type());
+            l.group_state = crate::kafka::handlers::str_bytes(g.state_name());
+            l.group_type = crate::kafka::handlers::str_bytes(g.type_name());
             l
         })
         .collect();
@@ -1195,20 +1195,20 @@ fn describe_group(
     group: Option<&Group>,
 ) -> DescribedGroup {
     let mut d = DescribedGroup::default();
-    d.group_id = crate::handlers::str_bytes(id).into();
+    d.group_id = crate::kafka::handlers::str_bytes(id).into();
     match group {
         None => {
-            d.group_state = crate::handlers::str_bytes("Dead");
+            d.group_state = crate::kafka::handlers::str_bytes("Dead");
             if version >= 6 {
                 d.error_code = codes::GROUP_ID_NOT_FOUND;
-                d.error_message = Some(crate::handlers::str_bytes(&format!(
+                d.error_message = Some(crate::kafka::handlers::str_bytes(&format!(
                     "Group {id} not found."
                 )));
             }
         }
         Some(g) => {
-            d.group_state = crate::handlers::str_bytes(g.state_name());
-            d.protocol_type = crate::handlers::str_bytes(&g.protocol_type());
+            d.group_state = crate::kafka::handlers::str_bytes(g.state_name());
+            d.protocol_type = crate::kafka::handlers::str_bytes(&g.protocol_type());
             match &g.kind {
                 Kind::Classic(c) => c.describe_into(version, &mut d),
                 Kind::Consumer(c) => c.describe_classic_into(meta, version, &mut d),
@@ -1219,7 +1219,7 @@ fn describe_group(
 }
 
 /// Responses made by the coordinator's builders, for the handlers' version guards
-/// (`crate::handlers::version_guard`).
+/// (`crate::kafka::handlers::version_guard`).
 #[cfg(test)]
 pub(crate) mod guard {
     use super::*;
@@ -1407,7 +1407,7 @@ mod tests {
 
     #[test]
     fn coordinator_is_the_offsets_partition_leader() {
-        let mut meta = crate::handlers::test_fixtures::multi_broker();
+        let mut meta = crate::kafka::handlers::test_fixtures::multi_broker();
         let group = |p: i32| {
             (0..)
                 .map(|i| format!("g{i}"))
@@ -1416,7 +1416,7 @@ mod tests {
         };
         // Standalone coordinates everything.
         assert!(coordinated_by(
-            &crate::handlers::test_fixtures::cluster(),
+            &crate::kafka::handlers::test_fixtures::cluster(),
             1,
             "g",
             3

@@ -20,7 +20,7 @@ use kafka_protocol::messages::offset_delete_response::{
 use super::classic::ClassicState;
 use super::records::{self, LogRecord, OffsetValue};
 use super::{Group, GroupCoordinator, Kind, OFFSET_METADATA_MAX_BYTES, codes, protocol};
-use crate::handlers::str_bytes;
+use crate::kafka::handlers::str_bytes;
 use crate::shard_state::ShardState;
 
 /// One group of an OffsetFetch request (the v8+ shape; older versions are converted).

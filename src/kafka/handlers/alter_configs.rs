@@ -12,9 +12,9 @@ use tern_net::{ParsedHeader, ResponseFrame};
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
-use crate::configs::{Alteration, ConfigOp};
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, ShardMessage};
+use crate::ops::configs::{Alteration, ConfigOp};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
 async fn alter(

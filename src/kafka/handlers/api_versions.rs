@@ -1,10 +1,10 @@
-//! ApiVersions: the APIs and version ranges this broker implements (see `crate::api`).
+//! ApiVersions: the APIs and version ranges this broker implements (see `crate::kafka::api`).
 
 use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::api;
+use crate::kafka::api;
 
 pub fn handle(h: &ParsedHeader, _req: ApiVersionsRequest) -> ResponseFrame {
     super::encode(h, &response())

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::groups::{GroupMessage, codes};
+use crate::coordinators::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -19,7 +19,7 @@ pub async fn handle(
     let group = req.group_id.0.to_string();
     let version = h.api_version;
     let client_id = h.client_id.clone().unwrap_or_default();
-    let resp = crate::groups::call_coordinator(&state, &group, |reply| {
+    let resp = crate::coordinators::groups::call_coordinator(&state, &group, |reply| {
         ShardMessage::group(GroupMessage::ConsumerHeartbeat {
             version,
             client_id,
@@ -42,7 +42,7 @@ fn not_coordinator() -> ConsumerGroupHeartbeatResponse {
 
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    let mut out = crate::groups::guard::heartbeat_responses(version);
+    let mut out = crate::coordinators::groups::guard::heartbeat_responses(version);
     out.push(not_coordinator());
     out.into_iter()
         .map(kafka_protocol::messages::ResponseKind::ConsumerGroupHeartbeat)

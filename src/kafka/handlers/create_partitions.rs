@@ -8,7 +8,7 @@ use kafka_protocol::messages::create_partitions_response::{
 };
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 

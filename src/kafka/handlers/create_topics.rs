@@ -12,10 +12,10 @@ use kafka_protocol::messages::create_topics_response::{
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use crate::config::BrokerConfig;
-use crate::configs::{self, TOPIC_CONFIGS};
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, CreatedTopic, NewTopic, ShardMessage, TopicError};
 use crate::metadata::{ClusterMetadata, TopicMeta};
+use crate::ops::configs::{self, TOPIC_CONFIGS};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
 /// A manual replica assignment in partition order, checked for its shape here (as Kafka's

@@ -9,7 +9,7 @@ use kafka_protocol::messages::delete_groups_response::{
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::str_bytes;
-use crate::groups::{GroupMessage, codes};
+use crate::coordinators::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -23,7 +23,7 @@ pub async fn handle(
         .iter()
         .map(|g| (g.0.to_string(), g.0.to_string()))
         .collect();
-    let replies = crate::groups::per_owner(&state, &keys, |batch, reply| {
+    let replies = crate::coordinators::groups::per_owner(&state, &keys, |batch, reply| {
         ShardMessage::group(GroupMessage::Delete {
             groups: batch,
             reply,
@@ -48,7 +48,7 @@ fn not_coordinator(id: &str) -> DeletableGroupResult {
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
     let mut resp = DeleteGroupsResponse::default();
-    resp.results = crate::groups::guard::delete_groups_results(version);
+    resp.results = crate::coordinators::groups::guard::delete_groups_results(version);
     resp.results.push(not_coordinator("elsewhere"));
     vec![kafka_protocol::messages::ResponseKind::DeleteGroups(resp)]
 }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::delete_records_response::{
 use tern_net::{ParsedHeader, ResponseFrame};
 use tern_storage::StorageError;
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 

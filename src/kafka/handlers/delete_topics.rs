@@ -9,7 +9,7 @@ use kafka_protocol::messages::delete_topics_response::{
 use kafka_protocol::messages::{DeleteTopicsRequest, TopicName};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 

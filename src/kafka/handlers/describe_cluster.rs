@@ -15,7 +15,7 @@ use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::{LocalBroker, str_bytes};
 use crate::cluster::config::Voter;
-use crate::errors;
+use crate::kafka::errors;
 use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
 
@@ -105,7 +105,7 @@ fn voters() -> Vec<Voter> {
 
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
     let mut out = Vec::new();
     // endpoint_type exists from v1 on: v0 requests always mean brokers (1); fenced brokers
     // can be asked for from v2 on.
@@ -135,7 +135,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
 
     fn req(endpoint_type: i8, include_fenced: bool) -> DescribeClusterRequest {
         let mut r = DescribeClusterRequest::default();

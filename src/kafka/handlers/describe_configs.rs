@@ -13,9 +13,9 @@ use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::str_bytes;
 use crate::config::BrokerConfig;
-use crate::configs::{self, BROKER_CONFIGS, RESOURCE_BROKER, RESOURCE_TOPIC, TOPIC_CONFIGS};
-use crate::errors;
+use crate::kafka::errors;
 use crate::metadata::ClusterMetadata;
+use crate::ops::configs::{self, BROKER_CONFIGS, RESOURCE_BROKER, RESOURCE_TOPIC, TOPIC_CONFIGS};
 use crate::shard_state::ShardState;
 
 /// (config, value, source, synonyms, read-only)
@@ -123,7 +123,7 @@ pub(crate) fn build_response(
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
     use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
     let cfg = BrokerConfig::load(&Default::default()).expect("default config");
-    let mut meta = crate::handlers::test_fixtures::cluster();
+    let mut meta = crate::kafka::handlers::test_fixtures::cluster();
     meta.broker_configs
         .insert("log.retention.ms".into(), "1000".into());
     if let Some(t) = meta.topics.values_mut().next() {
@@ -165,7 +165,7 @@ mod tests {
     fn empty_key_list_means_every_config() {
         use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
         let cfg = BrokerConfig::load(&Default::default()).unwrap();
-        let meta = crate::handlers::test_fixtures::cluster();
+        let meta = crate::kafka::handlers::test_fixtures::cluster();
         let mut req = DescribeConfigsRequest::default();
         let mut r = DescribeConfigsResource::default();
         r.resource_type = RESOURCE_BROKER;
@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn guard_responses_encode_at_every_advertised_version() {
-        crate::handlers::test_fixtures::assert_guard_encodes(
+        crate::kafka::handlers::test_fixtures::assert_guard_encodes(
             kafka_protocol::messages::ApiKey::DescribeConfigs,
             guard_responses,
         );

@@ -8,7 +8,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribeGroupsResponse,
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::str_bytes;
-use crate::groups::{GroupMessage, codes};
+use crate::coordinators::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -23,7 +23,7 @@ pub async fn handle(
         .iter()
         .map(|g| (g.0.to_string(), g.0.to_string()))
         .collect();
-    let replies = crate::groups::per_owner(&state, &keys, |batch, reply| {
+    let replies = crate::coordinators::groups::per_owner(&state, &keys, |batch, reply| {
         ShardMessage::group(GroupMessage::Describe {
             version,
             groups: batch,
@@ -56,7 +56,7 @@ fn not_coordinator(id: &str) -> DescribedGroup {
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
     let mut resp = DescribeGroupsResponse::default();
-    resp.groups = crate::groups::guard::described_groups(version);
+    resp.groups = crate::coordinators::groups::guard::described_groups(version);
     resp.groups.push(not_coordinator("elsewhere"));
     vec![kafka_protocol::messages::ResponseKind::DescribeGroups(resp)]
 }

@@ -37,7 +37,7 @@ pub async fn handle(
     h: ParsedHeader,
     req: DescribeLogDirsRequest,
 ) -> ResponseFrame {
-    let stats = crate::metrics::collect_all(&state).await;
+    let stats = crate::ops::metrics::collect_all(&state).await;
     let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.as_ref().map(|ts| {
         ts.iter()
             .map(|t| (t.topic.0.to_string(), t.partitions.clone()))

@@ -17,7 +17,7 @@ use tern_net::{ParsedHeader, ResponseFrame};
 use super::str_bytes;
 use crate::cluster::config::Voter;
 use crate::cluster::status::{QuorumStatus, ReplicaStatus};
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 
@@ -203,7 +203,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
     use kafka_protocol::messages::describe_quorum_request;
 
     fn request(topic: &str, partitions: &[i32]) -> DescribeQuorumRequest {

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{BrokerId, DescribeTopicPartitionsRequest, TopicNa
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::acl_operation;
-use crate::errors;
+use crate::kafka::errors;
 use crate::metadata::{ClusterMetadata, validate_topic_name};
 use crate::shard_state::ShardState;
 
@@ -183,7 +183,7 @@ fn request(
 
 #[cfg(test)]
 fn cluster() -> ClusterMetadata {
-    let mut meta = crate::handlers::test_fixtures::cluster(); // "orders": 3 partitions
+    let mut meta = crate::kafka::handlers::test_fixtures::cluster(); // "orders": 3 partitions
     meta.topics.insert(
         "alpha".into(),
         crate::metadata::TopicMeta::new(uuid::Uuid::from_u128(5), 2, Default::default()),
@@ -194,7 +194,7 @@ fn cluster() -> ClusterMetadata {
 #[cfg(test)]
 pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
     let meta = cluster();
-    let broker = crate::handlers::test_fixtures::broker();
+    let broker = crate::kafka::handlers::test_fixtures::broker();
     [
         request(&[], 2000, None),
         request(&["orders", "missing", "bad/name"], 2000, None),
@@ -203,7 +203,11 @@ pub(crate) fn guard_responses(_version: i16) -> Vec<kafka_protocol::messages::Re
     ]
     .iter()
     .flat_map(|r| {
-        [&meta, &crate::handlers::test_fixtures::multi_broker()].map(|m| {
+        [
+            &meta,
+            &crate::kafka::handlers::test_fixtures::multi_broker(),
+        ]
+        .map(|m| {
             kafka_protocol::messages::ResponseKind::DescribeTopicPartitions(build_response(
                 &broker, m, r, 2000,
             ))
@@ -218,7 +222,7 @@ mod tests {
 
     fn pages(topics: &[&str], limit: i32, max: i32) -> Vec<Vec<(String, Vec<i32>)>> {
         let meta = cluster();
-        let broker = crate::handlers::test_fixtures::broker();
+        let broker = crate::kafka::handlers::test_fixtures::broker();
         let mut cursor: Option<(String, i32)> = None;
         let mut out = Vec::new();
         loop {
@@ -253,7 +257,7 @@ mod tests {
 
     #[test]
     fn guard_responses_encode_at_every_advertised_version() {
-        crate::handlers::test_fixtures::assert_guard_encodes(
+        crate::kafka::handlers::test_fixtures::assert_guard_encodes(
             kafka_protocol::messages::ApiKey::DescribeTopicPartitions,
             guard_responses,
         );
@@ -286,7 +290,7 @@ mod tests {
     #[test]
     fn named_topics_sorted_with_errors_and_epochs() {
         let meta = cluster();
-        let broker = crate::handlers::test_fixtures::broker();
+        let broker = crate::kafka::handlers::test_fixtures::broker();
         let r = build_response(
             &broker,
             &meta,
@@ -312,7 +316,7 @@ mod tests {
     #[test]
     fn cursor_outside_the_topic_list_is_invalid() {
         let meta = cluster();
-        let broker = crate::handlers::test_fixtures::broker();
+        let broker = crate::kafka::handlers::test_fixtures::broker();
         let r = build_response(
             &broker,
             &meta,
@@ -332,8 +336,8 @@ mod tests {
 
     #[test]
     fn cluster_mode_partitions_from_the_placement() {
-        let meta = crate::handlers::test_fixtures::multi_broker();
-        let broker = crate::handlers::test_fixtures::broker();
+        let meta = crate::kafka::handlers::test_fixtures::multi_broker();
+        let broker = crate::kafka::handlers::test_fixtures::broker();
         let r = build_response(&broker, &meta, &request(&["orders"], 2000, None), 2000);
         let got: Vec<_> = r.topics[0]
             .partitions

@@ -13,7 +13,7 @@ use kafka_protocol::messages::elect_leaders_response::{
 };
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, ElectionAnswer, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 

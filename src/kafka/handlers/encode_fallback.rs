@@ -17,7 +17,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use tern_net::{EncodeError, ParsedHeader, ResponseFrame};
 
-use crate::errors;
+use crate::kafka::errors;
 
 const FAILED: i16 = errors::UNKNOWN_SERVER_ERROR;
 
@@ -488,7 +488,7 @@ mod tests {
             ),
         ];
         for (key, failed) in cases {
-            let (lo, hi) = crate::api::supported_range(key as i16).expect("advertised");
+            let (lo, hi) = crate::kafka::api::supported_range(key as i16).expect("advertised");
             for v in lo..=hi {
                 let body = error_body(key, v, failed.as_ref()).expect("an error answer");
                 let mut buf = bytes::BytesMut::new();

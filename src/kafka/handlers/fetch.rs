@@ -21,7 +21,7 @@ use tern_net::{
 };
 use tern_storage::{ReadChunk, ReadError};
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{FetchItem, FetchResult, Reply, ShardMessage};
 use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
@@ -549,8 +549,8 @@ pub async fn wait_local(
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
     use bytes::Buf;
     use kafka_protocol::protocol::Decodable;
-    let meta = crate::handlers::test_fixtures::cluster();
-    let broker = crate::handlers::test_fixtures::broker();
+    let meta = crate::kafka::handlers::test_fixtures::cluster();
+    let broker = crate::kafka::handlers::test_fixtures::broker();
     let (name, tm) = meta.topics.iter().next().expect("fixture has a topic");
     let layout = vec![
         TopicLayout {
@@ -583,7 +583,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
         ..Default::default()
     };
     let mut out = Vec::new();
-    let multi = crate::handlers::test_fixtures::multi_broker();
+    let multi = crate::kafka::handlers::test_fixtures::multi_broker();
     for (meta, read_committed) in [(&meta, false), (&meta, true), (&multi, false)] {
         let partitions = vec![
             (0, data(10)),
@@ -629,7 +629,7 @@ mod tests {
 
     #[test]
     fn guard_responses_encode_at_every_advertised_version() {
-        crate::handlers::test_fixtures::assert_guard_encodes(
+        crate::kafka::handlers::test_fixtures::assert_guard_encodes(
             kafka_protocol::messages::ApiKey::Fetch,
             guard_responses,
         );
@@ -673,7 +673,7 @@ mod tests {
         let ResponseKind::Fetch(r) = guard_responses(16).remove(0) else {
             unreachable!()
         };
-        let meta = crate::handlers::test_fixtures::cluster();
+        let meta = crate::kafka::handlers::test_fixtures::cluster();
         let id = meta.topics.values().next().unwrap().id;
         assert_eq!(r.responses[0].topic_id, id);
         assert_eq!(r.responses[1].topic_id, uuid::Uuid::from_u128(99));

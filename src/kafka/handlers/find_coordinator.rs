@@ -15,7 +15,7 @@ use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoord
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::{LocalBroker, str_bytes};
-use crate::groups::{OFFSETS_TOPIC, codes, offsets_partition};
+use crate::coordinators::groups::{OFFSETS_TOPIC, codes, offsets_partition};
 use crate::messages::{ControllerRequest, NewTopic, ShardMessage};
 use crate::metadata::{ClusterMetadata, NO_LEADER};
 use crate::routing::Endpoint;
@@ -134,7 +134,7 @@ fn create_offsets_topic(state: &Rc<ShardState>, meta: &ClusterMetadata) {
             })
             .await;
         match res.as_deref() {
-            Some([Err((code, msg))]) if *code != crate::errors::TOPIC_ALREADY_EXISTS => {
+            Some([Err((code, msg))]) if *code != crate::kafka::errors::TOPIC_ALREADY_EXISTS => {
                 log::warn!("creating {OFFSETS_TOPIC} failed ({code}): {msg}");
             }
             None => log::warn!("creating {OFFSETS_TOPIC}: the controller did not answer"),
@@ -196,7 +196,7 @@ fn response(
 
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
     let mut out = Vec::new();
     for meta in [test_fixtures::cluster(), tests::with_offsets_topic()] {
         for (key, key_type) in [("group", GROUP), ("", GROUP), ("txn", 1), ("x", 9)] {
@@ -215,7 +215,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
     use crate::metadata::TopicMeta;
 
     /// `multi_broker()` plus a 3-partition `__consumer_offsets` placed like "orders" (p0 led by

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::groups::{GroupMessage, codes};
+use crate::coordinators::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -15,7 +15,7 @@ pub async fn handle(
     req: HeartbeatRequest,
 ) -> ResponseFrame {
     let group = req.group_id.0.to_string();
-    let code = crate::groups::call_coordinator(&state, &group, |reply| {
+    let code = crate::coordinators::groups::call_coordinator(&state, &group, |reply| {
         ShardMessage::group(GroupMessage::Heartbeat { req, reply })
     })
     .await

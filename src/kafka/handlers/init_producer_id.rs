@@ -13,7 +13,7 @@ use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::groups::{GroupMessage, codes};
+use crate::coordinators::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -21,7 +21,7 @@ pub async fn handle(
     let version = h.api_version;
     let client_id = h.client_id.clone().unwrap_or_default();
     let member_id = req.member_id.clone();
-    let resp = crate::groups::call_coordinator(&state, &group, |reply| {
+    let resp = crate::coordinators::groups::call_coordinator(&state, &group, |reply| {
         ShardMessage::group(GroupMessage::Join {
             version,
             client_id,
@@ -49,7 +49,7 @@ fn not_coordinator(version: i16, member_id: StrBytes) -> JoinGroupResponse {
 
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    let mut out = crate::groups::guard::join_responses(version);
+    let mut out = crate::coordinators::groups::guard::join_responses(version);
     out.push(not_coordinator(version, super::str_bytes("m")));
     out.into_iter()
         .map(kafka_protocol::messages::ResponseKind::JoinGroup)

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::groups::{GroupMessage, codes};
+use crate::coordinators::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -16,7 +16,7 @@ pub async fn handle(
 ) -> ResponseFrame {
     let group = req.group_id.0.to_string();
     let version = h.api_version;
-    let resp = crate::groups::call_coordinator(&state, &group, |reply| {
+    let resp = crate::coordinators::groups::call_coordinator(&state, &group, |reply| {
         ShardMessage::group(GroupMessage::Leave {
             version,
             req,
@@ -37,7 +37,7 @@ fn not_coordinator() -> LeaveGroupResponse {
 
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    let mut out = crate::groups::guard::leave_responses(version);
+    let mut out = crate::coordinators::groups::guard::leave_responses(version);
     out.push(not_coordinator());
     out.into_iter()
         .map(kafka_protocol::messages::ResponseKind::LeaveGroup)

@@ -7,7 +7,7 @@ use kafka_protocol::messages::ListGroupsRequest;
 use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::groups::{GroupMessage, codes};
+use crate::coordinators::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -45,7 +45,7 @@ pub async fn handle(
     let mut replies = futures::future::join_all(calls).await;
     // In cluster mode a group whose offsets partition moved to another broker is not listed.
     for groups in replies.iter_mut().flatten() {
-        groups.retain(|g| crate::groups::coordinates(&state, &g.group_id));
+        groups.retain(|g| crate::coordinators::groups::coordinates(&state, &g.group_id));
     }
     super::encode(&h, &response(v, replies))
 }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, TopicName};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ListOffsetsItem, ListOffsetsResult, ShardMessage};
 use crate::shard_state::ShardState;
 
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn guard_responses_encode_at_every_advertised_version() {
-        crate::handlers::test_fixtures::assert_guard_encodes(
+        crate::kafka::handlers::test_fixtures::assert_guard_encodes(
             kafka_protocol::messages::ApiKey::ListOffsets,
             guard_responses,
         );

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, TopicName};
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::acl_operation;
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, NewTopic, ShardMessage};
 use crate::metadata::{ClusterMetadata, NO_LEADER, validate_topic_name};
 use crate::routing;
@@ -242,8 +242,8 @@ pub(crate) fn build_response(
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
     use kafka_protocol::messages::ResponseKind;
-    let meta = crate::handlers::test_fixtures::cluster();
-    let broker = crate::handlers::test_fixtures::broker();
+    let meta = crate::kafka::handlers::test_fixtures::cluster();
+    let broker = crate::kafka::handlers::test_fixtures::broker();
     let (known, id) = meta
         .topics
         .iter()
@@ -281,7 +281,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
             std::slice::from_ref(&known),
         ));
         out.push(build_response(version, &broker, &meta, &some, &[]));
-        let multi = crate::handlers::test_fixtures::multi_broker();
+        let multi = crate::kafka::handlers::test_fixtures::multi_broker();
         out.push(build_response(version, &broker, &multi, &all, &[]));
     }
     out.into_iter().map(ResponseKind::Metadata).collect()
@@ -290,7 +290,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
 
     #[test]
     fn guard_responses_encode_at_every_advertised_version() {

@@ -153,8 +153,8 @@ impl LocalBroker {
         partition: i32,
         error_code: i16,
     ) -> Option<(i32, i32)> {
-        if error_code != crate::errors::NOT_LEADER_OR_FOLLOWER
-            && error_code != crate::errors::FENCED_LEADER_EPOCH
+        if error_code != crate::kafka::errors::NOT_LEADER_OR_FOLLOWER
+            && error_code != crate::kafka::errors::FENCED_LEADER_EPOCH
         {
             return None;
         }

@@ -10,7 +10,7 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, TopicName};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::groups::{GroupMessage, codes};
+use crate::coordinators::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -31,7 +31,7 @@ pub async fn handle(
             )
         })
         .collect();
-    let resp = crate::groups::call_coordinator(&state, &group, |reply| {
+    let resp = crate::coordinators::groups::call_coordinator(&state, &group, |reply| {
         ShardMessage::group(GroupMessage::Commit {
             version,
             req,
@@ -62,7 +62,7 @@ fn not_coordinator(topics: Vec<(TopicName, Vec<i32>)>) -> OffsetCommitResponse {
 
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    let mut out = crate::groups::guard::commit_responses(version);
+    let mut out = crate::coordinators::groups::guard::commit_responses(version);
     out.push(not_coordinator(vec![(
         super::str_bytes("t").into(),
         vec![0, 1],

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::groups::{GroupMessage, codes};
+use crate::coordinators::groups::{GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -15,7 +15,7 @@ pub async fn handle(
     req: OffsetDeleteRequest,
 ) -> ResponseFrame {
     let group = req.group_id.0.to_string();
-    let resp = crate::groups::call_coordinator(&state, &group, |reply| {
+    let resp = crate::coordinators::groups::call_coordinator(&state, &group, |reply| {
         ShardMessage::group(GroupMessage::OffsetDelete { req, reply })
     })
     .await
@@ -32,7 +32,7 @@ fn not_coordinator() -> OffsetDeleteResponse {
 
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    let mut out = crate::groups::guard::offset_delete_responses(version);
+    let mut out = crate::coordinators::groups::guard::offset_delete_responses(version);
     out.push(not_coordinator());
     out.into_iter()
         .map(kafka_protocol::messages::ResponseKind::OffsetDelete)

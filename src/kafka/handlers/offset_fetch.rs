@@ -11,7 +11,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use tern_net::{ParsedHeader, ResponseFrame};
 
 use super::str_bytes;
-use crate::groups::{FetchGroup, FetchedGroup, GroupMessage, codes};
+use crate::coordinators::groups::{FetchGroup, FetchedGroup, GroupMessage, codes};
 use crate::messages::ShardMessage;
 use crate::shard_state::ShardState;
 
@@ -55,7 +55,7 @@ pub async fn handle(
         .iter()
         .map(|g| (g.group_id.clone(), g.clone()))
         .collect();
-    let replies = crate::groups::per_owner(&state, &keys, |batch, reply| {
+    let replies = crate::coordinators::groups::per_owner(&state, &keys, |batch, reply| {
         ShardMessage::group(GroupMessage::Fetch {
             groups: batch,
             reply,
@@ -113,7 +113,7 @@ fn response(v: i16, groups: &[FetchGroup], results: Vec<FetchedGroup>) -> Offset
                 .map(|(t, ps)| {
                     let parts = ps
                         .into_iter()
-                        .map(|p| crate::groups::FetchedPartition {
+                        .map(|p| crate::coordinators::groups::FetchedPartition {
                             partition: p,
                             offset: -1,
                             leader_epoch: -1,
@@ -147,7 +147,7 @@ fn response(v: i16, groups: &[FetchGroup], results: Vec<FetchedGroup>) -> Offset
 
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    use crate::groups::FetchedPartition;
+    use crate::coordinators::groups::FetchedPartition;
     let group = |id: &str| FetchGroup {
         group_id: id.to_string(),
         member_id: Some("m".to_string()),
@@ -171,7 +171,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
                     offset: -1,
                     leader_epoch: -1,
                     metadata: String::new(),
-                    error_code: crate::errors::UNKNOWN_TOPIC_OR_PARTITION,
+                    error_code: crate::kafka::errors::UNKNOWN_TOPIC_OR_PARTITION,
                 },
             ],
         )],

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 };
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{EpochQuery, ShardMessage};
 use crate::shard_state::ShardState;
 
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn guard_responses_encode_at_every_advertised_version() {
-        crate::handlers::test_fixtures::assert_guard_encodes(
+        crate::kafka::handlers::test_fixtures::assert_guard_encodes(
             kafka_protocol::messages::ApiKey::OffsetForLeaderEpoch,
             guard_responses,
         );

@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 };
 use tern_net::{ParsedHeader, ResponseFrame};
 
-use crate::errors;
+use crate::kafka::errors;
 use crate::messages::{ControllerRequest, ReassignmentList, ShardMessage};
 use crate::shard_state::{CONTROLLER_SHARD, ShardState};
 

@@ -17,8 +17,8 @@ use kafka_protocol::messages::{BrokerId, ProduceRequest, TopicName};
 use tern_net::ParsedHeader;
 use tern_storage::{AppendError, Durability};
 
-use crate::dispatch::Dispatched;
-use crate::errors;
+use crate::kafka::dispatch::Dispatched;
+use crate::kafka::errors;
 use crate::messages::{ProduceItem, ProduceResult, Reply, ShardMessage};
 use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
@@ -487,7 +487,7 @@ pub async fn handle_local(
 
 #[cfg(test)]
 pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::ResponseKind> {
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
     let meta = test_fixtures::cluster();
     let (name, tm) = meta.topics.iter().next().expect("fixture has a topic");
     let ok = ProduceResult {
@@ -553,7 +553,7 @@ pub(crate) fn guard_responses(version: i16) -> Vec<kafka_protocol::messages::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::test_fixtures;
+    use crate::kafka::handlers::test_fixtures;
 
     #[test]
     fn guard_responses_encode_at_every_advertised_version() {

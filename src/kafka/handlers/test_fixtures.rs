@@ -77,7 +77,7 @@ pub fn multi_broker() -> ClusterMetadata {
 /// Encodes each response `guard(version)` builds at every advertised version of `api`, and
 /// decodes it back at that version.
 pub fn assert_guard_encodes(api: ApiKey, guard: fn(i16) -> Vec<ResponseKind>) {
-    let (lo, hi) = crate::api::supported_range(api as i16).expect("advertised api");
+    let (lo, hi) = crate::kafka::api::supported_range(api as i16).expect("advertised api");
     for version in lo..=hi {
         let responses = guard(version);
         assert!(!responses.is_empty(), "{api:?} v{version}: no responses");

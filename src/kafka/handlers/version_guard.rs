@@ -8,8 +8,8 @@
 
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 
-use crate::api;
-use crate::handlers;
+use crate::kafka::api;
+use crate::kafka::handlers;
 
 type Guard = fn(i16) -> Vec<ResponseKind>;
 

@@ -140,7 +140,7 @@ fn replication_config(
         .filter(|&v| v > 0)
         .unwrap_or(30_000);
     ReplicationConfig {
-        min_insync_replicas: crate::configs::min_insync_replicas(&state.config, meta, topic),
+        min_insync_replicas: crate::ops::configs::min_insync_replicas(&state.config, meta, topic),
         replica_lag_time_max_ms: lag,
         ack_durability: state.config.replication_ack_durability,
         ..ReplicationConfig::default()

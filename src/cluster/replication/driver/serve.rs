@@ -21,7 +21,7 @@ use tern_storage::{ReadChunk, ReadError};
 
 use super::{Key, StorageLog, ThrottleSide, is_adding};
 use crate::cluster::replication::{FetchAnswer, FetchRequest as RulesFetch};
-use crate::errors;
+use crate::kafka::errors;
 use crate::shard_state::ShardState;
 
 /// A cap on how long a replica fetch may wait (the follower asks for 500 ms).
