@@ -419,7 +419,16 @@ impl World {
             w.converged()
         })
         .map_err(|e| format!("{e}; state: {}", self.summary()))?;
-        let image = self.nodes[0].controller.committed().clone();
+        // The replica sets as `converged` judged them: the active controller's image (another
+        // node's may not have applied the last reassignment step yet).
+        let image = self
+            .nodes
+            .iter()
+            .find(|n| n.up && n.controller.is_active())
+            .expect("converged")
+            .controller
+            .committed()
+            .clone();
         for p in 0..self.cfg.partitions {
             let s = partition_state(&image, p).expect("converged");
             for &r in &s.replicas {
