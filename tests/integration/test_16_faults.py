@@ -52,6 +52,17 @@ def assert_group_reads(ledger):
     assert not ledger.group_failures, f"group read-back failed: {ledger.group_failures[0][:300]}"
 
 
+def states_in(md):
+    """{partition: (leader, leader epoch, sorted isr)} of TOPIC in a Metadata answer, or None
+    when it does not have all of TOPIC's partitions."""
+    for t in md.topics:
+        if t.name == TOPIC and len(t.partitions) == PARTITIONS:
+            return {int(p.partition_index): (int(p.leader_id), int(p.leader_epoch),
+                                             sorted(int(x) for x in p.isr_nodes))
+                    for p in t.partitions}
+    return None
+
+
 def partition_states(c, exclude=()):
     """{partition: (leader, leader epoch, sorted isr)} as a running broker reports it."""
     last = None
@@ -61,11 +72,9 @@ def partition_states(c, exclude=()):
         except Exception as e:  # noqa: BLE001 - another broker may answer
             last = repr(e)
             continue
-        for t in md.topics:
-            if t.name == TOPIC and len(t.partitions) == PARTITIONS:
-                return {int(p.partition_index): (int(p.leader_id), int(p.leader_epoch),
-                                                 sorted(int(x) for x in p.isr_nodes))
-                        for p in t.partitions}
+        states = states_in(md)
+        if states is not None:
+            return states
     raise AssertionError(f"no broker answered Metadata for {TOPIC}: {last}")
 
 
@@ -76,18 +85,12 @@ def agreed_states(c, exclude=()):
     views = []
     for b in c.running_brokers(exclude=exclude):
         try:
-            md = metadata(b.broker_port, [TOPIC])
+            views.append(states_in(metadata(b.broker_port, [TOPIC])))
         except Exception:  # noqa: BLE001 - not answering yet: no agreement this round
             return None
-        for t in md.topics:
-            if t.name == TOPIC and len(t.partitions) == PARTITIONS:
-                views.append({int(p.partition_index): (int(p.leader_id), int(p.leader_epoch),
-                                                       sorted(int(x) for x in p.isr_nodes))
-                              for p in t.partitions})
-                break
-        else:
-            return None
-    return views[0] if views and all(v == views[0] for v in views) else None
+    if not views or views[0] is None or any(v != views[0] for v in views):
+        return None
+    return views[0]
 
 
 def wait_states(c, pred, what, timeout=OP, exclude=(), agree=False):
