@@ -116,7 +116,11 @@ class FaultProxy:
         self._stop = threading.Event()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
+        # A port from free_port(), so a broker port handed out earlier (and not
+        # yet bound by its broker) is never taken by the proxy's listener.
+        from harness import free_port
+
+        self._listener.bind(("127.0.0.1", free_port()))
         self._listener.listen(128)
         self._listener.settimeout(POLL_S)
         self.port = self._listener.getsockname()[1]

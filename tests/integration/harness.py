@@ -25,11 +25,27 @@ class BrokerError(AssertionError):
     pass
 
 
+# Ports this process has handed out. The kernel may return the same port for
+# two bind(:0) calls in a row once the first socket is closed, so two listeners
+# of one broker (or two brokers of one cluster) could get the same port; CI saw
+# "two listeners on 127.0.0.1:42337". A port is handed out at most once per run.
+_HANDED_OUT = set()
+_HANDED_OUT_LIMIT = 16384
+
+
 def free_port():
-    """A loopback port that was free a moment ago (bind :0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that was free a moment ago (bind :0, read, close) and
+    that this process has not handed out before."""
+    if len(_HANDED_OUT) >= _HANDED_OUT_LIMIT:
+        _HANDED_OUT.clear()
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise BrokerError("no free loopback port that was not handed out already")
 
 
 def resolve_tern_bin():
