@@ -9,12 +9,10 @@ message a retrying producer sent while the disk was full; a restart then reads e
 Two ways to be full: below the configured floor (tern.log.dir.min.free.bytes, the normal
 case), and with the floor at 0 so that segment writes really hit ENOSPC (the log cuts the
 failed writes back and takes appends again).  Needs root for the loop mount; skipped
-otherwise.  The file system is unmounted (which detaches the loop device) in the fixture's
-teardown, also on failure.  Every wait is a bounded poll, never a timing assertion."""
+otherwise.  The file system (loopfs.py) is unmounted and its loop device detached in the
+fixture's teardown, also on failure.  Every wait is a bounded poll, never a timing assertion."""
 
 import os
-import shutil
-import subprocess
 import time
 import urllib.request
 
@@ -23,6 +21,7 @@ from confluent_kafka import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 import kclients as kc
+import loopfs
 from harness import free_port
 
 FS_BYTES = 64 << 20
@@ -33,54 +32,13 @@ MAX_FILL_RECORDS = 2 * FS_BYTES // VALUE_BYTES
 CHUNK = 64
 
 
-def _run(*cmd):
-    return subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-
-def _loop_devices(img):
-    out = subprocess.run(["losetup", "-j", str(img)], capture_output=True, text=True,
-                         timeout=30).stdout
-    return [line.split(":", 1)[0] for line in out.splitlines() if line.strip()]
-
-
 @pytest.fixture
 def small_fs(tmp_path):
     """A 64 MiB ext4 mounted on tmp_path/mnt, with a 16 MiB ballast file outside the log."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for a loop mount")
-    for tool in ("mkfs.ext4", "mount", "umount", "losetup"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not found")
-    img = tmp_path / "disk.img"
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    _run("truncate", "-s", str(FS_BYTES), str(img))
-    _run("mkfs.ext4", "-q", "-F", str(img))
-    try:
-        _run("mount", "-o", "loop", str(img), str(mnt))
-    except subprocess.CalledProcessError as e:
-        for dev in _loop_devices(img):
-            subprocess.run(["losetup", "-d", dev], timeout=30)
-        pytest.skip(f"loop mount not available: {e.stderr.decode(errors='replace').strip()}")
-    try:
-        with open(mnt / "ballast", "wb") as f:
-            block = b"\xa5" * (1 << 20)
-            for _ in range(BALLAST_BYTES >> 20):
-                f.write(block)
-            f.flush()
-            os.fsync(f.fileno())
+    with loopfs.mounted(tmp_path, FS_BYTES) as mnt:
+        loopfs.write_ballast(mnt / "ballast", BALLAST_BYTES)
         (mnt / "data").mkdir()
         yield mnt
-    finally:
-        # The broker (torn down first: it was set up after this fixture) must be gone.
-        for attempt in range(20):
-            if subprocess.run(["umount", str(mnt)], capture_output=True, timeout=30).returncode == 0:
-                break
-            time.sleep(0.25)
-        else:
-            subprocess.run(["umount", "-l", str(mnt)], timeout=30)
-        for dev in _loop_devices(img):
-            subprocess.run(["losetup", "-d", dev], timeout=30)
 
 
 def _scrape(url):

@@ -4,6 +4,8 @@
 //! new leader elected from the ISR, then the ELR, per KIP-966, then the fence record), and
 //! producer-id blocks.
 
+use std::collections::BTreeSet;
+
 use uuid::Uuid;
 
 use super::{Controller, ControllerError, Decision, HEARTBEATS_PROVING_ALIVE, Session, codes};
@@ -33,6 +35,9 @@ pub struct BrokerHeartbeat {
     pub current_metadata_offset: u64,
     pub want_fence: bool,
     pub want_shutdown: bool,
+    /// The broker's log dir is below its free-space floor (as Kafka's broker reports offline
+    /// log dirs): the controller moves its leaderships away (`disk_full.rs`).
+    pub log_dir_full: bool,
 }
 
 /// BrokerHeartbeat response; it holds once the returned records (if any) have committed.
@@ -115,6 +120,7 @@ impl Controller {
                     &self.working,
                     req.broker_id,
                     self.cfg.min_insync_replicas,
+                    &self.full_log_dirs(),
                 ));
             }
         }
@@ -148,6 +154,7 @@ impl Controller {
         if let Some((_, heartbeats)) = &mut session.contested {
             *heartbeats = heartbeats.saturating_add(1);
         }
+        self.note_log_dir(req.broker_id, req.log_dir_full);
         let is_caught_up = self
             .registration_offsets
             .get(&req.broker_id)
@@ -164,6 +171,8 @@ impl Controller {
             )
         } else if fenced && is_caught_up {
             (self.unfence_records(req.broker_id), false)
+        } else if !fenced && req.log_dir_full {
+            (self.moves_off_full_log_dir(req.broker_id), false)
         } else {
             (Vec::new(), fenced)
         };
@@ -280,7 +289,12 @@ impl Controller {
     /// ISR removals (with new leaders) then the fence record.
     fn fence_records(&self, broker_id: i32) -> Vec<MetadataRecord> {
         let epoch = self.working.brokers[&broker_id].registration.broker_epoch;
-        let mut records = isr_removals(&self.working, broker_id, self.cfg.min_insync_replicas);
+        let mut records = isr_removals(
+            &self.working,
+            broker_id,
+            self.cfg.min_insync_replicas,
+            &self.full_log_dirs(),
+        );
         records.push(MetadataRecord::FenceBroker {
             broker_id,
             broker_epoch: epoch,
@@ -316,13 +330,14 @@ impl Controller {
 }
 
 /// The partition changes that take `broker` out of every ISR. A leader it held moves to the
-/// first other ISR member in replica order, else to an unfenced ELR member (which rejoins the
-/// ISR), else nobody. A member removed while the ISR drops below min.insync.replicas joins the
+/// first other ISR member in replica order (one whose log dir is not in `full` first), else to
+/// an unfenced ELR member (which rejoins the ISR), else nobody. A member removed while the ISR drops below min.insync.replicas joins the
 /// ELR (KIP-966: the high watermark stops advancing then, so it holds everything committed).
 pub(super) fn isr_removals(
     image: &MetadataImage,
     broker: i32,
     default_min_isr: usize,
+    full: &BTreeSet<i32>,
 ) -> Vec<MetadataRecord> {
     let mut out = Vec::new();
     for t in image.topics.values() {
@@ -344,7 +359,9 @@ pub(super) fn isr_removals(
             let mut leader = p.leader;
             if leader == broker {
                 let eligible = |b: &&i32| **b != broker && image.is_unfenced(**b);
-                leader = match p.replicas.iter().filter(|b| isr.contains(b)).find(eligible) {
+                let in_isr = p.replicas.iter().filter(|b| isr.contains(b));
+                let with_room = in_isr.clone().filter(|b| !full.contains(b)).find(eligible);
+                leader = match with_room.or_else(|| in_isr.clone().find(eligible)) {
                     Some(&b) => b,
                     None => match p.replicas.iter().filter(|b| elr.contains(b)).find(eligible) {
                         Some(&b) => {

@@ -3,7 +3,8 @@
 //! out-of-sync live replica may lead a partition none of whose ISR or ELR members is alive;
 //! logged and counted), preferred-replica elections (ElectLeaders PREFERRED, and
 //! `auto.leader.rebalance.enable` every `leader.imbalance.check.interval.seconds` for brokers
-//! above `leader.imbalance.per.broker.percentage`), and ElectLeaders UNCLEAN. Kafka's result
+//! above `leader.imbalance.per.broker.percentage`; never to a broker whose log dir is below its
+//! free-space floor), and ElectLeaders UNCLEAN. Kafka's result
 //! codes: ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE, ELIGIBLE_LEADERS_NOT_AVAILABLE,
 //! UNKNOWN_TOPIC_OR_PARTITION.
 
@@ -50,13 +51,17 @@ pub const UNCLEAN_KEY: &str = "unclean.leader.election.enable";
 type Refusal = (i16, String);
 
 /// A clean choice of leader for a leaderless partition: the first unfenced ISR member in
-/// replica order, else an unfenced ELR member (it rejoins the ISR). Returns the change.
+/// replica order (one whose log dir is not in `full` first), else an unfenced ELR member (it
+/// rejoins the ISR). Returns the change.
 fn clean_choice(
     image: &crate::cluster::metadata_log::image::MetadataImage,
     p: &PartitionImage,
+    full: &BTreeSet<i32>,
 ) -> Option<(i32, Vec<i32>, Vec<i32>)> {
     let alive = |b: &&i32| image.is_unfenced(**b);
-    if let Some(&b) = p.replicas.iter().filter(|b| p.isr.contains(b)).find(alive) {
+    let in_isr = p.replicas.iter().filter(|b| p.isr.contains(b));
+    let with_room = in_isr.clone().filter(|b| !full.contains(b)).find(alive);
+    if let Some(&b) = with_room.or_else(|| in_isr.clone().find(alive)) {
         return Some((b, p.isr.clone(), p.elr.clone()));
     }
     let &b = p
@@ -103,7 +108,7 @@ impl Controller {
         if p.leader != NO_LEADER {
             return None;
         }
-        if let Some((leader, isr, elr)) = clean_choice(&self.working, p) {
+        if let Some((leader, isr, elr)) = clean_choice(&self.working, p, &self.full_log_dirs()) {
             return Some(PartitionChangeRecord {
                 topic_id,
                 partition,
@@ -154,6 +159,14 @@ impl Controller {
             return Err((
                 codes::PREFERRED_LEADER_NOT_AVAILABLE,
                 format!("the preferred replica {preferred} is not an alive member of the ISR"),
+            ));
+        }
+        if self.log_dir_full(preferred) {
+            return Err((
+                codes::PREFERRED_LEADER_NOT_AVAILABLE,
+                format!(
+                    "the preferred replica {preferred} has its log dir below the free-space floor"
+                ),
             ));
         }
         Ok(PartitionChangeRecord {
@@ -392,6 +405,7 @@ mod tests {
                 current_metadata_offset: self.offset,
                 want_fence: false,
                 want_shutdown: shutdown,
+                log_dir_full: false,
             };
             let (reply, records) = self.c.heartbeat(&req, self.now).unwrap();
             self.commit(records);

@@ -10,6 +10,7 @@
 mod alter_partition;
 mod brokers;
 mod configs;
+mod disk_full;
 pub mod leadership;
 pub mod placement;
 pub mod reassignment;
@@ -184,6 +185,8 @@ struct Session {
     /// connection) with no heartbeat since: the session then ends `CONNECTION_LOSS_GRACE_MS`
     /// later instead of at the session timeout.
     lost_ms: Option<u64>,
+    /// The broker's last heartbeat said its log dir is below the free-space floor.
+    log_dir_full: bool,
 }
 
 /// How long a broker whose connection was lost may take to heartbeat again before it is
@@ -202,6 +205,7 @@ impl Session {
             last_heartbeat_ms: now_ms,
             contested: None,
             lost_ms: None,
+            log_dir_full: false,
         }
     }
 }

@@ -368,6 +368,7 @@ mod tests {
                     current_metadata_offset: h.log.len() as u64,
                     want_fence: false,
                     want_shutdown: false,
+                    log_dir_full: false,
                 };
                 let (reply, records) = h.c.heartbeat(&hb, 1_000).unwrap();
                 h.commit(records);

@@ -58,6 +58,7 @@ impl Harness {
             current_metadata_offset: self.offset,
             want_fence: false,
             want_shutdown: false,
+            log_dir_full: false,
         };
         let (reply, records) = self.c.heartbeat(&req, self.now).unwrap();
         self.commit(records);
@@ -122,6 +123,7 @@ fn cluster_controller_registration_epochs_and_unfence_after_catch_up() {
         current_metadata_offset: h.offset - 2,
         want_fence: false,
         want_shutdown: false,
+        log_dir_full: false,
     };
     let (reply, records) = h.c.heartbeat(&behind, h.now).unwrap();
     assert!(records.is_empty() && reply.is_fenced && !reply.is_caught_up);

@@ -1,7 +1,7 @@
 //! The broker's side of membership, on shard 0 of every broker: registration with the active
 //! controller (a new incarnation id per process start, the advertised broker endpoint, the
 //! rack), then a heartbeat every `broker.heartbeat.interval.ms` carrying the metadata offset
-//! this node has applied; the controller unfences the broker once that offset reaches its
+//! this node has applied (and whether its log dir is below the free-space floor); the controller unfences the broker once that offset reaches its
 //! registration, and fences it when the heartbeats stop. INCONSISTENT_CLUSTER_ID stops the
 //! process with exit code 2, and so does DUPLICATE_BROKER_REGISTRATION once the controller has
 //! seen the other process alive (two of its heartbeats after our first attempt); until then it
@@ -50,12 +50,19 @@ pub struct BrokerLifecycle {
     pub shutting_down: Cell<bool>,
     /// Last heartbeat round trip, in microseconds.
     pub heartbeat_latency_us: Cell<u64>,
+    /// Whether the log dir is below its free-space floor (shard 0's `DiskSpace`): heartbeats
+    /// report it, and the controller moves leaderships off a full broker.
+    log_dir_full: Box<dyn Fn() -> bool>,
     ready_tx: RefCell<Option<oneshot::Sender<()>>>,
     ready_rx: Shared<oneshot::Receiver<()>>,
 }
 
 impl BrokerLifecycle {
-    pub fn new(config: &BrokerConfig, cluster_id: Option<String>) -> Self {
+    pub fn new(
+        config: &BrokerConfig,
+        cluster_id: Option<String>,
+        log_dir_full: Box<dyn Fn() -> bool>,
+    ) -> Self {
         let c = &config.cluster;
         let (tx, rx) = oneshot::channel();
         Self {
@@ -78,6 +85,7 @@ impl BrokerLifecycle {
             fenced: Cell::new(true),
             shutting_down: Cell::new(false),
             heartbeat_latency_us: Cell::new(0),
+            log_dir_full,
             ready_tx: RefCell::new(Some(tx)),
             ready_rx: rx.shared(),
         }
@@ -206,6 +214,7 @@ pub async fn run(driver: Rc<Driver>, me: Rc<BrokerLifecycle>, config_error: Fata
                         broker_epoch: me.epoch.get(),
                         metadata_offset: driver.applied_offset(),
                         want_shutdown: me.shutting_down.get(),
+                        log_dir_full: (me.log_dir_full)(),
                     },
                     me.interval,
                 )
@@ -295,6 +304,7 @@ pub async fn shut_down(driver: &Driver, me: &BrokerLifecycle, timeout: Duration)
             broker_epoch: me.epoch.get(),
             metadata_offset: driver.applied_offset(),
             want_shutdown: true,
+            log_dir_full: (me.log_dir_full)(),
         };
         // Bounded here too: on the active controller the call is answered locally, and its
         // fencing waits for a commit that a quorum gone meanwhile never gives.

@@ -152,6 +152,10 @@ impl Driver {
                         .meta_properties
                         .as_ref()
                         .map(|p| p.cluster_id.clone()),
+                    {
+                        let shard = shard.clone();
+                        Box::new(move || shard.disk.below_floor())
+                    },
                 ))
             });
             Driver {

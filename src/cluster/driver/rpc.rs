@@ -72,6 +72,7 @@ impl ControllerNode {
                 broker_epoch,
                 metadata_offset,
                 want_shutdown,
+                log_dir_full,
             } => {
                 let req = BrokerHeartbeat {
                     broker_id,
@@ -79,6 +80,7 @@ impl ControllerNode {
                     current_metadata_offset: metadata_offset,
                     want_fence: false,
                     want_shutdown,
+                    log_dir_full,
                 };
                 let (reply, records) = {
                     let mut st = self.st.borrow_mut();

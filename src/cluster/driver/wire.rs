@@ -122,6 +122,9 @@ pub enum Rpc {
         broker_epoch: i64,
         metadata_offset: u64,
         want_shutdown: bool,
+        /// The log dir is below its free-space floor (absent from an older broker: false).
+        #[serde(default)]
+        log_dir_full: bool,
     },
     CreateTopics {
         topics: Vec<WireNewTopic>,

@@ -211,6 +211,7 @@ mod tests {
             current_metadata_offset: 2,
             want_fence: false,
             want_shutdown: false,
+            log_dir_full: false,
         };
         let (reply, records) = c.heartbeat(&hb, 10).unwrap();
         assert!(!reply.is_fenced);

@@ -290,6 +290,7 @@ impl Sim {
                         current_metadata_offset: offset,
                         want_fence: false,
                         want_shutdown: false,
+                        log_dir_full: false,
                     };
                     self.nodes[a].controller.heartbeat(&hb, now).map(|(_, r)| r)
                 }

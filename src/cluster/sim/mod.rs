@@ -4,7 +4,9 @@
 //! thread by a small event loop (`world`) in virtual time. A seeded PRNG decides everything:
 //! message latency, loss, duplication and reordering, network partitions between node sets,
 //! crashes (power loss in `Synced` mode: the unsynced tail is lost or torn; process crashes in
-//! `Written` mode), restarts, slow and full disks, leader moves, controller failovers and
+//! `Written` mode), restarts, slow and full disks (a full disk refuses produce and follower
+//! appends, and the node's heartbeats report it, so the controller moves its leaderships to
+//! in-sync replicas with room), leader moves, controller failovers and
 //! partition reassignments (add a replica, remove or replace the leader's, cancel). Model
 //! clients produce with acks=all and acks=1 (idempotent, retrying) and consume up to the high
 //! watermark. `checks` holds the invariants, checked as the run goes. A failure reports the seed
@@ -63,6 +65,8 @@ pub struct Stats {
     pub isr_changes: u64,
     /// Reassignments the controller accepted (starts, replacements and cancels).
     pub reassignments: u64,
+    /// Leaderships the controller moved off a node whose disk was full (its heartbeat said so).
+    pub full_disk_moves: u64,
     /// A digest of the trace, for the same-seed-same-run check.
     pub digest: u64,
 }

@@ -56,6 +56,8 @@ enum Msg {
         epoch: i64,
         offset: u64,
         want_fence: bool,
+        /// The node's disk is full (the broker's log dir below its floor).
+        log_dir_full: bool,
     },
     Alter(AlterPartitionRequest),
     AlterReply {
@@ -896,6 +898,7 @@ impl World {
                     epoch,
                     offset: self.nodes[i].controller.committed().last_offset,
                     want_fence: std::mem::take(&mut self.nodes[i].want_fence),
+                    log_dir_full: self.nodes[i].disk_full,
                 },
             };
             self.send_or_local(i, to, msg);
@@ -962,6 +965,7 @@ impl World {
                 epoch,
                 offset,
                 want_fence,
+                log_dir_full,
             } => {
                 let hb = BrokerHeartbeat {
                     broker_id: from,
@@ -969,10 +973,27 @@ impl World {
                     current_metadata_offset: offset,
                     want_fence,
                     want_shutdown: false,
+                    log_dir_full,
                 };
                 if let Ok((_, records)) = self.nodes[i].controller.heartbeat(&hb, now) {
                     if want_fence {
                         self.trace(format!("broker {from} asks to be fenced (leader move)"));
+                    } else if log_dir_full {
+                        let moved: Vec<i32> = records
+                            .iter()
+                            .filter_map(|r| match r {
+                                MetadataRecord::PartitionChange(c) => {
+                                    c.leader.filter(|&l| l != from).map(|_| c.partition)
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        if !moved.is_empty() {
+                            self.trace(format!(
+                                "broker {from}'s disk is full: leaderships of {moved:?} move"
+                            ));
+                            self.stats.full_disk_moves += moved.len() as u64;
+                        }
                     }
                     self.propose(i, records, None);
                 }
