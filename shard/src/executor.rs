@@ -9,6 +9,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::router::ShardContext;
 
+/// Default of [`ShardSetConfig::io_poll_interval`].
+pub const DEFAULT_IO_POLL_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Executor settings shared by all shards.
 #[derive(Clone, Debug)]
 pub struct ShardSetConfig {
@@ -18,6 +21,12 @@ pub struct ShardSetConfig {
     /// Spin this long before parking an idle shard: cuts cross-shard wake-up latency on VMs
     /// (see the platform notes) at the price of CPU. `None` parks at once.
     pub spin_before_park: Option<Duration>,
+    /// Longest a shard runs tasks before it polls io_uring for completions (glommio's preempt
+    /// timer, default 100 ms there). glommio polls I/O only between rounds of its task queues,
+    /// and a queue that yields (the log cleaner every 500 us) is run again at once while it is
+    /// runnable; so without this bound a CPU-heavy background pass kept arrived Produce requests
+    /// unread for milliseconds. `tern serve --io-poll-interval-us`.
+    pub io_poll_interval: Duration,
     /// Capacity of each shard-to-shard channel (messages).
     pub channel_capacity: usize,
     /// io_uring ring depth per shard (4096 works; 65536 does not).
@@ -38,6 +47,7 @@ impl Default for ShardSetConfig {
                 .unwrap_or(1),
             pin: true,
             spin_before_park: None,
+            io_poll_interval: DEFAULT_IO_POLL_INTERVAL,
             channel_capacity: 1024,
             ring_depth: 1024,
             blocking_threads: 2,
@@ -95,6 +105,7 @@ impl ShardSet {
             let mut builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("tern-shard-{id}"))
                 .ring_depth(config.ring_depth)
+                .preempt_timer(config.io_poll_interval)
                 .blocking_thread_pool_placement(pool);
             if let Some(spin) = config.spin_before_park {
                 builder = builder.spin_before_park(spin);

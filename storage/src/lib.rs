@@ -32,6 +32,7 @@ mod error;
 mod fault;
 #[cfg(test)]
 mod fault_tests;
+mod fd_closer;
 mod index;
 mod io;
 mod log;

@@ -23,7 +23,8 @@ pub struct Segment {
     pub base_offset: i64,
     pub dir: PathBuf,
     dma: RefCell<Option<Rc<DmaFile>>>,
-    /// Plain buffered read-only fd for sendfile by the caller.
+    /// Plain buffered read-only fd for sendfile by the caller. Closed off the shard thread
+    /// when the segment is dropped ([`crate::fd_closer`]).
     pub read_file: Arc<std::fs::File>,
     /// Logical size: bytes appended (including queued ones).
     pub size: Cell<u64>,
@@ -53,6 +54,39 @@ pub struct Segment {
     pub entry_synced: Cell<bool>,
     /// How far cold reads of `read_file` were advised to the kernel (see `readahead.rs`).
     pub readahead: crate::readahead::Readahead,
+}
+
+/// Stands in for a dropped segment's `read_file` while the real one goes to the closer thread.
+fn placeholder_file() -> Option<Arc<std::fs::File>> {
+    static NULL: std::sync::OnceLock<Option<Arc<std::fs::File>>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| std::fs::File::open("/dev/null").ok().map(Arc::new))
+        .clone()
+}
+
+impl Drop for Segment {
+    /// Hands the segment's descriptors to [`crate::fd_closer`], so that the close that frees an
+    /// unlinked segment's blocks (milliseconds for a large file) never runs on the shard: the
+    /// read fd when nothing else holds it (a cold send in flight keeps its own reference and
+    /// drops it on the blocking pool), and a duplicate of the DMA fd, so that glommio's close of
+    /// the DMA handle on the shard is never the file's last reference.
+    fn drop(&mut self) {
+        let mut fds: Vec<std::os::fd::OwnedFd> = Vec::with_capacity(2);
+        if let Some(dma) = self.dma.get_mut().as_ref() {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the DMA file is open for as long as `dma` lives (all of this call).
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(dma.as_raw_fd()) };
+            if let Ok(dup) = fd.try_clone_to_owned() {
+                fds.push(dup);
+            }
+        }
+        if let Some(null) = placeholder_file() {
+            let read = std::mem::replace(&mut self.read_file, null);
+            if let Ok(file) = Arc::try_unwrap(read) {
+                fds.push(file.into());
+            }
+        }
+        crate::fd_closer::close_in_background(fds);
+    }
 }
 
 impl Segment {

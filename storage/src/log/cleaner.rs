@@ -542,10 +542,13 @@ impl PartitionLog {
         crash_point("renamed to .swap")?;
         for old in group {
             if old.base_offset != base {
-                io::remove_if_exists(&io::segment_file(&self.dir, old.base_offset, "log"))?;
+                io::remove_if_exists_off_shard(io::segment_file(&self.dir, old.base_offset, "log"))
+                    .await?;
             }
-            io::remove_if_exists(&io::segment_file(&self.dir, old.base_offset, "index"))?;
-            io::remove_if_exists(&io::segment_file(&self.dir, old.base_offset, "timeindex"))?;
+            for ext in ["index", "timeindex"] {
+                io::remove_if_exists_off_shard(io::segment_file(&self.dir, old.base_offset, ext))
+                    .await?;
+            }
         }
         io::sync_dir(&self.dir).await?;
         crash_point("old segments removed")?;
