@@ -65,10 +65,6 @@ pub struct ServeArgs {
     /// Spin this many microseconds before parking an idle shard (lower cross-core latency, more CPU).
     #[arg(long)]
     pub spin_before_park_us: Option<u64>,
-    /// Longest a shard runs tasks before polling for I/O completions, in microseconds (default
-    /// 1000): bounds how long background CPU work (log cleaning) delays arrived requests.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(50..=1_000_000))]
-    pub io_poll_interval_us: Option<u64>,
     /// Run the shards (and the broker's other threads) on these CPUs only, e.g. `0` or `0-1`;
     /// shard i goes to the i-th CPU of the list (round robin). Default: shard i on CPU i.
     #[arg(long, value_parser = parse_cpus)]
@@ -170,8 +166,6 @@ pub struct BrokerConfig {
     /// response (Kafka's default 2000).
     pub max_request_partition_size_limit: i32,
     pub spin_before_park_us: Option<u64>,
-    /// `--io-poll-interval-us` (None: the shard runtime's default).
-    pub io_poll_interval_us: Option<u64>,
     /// `--cpus`: CPUs the broker runs on (None: shard i on CPU i).
     pub cpus: Option<Vec<usize>>,
     /// Consumer-group coordinator settings (`group.*`, `offsets.*`).
@@ -717,7 +711,6 @@ impl BrokerConfig {
             fetch_cold_inflight_bytes,
             max_request_partition_size_limit,
             spin_before_park_us: args.spin_before_park_us,
-            io_poll_interval_us: args.io_poll_interval_us,
             cpus: args.cpus.as_ref().map(|c| c.0.clone()),
             groups,
             retention_ms,

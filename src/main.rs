@@ -135,10 +135,6 @@ fn serve(args: ServeArgs) -> i32 {
         spin_before_park: config
             .spin_before_park_us
             .map(std::time::Duration::from_micros),
-        io_poll_interval: config
-            .io_poll_interval_us
-            .map(std::time::Duration::from_micros)
-            .unwrap_or(tern_shard::executor::DEFAULT_IO_POLL_INTERVAL),
         ..Default::default()
     };
     let config = Arc::new(config);

@@ -10,7 +10,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::router::ShardContext;
 
 /// Default of [`ShardSetConfig::io_poll_interval`].
-pub const DEFAULT_IO_POLL_INTERVAL: Duration = Duration::from_millis(1);
+pub const DEFAULT_IO_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Executor settings shared by all shards.
 #[derive(Clone, Debug)]
@@ -22,10 +22,11 @@ pub struct ShardSetConfig {
     /// (see the platform notes) at the price of CPU. `None` parks at once.
     pub spin_before_park: Option<Duration>,
     /// Longest a shard runs tasks before it polls io_uring for completions (glommio's preempt
-    /// timer, default 100 ms there). glommio polls I/O only between rounds of its task queues,
-    /// and a queue that yields (the log cleaner every 500 us) is run again at once while it is
-    /// runnable; so without this bound a CPU-heavy background pass kept arrived Produce requests
-    /// unread for milliseconds. `tern serve --io-poll-interval-us`.
+    /// timer). glommio polls I/O only between rounds of its task queues, and a queue that
+    /// yields runs again at once while runnable, so this bounds how long background CPU work
+    /// keeps arrived requests unread (the log cleaner sleeps instead). Kept at glommio's 100 ms:
+    /// with 1 ms, shards parked in io_uring for good at shutdown (a lost wake-up, 3 of 16
+    /// test_01 runs on a loaded machine; 0 of 6 at 100 ms).
     pub io_poll_interval: Duration,
     /// Capacity of each shard-to-shard channel (messages).
     pub channel_capacity: usize,

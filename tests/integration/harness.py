@@ -10,6 +10,7 @@ the report of any failing test (see conftest.py).
 import ctypes
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -208,11 +209,12 @@ class Broker:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            stacks = self.thread_stacks()
             self.proc.kill()
             rc = self.proc.wait(timeout=timeout)
             self._closed(rc)
             raise BrokerError(
-                f"{self.name} did not exit within {timeout}s after {signal.Signals(sig).name}; "
+                f"{self.name} did not exit within {timeout}s after {signal.Signals(sig).name}{stacks}; "
                 f"killed it. stderr tail:\n{self.stderr_tail()}")
         self._closed(rc)
         return rc
@@ -253,6 +255,20 @@ class Broker:
             self.stop()
         return self.start(wait=wait)
 
+    def thread_stacks(self):
+        """The stuck process's thread stacks (gdb, when installed), for a hang's report."""
+        gdb = shutil.which("gdb")
+        if gdb is None or self.proc is None:
+            return ""
+        try:
+            out = subprocess.run([gdb, "-p", str(self.proc.pid), "-batch", "-ex",
+                                  "thread apply all bt 30"], capture_output=True, text=True,
+                                 timeout=60).stdout
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"\n(gdb failed: {e})"
+        keep = [ln for ln in out.splitlines() if ln.startswith(("Thread ", "#"))]
+        return "\nthread stacks (gdb):\n" + "\n".join(keep[-400:])
+
     def cleanup(self):
         """Stop the broker if it still runs.  Returns a problem description
         (clean shutdown failed: non-zero exit or no exit within 10 s) or None."""
@@ -266,9 +282,11 @@ class Broker:
                 if rc != 0:
                     problem = f"{self.name}: exit code {rc} after SIGTERM at teardown (expected 0)"
             except subprocess.TimeoutExpired:
+                stacks = self.thread_stacks()
                 self.proc.kill()
                 rc = self.proc.wait(timeout=10)
-                problem = f"{self.name}: did not exit within 10s of SIGTERM at teardown (killed)"
+                problem = (f"{self.name}: did not exit within 10s of SIGTERM at teardown (killed)"
+                           f"{stacks}")
             self._closed(rc)
         elif self._stderr_file is not None:
             self._closed(self.proc.returncode)
