@@ -81,8 +81,6 @@ pub struct FollowerPartition {
     leader_high_watermark: i64,
     next_fetch_id: u64,
     in_flight: Option<(u64, i64)>,
-    /// Where the log was restarted empty (RestartAt) and nothing appended since.
-    restarted_at: Option<i64>,
 }
 
 impl FollowerPartition {
@@ -104,7 +102,6 @@ impl FollowerPartition {
             leader_high_watermark: high_watermark,
             next_fetch_id: 0,
             in_flight: None,
-            restarted_at: None,
         }
     }
 
@@ -178,8 +175,11 @@ impl FollowerPartition {
                 let covers = entries
                     .first_batch_last_offset()
                     .is_some_and(|last| last >= fetch_offset);
-                if first < fetch_offset && covers && self.restarted_at == Some(fetch_offset) {
-                    self.restarted_at = None;
+                // Only an empty log may take a batch from below its end: one restarted at
+                // the leader's log start (RestartAt), whichever role restarted it; a role
+                // rebuilt meanwhile (a new registration or leader epoch) has the same log.
+                let empty = log.log_start_offset() == fetch_offset;
+                if first < fetch_offset && covers && empty {
                     return FollowerAction::RestartAndAppend {
                         at: first,
                         records: entries,
@@ -202,7 +202,6 @@ impl FollowerPartition {
             } => {
                 self.leader_high_watermark = self.leader_high_watermark.max(high_watermark);
                 if fetch_offset < leader_log_start {
-                    self.restarted_at = Some(leader_log_start);
                     FollowerAction::RestartAt(leader_log_start)
                 } else {
                     // Above the leader's log end: KIP-279's DivergingEpoch handles a longer
@@ -220,9 +219,6 @@ impl FollowerPartition {
     /// The driver appended (or truncated): the high watermark follows the leader's, capped by
     /// the local log end.
     pub fn appended(&mut self, log: &dyn ReplicaLog) {
-        if self.restarted_at != Some(log.log_end_offset()) {
-            self.restarted_at = None;
-        }
         self.update_hw(log.log_end_offset());
     }
 

@@ -753,12 +753,39 @@ impl super::follower::FetchedRecords for OneBatch {
     }
 }
 
+/// A log restarted empty at `at` (RestartAt): its start and end are both `at`, no epoch.
+struct RestartedLog {
+    at: i64,
+}
+
+impl ReplicaLog for RestartedLog {
+    fn log_end_offset(&self) -> i64 {
+        self.at
+    }
+
+    fn log_start_offset(&self) -> i64 {
+        self.at
+    }
+
+    fn synced_end_offset(&self) -> i64 {
+        self.at
+    }
+
+    fn end_offset_for_epoch(&self, _epoch: i32) -> (i32, i64) {
+        (-1, -1)
+    }
+
+    fn last_fetched_epoch(&self) -> i32 {
+        -1
+    }
+}
+
 #[test]
 fn replication_follower_restarted_inside_a_leader_batch_restarts_at_its_base() {
     // DeleteRecords moved the leader's log start to 10, inside its batch 8..=12: the restarted
     // follower fetches from 10 and gets that batch; it restarts at 8 and appends it (Kafka's
-    // UnexpectedAppendOffsetException rule). The same batch for a log that was not just
-    // restarted is refused.
+    // UnexpectedAppendOffsetException rule). The same batch for a log that is not empty is
+    // refused.
     let mut flog = PartitionLogModel::default();
     flog.start_epoch(1);
     flog.append_as_leader(1, -1, 0, 0);
@@ -772,29 +799,39 @@ fn replication_follower_restarted_inside_a_leader_batch_restarts_at_its_base() {
         fp.on_fetch_response(id, oor, &flog),
         FollowerAction::RestartAt(10)
     );
-    // The model log cannot start at 10: a log restarted there is one with its end at 10.
-    let mut restarted = PartitionLogModel::default();
-    for _ in 0..10 {
-        restarted.append_as_leader(1, -1, 0, 0);
-    }
+    let restarted = RestartedLog { at: 10 };
     fp.appended(&restarted);
-    let (id, req) = fp.next_fetch(&restarted);
-    assert_eq!(req.fetch_offset, 10);
     let batch = || FetchResponse::Records {
         entries: OneBatch { base: 8, last: 12 },
         high_watermark: 13,
     };
+    let restart_and_append = FollowerAction::RestartAndAppend {
+        at: 8,
+        records: OneBatch { base: 8, last: 12 },
+    };
+    let (id, req) = fp.next_fetch(&restarted);
+    assert_eq!(req.fetch_offset, 10);
     assert_eq!(
         fp.on_fetch_response(id, batch(), &restarted),
-        FollowerAction::RestartAndAppend {
-            at: 8,
-            records: OneBatch { base: 8, last: 12 }
-        }
+        restart_and_append
     );
-    // Once used (or for a log not restarted), a batch from below the fetch offset is refused.
-    let (id, _) = fp.next_fetch(&restarted);
+    // The role may be rebuilt while (or after) the log restarts (the broker registered
+    // again, a new leader epoch): the new role sees the same empty log and does the same.
+    let mut rebuilt = FollowerPartition::new(2, 23, 1, 1, AckDurability::Written, 0);
+    let (id, _) = rebuilt.next_fetch(&restarted);
     assert_eq!(
-        fp.on_fetch_response(id, batch(), &restarted),
+        rebuilt.on_fetch_response(id, batch(), &restarted),
+        restart_and_append
+    );
+    // A log holding records up to 10 never takes a batch from below its end.
+    let mut held = PartitionLogModel::default();
+    for _ in 0..10 {
+        held.append_as_leader(1, -1, 0, 0);
+    }
+    let (id, req) = fp.next_fetch(&held);
+    assert_eq!(req.fetch_offset, 10);
+    assert_eq!(
+        fp.on_fetch_response(id, batch(), &held),
         FollowerAction::Backoff(codes::OFFSET_OUT_OF_RANGE)
     );
 }
