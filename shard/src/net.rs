@@ -44,9 +44,11 @@ pub fn raw_fd(s: &TcpStream) -> RawFd {
 
 /// Connects to `addr` (TCP_NODELAY set), failing after `timeout`.
 pub async fn connect(addr: SocketAddr, timeout: std::time::Duration) -> io::Result<TcpStream> {
+    // glommio's conversion keeps the OS error's kind: a refused connection stays
+    // `ConnectionRefused` (nobody listens there: the process is gone).
     let s = TcpStream::connect_timeout(addr, timeout)
         .await
-        .map_err(|e| io::Error::other(e.to_string()))?;
+        .map_err(io::Error::from)?;
     s.set_nodelay(true)
         .map_err(|e| io::Error::other(e.to_string()))?;
     Ok(s)

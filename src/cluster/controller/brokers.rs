@@ -151,6 +151,7 @@ impl Controller {
             .or_insert_with(|| Session::new(now_ms));
         session.last_heartbeat_ms = now_ms;
         session.lost_ms = None;
+        session.gone = false;
         if let Some((_, heartbeats)) = &mut session.contested {
             *heartbeats = heartbeats.saturating_add(1);
         }
@@ -188,10 +189,10 @@ impl Controller {
         Ok((reply, records))
     }
 
-    /// Evidence that broker `broker_id`'s process is gone: the connection that carried its
+    /// Evidence that broker `broker_id`'s process may be gone: the connection that carried its
     /// heartbeats closed (`broker_epoch` = the epoch those heartbeats named; ignored unless it
     /// is still the registered one, so an old incarnation's socket cannot end a restart's
-    /// session), or its controller listener refused a connection (`None`). Its session then
+    /// session), or a connection to its controller listener failed (`None`). Its session then
     /// ends `CONNECTION_LOSS_GRACE_MS` from now unless it heartbeats first; `tick` fences it.
     pub fn broker_connection_lost(
         &mut self,
@@ -210,6 +211,27 @@ impl Controller {
         }
         if let Some(s) = self.sessions.get_mut(&broker_id) {
             s.lost_ms.get_or_insert(now_ms);
+        }
+    }
+
+    /// Proof that broker `broker_id`'s process is gone: its controller listener refused a
+    /// connection (a kill -9 or crash closes the listening socket with the process; a stopped
+    /// or partitioned process still accepts, or times out). Its session is over at the next
+    /// `tick` unless a heartbeat comes first (a restarted process registers anew).
+    pub fn broker_process_gone(&mut self, broker_id: i32) {
+        if !self.active {
+            return;
+        }
+        if self
+            .working
+            .brokers
+            .get(&broker_id)
+            .is_none_or(|b| b.fenced)
+        {
+            return;
+        }
+        if let Some(s) = self.sessions.get_mut(&broker_id) {
+            s.gone = true;
         }
     }
 
@@ -280,7 +302,8 @@ impl Controller {
 
     fn session_alive(&self, broker_id: i32, now_ms: u64) -> bool {
         self.sessions.get(&broker_id).is_some_and(|s| {
-            now_ms < s.last_heartbeat_ms + self.cfg.session_timeout_ms
+            !s.gone
+                && now_ms < s.last_heartbeat_ms + self.cfg.session_timeout_ms
                 && s.lost_ms
                     .is_none_or(|lost| now_ms < lost + super::CONNECTION_LOSS_GRACE_MS)
         })

@@ -180,11 +180,13 @@ struct Session {
     /// and the other incarnation is a duplicate node.id (not a restart whose old session has
     /// yet to expire).
     contested: Option<(uuid::Uuid, u32)>,
-    /// When the controller last saw evidence that the broker's process is gone (the
-    /// connection its heartbeats came on closed, or its controller listener refused a
-    /// connection) with no heartbeat since: the session then ends `CONNECTION_LOSS_GRACE_MS`
-    /// later instead of at the session timeout.
+    /// When the connection the broker's heartbeats came on closed (or a connection to its
+    /// controller listener failed) with no heartbeat since: the session then ends
+    /// `CONNECTION_LOSS_GRACE_MS` later instead of at the session timeout.
     lost_ms: Option<u64>,
+    /// Its controller listener refused a connection (nobody listens: the process is gone)
+    /// with no heartbeat since: the session is over at the next tick.
+    gone: bool,
     /// The broker's last heartbeat said its log dir is below the free-space floor.
     log_dir_full: bool,
 }
@@ -205,6 +207,7 @@ impl Session {
             last_heartbeat_ms: now_ms,
             contested: None,
             lost_ms: None,
+            gone: false,
             log_dir_full: false,
         }
     }

@@ -674,7 +674,7 @@ fn cluster_controller_lost_connection_fences_after_the_grace_not_the_session() {
 fn cluster_controller_heartbeat_after_a_lost_connection_keeps_the_session() {
     let mut h = Harness::new(ControllerConfig::default());
     let epochs = h.brokers(&[None, None]);
-    // A refused connection to broker 2's controller listener, then it heartbeats again on a
+    // A failed connection to broker 2's controller listener, then it heartbeats again on a
     // new connection within the grace: a live broker, not fenced.
     h.c.broker_connection_lost(2, None, h.now);
     h.now += CONNECTION_LOSS_GRACE_MS / 2;
@@ -694,4 +694,43 @@ fn cluster_controller_old_incarnations_closed_connection_does_not_end_a_new_sess
     h.now += CONNECTION_LOSS_GRACE_MS * 4;
     assert!(h.c.tick(h.now).is_empty());
     assert!(!h.c.committed().brokers[&1].fenced);
+}
+
+#[test]
+fn cluster_controller_refused_connection_fences_at_the_next_tick() {
+    let mut h = Harness::new(ControllerConfig::default());
+    h.brokers(&[None, None, None]);
+    h.create("t", 3, 3).unwrap();
+    // Broker 1's controller listener refused a connection: its process is gone. No grace:
+    // the next tick fences it and its leaderships move.
+    h.c.broker_process_gone(1);
+    h.now += 1;
+    let batches = h.c.tick(h.now);
+    assert_eq!(batches.len(), 1);
+    assert!(matches!(
+        batches[0].last(),
+        Some(MetadataRecord::FenceBroker { broker_id: 1, .. })
+    ));
+    h.commit(batches[0].clone());
+    for p in partitions(h.c.committed(), "t") {
+        assert_ne!(p.leader, 1);
+        assert!(!p.isr.contains(&1));
+    }
+    // Once fenced, another refusal changes nothing.
+    h.c.broker_process_gone(1);
+    h.now += 1;
+    assert!(h.c.tick(h.now).is_empty());
+}
+
+#[test]
+fn cluster_controller_heartbeat_after_a_refused_connection_keeps_the_session() {
+    let mut h = Harness::new(ControllerConfig::default());
+    let epochs = h.brokers(&[None, None]);
+    // The refusal raced a heartbeat of a live process (it restarted its listener, or the
+    // refusal was from before it bound it): the heartbeat wins, nothing is fenced.
+    h.c.broker_process_gone(2);
+    h.heartbeat(2, epochs[1]);
+    h.now += 1;
+    assert!(h.c.tick(h.now).is_empty());
+    assert!(!h.c.committed().brokers[&2].fenced);
 }

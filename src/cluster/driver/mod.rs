@@ -343,6 +343,9 @@ impl transport::Inbound for NodeInbound {
         self.0.unreachable(peer);
         self.0.broker_connection_lost(peer, None);
     }
+    fn peer_process_gone(&self, peer: i32) {
+        self.0.peer_process_gone(peer);
+    }
     fn heartbeats_connection_closed(&self, broker_id: i32, broker_epoch: i64) {
         self.0.broker_connection_lost(broker_id, Some(broker_epoch));
     }

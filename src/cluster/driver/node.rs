@@ -268,6 +268,19 @@ impl ControllerNode {
         self.st.borrow_mut().quorum.unreachable(peer);
     }
 
+    /// `peer`'s controller listener refused a connection: its process is gone. A follower of
+    /// that leader calls an election at once (`MetadataQuorum::peer_process_gone`) and an
+    /// active controller fences that broker at its next tick
+    /// (`Controller::broker_process_gone`), instead of waiting out their timeouts.
+    pub fn peer_process_gone(self: &Rc<Self>, peer: i32) {
+        {
+            let mut st = self.st.borrow_mut();
+            st.quorum.peer_process_gone(peer);
+            st.controller.broker_process_gone(peer);
+        }
+        self.drain();
+    }
+
     /// Whether this voter can tell that the metadata quorum is gone: it knows no other leader
     /// (none, or itself: a leader keeps its role for an election timeout after losing its
     /// followers), and it and the voters it heard from within `window_ms` are no majority. A
@@ -439,6 +452,12 @@ impl ControllerNode {
                     }
                 );
                 propose_locked(&mut st, records);
+                drop(st);
+                // Peers backing off learn now whether their processes are gone (a refusal
+                // fences that broker at the next tick).
+                if let Some(p) = self.peers.borrow_mut().as_mut() {
+                    p.retry_now();
+                }
             }
             QuorumOutput::LeaderChanged { term, leader } => {
                 log::info!(

@@ -4,7 +4,10 @@
 //! RPCs to the node's handler, whose answers go back on the same connection in completion
 //! order (each carries its correlation id). Outbound raft traffic: one connection per peer fed
 //! by a bounded queue (a full queue drops the message: raft retries), reconnecting with
-//! backoff; a failed connection or write reports `unreachable(peer)`.
+//! backoff; a failed connection or write reports `unreachable(peer)`. The read side of an
+//! outbound connection is watched: the peer closing it (its process exited) makes the sender
+//! reconnect at once, and a refused connection reports `peer_process_gone(peer)`, which lets
+//! the quorum elect and the controller fence without waiting out their timeouts.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::channel::mpsc;
-use futures::future::LocalBoxFuture;
+use futures::future::{Either, LocalBoxFuture, select};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use raft::prelude::Message;
 use tern_shard::net::{ShardListener, TcpStream};
@@ -53,6 +56,8 @@ pub trait Inbound {
     fn raft(&self, cluster_id: Option<String>, message: Message);
     fn rpc(&self, rpc: Rpc) -> LocalBoxFuture<'static, RpcReply>;
     fn unreachable(&self, peer: i32);
+    /// A connection to `peer`'s controller listener was refused: its process is gone.
+    fn peer_process_gone(&self, peer: i32);
     /// The connection that carried broker `broker_id`'s heartbeats (naming `broker_epoch`)
     /// closed.
     fn heartbeats_connection_closed(&self, broker_id: i32, broker_epoch: i64);
@@ -150,7 +155,14 @@ async fn serve_conn(stream: TcpStream, max_frame: usize, inbound: Rc<dyn Inbound
 
 /// Outbound raft connections, one per peer.
 pub struct Peers {
-    queues: BTreeMap<i32, mpsc::Sender<Vec<u8>>>,
+    queues: BTreeMap<i32, PeerQueue>,
+}
+
+/// What feeds one peer's sender task: its raft messages, and a nudge that ends a reconnect
+/// backoff.
+struct PeerQueue {
+    messages: mpsc::Sender<Vec<u8>>,
+    retry: mpsc::Sender<()>,
 }
 
 impl Peers {
@@ -158,9 +170,10 @@ impl Peers {
     pub fn start(peers: BTreeMap<i32, SocketAddr>, inbound: Rc<dyn Inbound>) -> Self {
         let mut queues = BTreeMap::new();
         for (id, addr) in peers {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            queues.insert(id, tx);
-            tern_shard::task::spawn(run_peer(id, addr, rx, inbound.clone()));
+            let (messages, rx) = mpsc::channel(PEER_QUEUE);
+            let (retry, retry_rx) = mpsc::channel(1);
+            queues.insert(id, PeerQueue { messages, retry });
+            tern_shard::task::spawn(run_peer(id, addr, rx, retry_rx, inbound.clone()));
         }
         Self { queues }
     }
@@ -181,28 +194,47 @@ impl Peers {
                 &crate::cluster::quorum::encode_message(message),
             ),
         );
-        if q.try_send(out.to_vec()).is_err() {
+        if q.messages.try_send(out.to_vec()).is_err() {
             log::debug!("peer {to}: queue full; raft message dropped");
         }
     }
+
+    /// Every peer waiting out a reconnect backoff tries again now (a new active controller
+    /// learns at once which peers' processes are gone: their connections are refused).
+    pub fn retry_now(&mut self) {
+        for q in self.queues.values_mut() {
+            let _ = q.retry.try_send(());
+        }
+    }
+}
+
+/// Why a peer connection ended.
+enum Ended {
+    /// This node is shutting down (the queue closed).
+    Closed,
+    /// A write failed.
+    WriteFailed,
+    /// The peer closed it (a peer never writes on this connection: EOF or an error on the
+    /// read side means its process closed the socket, most often because it exited).
+    PeerClosed,
 }
 
 async fn run_peer(
     id: i32,
     addr: SocketAddr,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    mut retry: mpsc::Receiver<()>,
     inbound: Rc<dyn Inbound>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut logged_down = false;
     loop {
-        let mut stream = match tern_shard::net::connect(addr, CONNECT_TIMEOUT).await {
+        let stream = match tern_shard::net::connect(addr, CONNECT_TIMEOUT).await {
             Ok(s) => {
                 if logged_down {
                     log::info!("controller peer {id} ({addr}) reachable again");
                 }
                 logged_down = false;
-                backoff = BACKOFF_MIN;
                 s
             }
             Err(e) => {
@@ -211,32 +243,79 @@ async fn run_peer(
                     logged_down = true;
                 }
                 inbound.unreachable(id);
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    // Nobody listens there: the peer's process is gone (or not started).
+                    inbound.peer_process_gone(id);
+                }
                 // Messages queued meanwhile are stale: drop them (raft resends what matters).
                 while rx.try_recv().is_ok() {}
-                tern_shard::task::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                if !wait_out(&mut backoff, &mut retry).await {
+                    return; // the node is gone
+                }
                 continue;
             }
         };
-        loop {
-            let Some(first) = rx.next().await else {
-                let _ = stream.close().await;
-                return;
-            };
-            // Batch what is queued into one write.
-            let mut batch = first;
-            while batch.len() < READ_CHUNK {
-                match rx.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    _ => break,
-                }
-            }
-            if let Err(e) = stream.write_all(&batch).await {
-                log::info!("controller peer {id}: write failed: {e}; reconnecting");
-                inbound.unreachable(id);
-                let _ = stream.close().await;
-                break;
+        let connected = std::time::Instant::now();
+        match send_until_ended(id, stream, &mut rx).await {
+            Ended::Closed => return,
+            Ended::WriteFailed => {}
+            Ended::PeerClosed => {
+                log::info!("controller peer {id} ({addr}) closed the connection; reconnecting")
             }
         }
+        inbound.unreachable(id);
+        // A connection that lived reconnects at once (a refusal then tells that the process
+        // is gone); one that keeps ending backs off.
+        if connected.elapsed() >= BACKOFF_MAX {
+            backoff = BACKOFF_MIN;
+        } else if !wait_out(&mut backoff, &mut retry).await {
+            return;
+        }
     }
+}
+
+/// Sleeps `backoff` (cut short by `Peers::retry_now`) and doubles it up to `BACKOFF_MAX`.
+/// False when the node dropped its `Peers`.
+async fn wait_out(backoff: &mut Duration, retry: &mut mpsc::Receiver<()>) -> bool {
+    let sleep = tern_shard::task::sleep(*backoff);
+    futures::pin_mut!(sleep);
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    !matches!(select(retry.next(), sleep).await, Either::Left((None, _)))
+}
+
+/// Writes the queued raft messages to `stream` until the queue closes, a write fails or the
+/// peer closes the connection.
+async fn send_until_ended(id: i32, stream: TcpStream, rx: &mut mpsc::Receiver<Vec<u8>>) -> Ended {
+    let (mut rd, mut wr) = stream.split();
+    let peer_closed = async move {
+        let mut scratch = [0u8; 64];
+        loop {
+            match rd.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // a peer has nothing to say here; ignore it
+            }
+        }
+    };
+    futures::pin_mut!(peer_closed);
+    let ended = loop {
+        let first = match select(rx.next(), peer_closed.as_mut()).await {
+            Either::Left((Some(first), _)) => first,
+            Either::Left((None, _)) => break Ended::Closed,
+            Either::Right(((), _)) => break Ended::PeerClosed,
+        };
+        // Batch what is queued into one write.
+        let mut batch = first;
+        while batch.len() < READ_CHUNK {
+            match rx.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                _ => break,
+            }
+        }
+        if let Err(e) = wr.write_all(&batch).await {
+            log::info!("controller peer {id}: write failed: {e}; reconnecting");
+            break Ended::WriteFailed;
+        }
+    };
+    let _ = wr.close().await;
+    ended
 }

@@ -42,6 +42,10 @@ pub fn node_id(raft_id: u64) -> i32 {
     (raft_id - 1) as i32
 }
 
+/// Ticks between the elections the survivors of a leader whose process is gone call, in
+/// order of node id (`MetadataQuorum::peer_process_gone`).
+pub const ELECTION_STAGGER_TICKS: usize = 5;
+
 /// Quorum timing, in ticks of the driver's timer.
 #[derive(Clone, Debug)]
 pub struct QuorumConfig {
@@ -368,6 +372,42 @@ impl MetadataQuorum {
     /// A peer did not answer (the driver's connection failed): raft probes it again.
     pub fn unreachable(&mut self, peer: i32) {
         self.node.report_unreachable(raft_id(peer));
+    }
+
+    /// `peer`'s process is gone (its controller listener refused a connection: a kill -9 or
+    /// crash closes it with the process). A follower of that leader stops trusting it (so it
+    /// neither waits out an election timeout nor ignores other voters' votes under the
+    /// leader's lease) and calls an election in 1 + `ELECTION_STAGGER_TICKS` x rank ticks,
+    /// rank = how many surviving voters have a lower id (never later than its running
+    /// election timeout): the first survivor's pre-vote and vote round trips (raft-rs sends a
+    /// follower's or candidate's messages only after its ready is persisted) end before the
+    /// next one campaigns, so they do not split the vote. Raft's safety does not depend on this: a live leader's next
+    /// heartbeat restores it as before.
+    pub fn peer_process_gone(&mut self, peer: i32) {
+        let leader = raft_id(peer);
+        let raft = &mut self.node.raft;
+        if raft.state != StateRole::Follower || raft.leader_id != leader {
+            return;
+        }
+        let term = raft.term;
+        let elapsed = raft.election_elapsed;
+        raft.become_follower(term, raft::INVALID_ID);
+        self.after_input();
+        let rank = self
+            .cfg
+            .voters
+            .iter()
+            .filter(|&&v| v != peer && v < self.node_id)
+            .count();
+        let ticks = 1 + ELECTION_STAGGER_TICKS * rank;
+        let timeout = self.node.raft.randomized_election_timeout();
+        // Never later than the election timeout already running since the leader was heard.
+        self.node.raft.election_elapsed = timeout.saturating_sub(ticks).max(elapsed);
+        log::info!(
+            "metadata quorum: leader {peer}'s process is gone; node {} calls an election in \
+             {ticks} tick(s)",
+            self.node_id
+        );
     }
 
     /// Takes a local snapshot of the image at `applied` (an index already applied) and drops the

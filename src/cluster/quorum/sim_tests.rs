@@ -603,3 +603,52 @@ fn an_append_of_another_history_below_the_commit_index_changes_nothing() {
     assert_eq!(q.last_index(), 4);
     assert_eq!(q.committed_index(), 4);
 }
+
+/// Rounds from crashing the active controller until another one is active; with `notice`, the
+/// survivors learn right after the crash that its process is gone (their connections to its
+/// controller listener are refused).
+fn failover_rounds(seed: u64, notice: bool) -> usize {
+    let mut sim = Sim::new(seed);
+    sim.run_until(300, "a leader's controller is active", |s| {
+        s.active().is_some()
+    });
+    sim.run_until(600, "2 topics acknowledged", |s| s.acked_topics.len() >= 2);
+    let old = sim.active().expect("active");
+    sim.crash(old);
+    if notice {
+        let gone = sim.nodes[old].id;
+        for i in (0..sim.nodes.len()).filter(|&i| i != old) {
+            sim.nodes[i].quorum.peer_process_gone(gone);
+            sim.drain(i);
+        }
+    }
+    for rounds in 0..300 {
+        if sim.active().is_some_and(|a| a != old) {
+            return rounds;
+        }
+        sim.round();
+    }
+    sim.fail("no controller after the crash".into());
+}
+
+#[test]
+fn cluster_quorum_followers_elect_at_once_when_the_leaders_process_is_gone() {
+    let seeds = 0..40u64;
+    let with: Vec<usize> = seeds.clone().map(|s| failover_rounds(s, true)).collect();
+    let without: Vec<usize> = seeds.map(|s| failover_rounds(s, false)).collect();
+    // Without the notice a follower waits out at least the minimum election timeout
+    // (10 ticks) since the leader's last heartbeat; with it, the first survivor calls the
+    // election at its next tick and the second one `ELECTION_STAGGER_TICKS` later. This
+    // simulated disk is slow (a follower's vote waits for its persist, often several rounds
+    // behind), and a lost message costs a full election timeout, so not every run is fast.
+    let median = |v: &[usize]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v[v.len() / 2]
+    };
+    assert!(without.iter().all(|&r| r >= 9), "{without:?}");
+    assert!(median(&without) >= 10, "{without:?}");
+    assert!(median(&with) <= 4, "{with:?}");
+    let fast = with.iter().filter(|&&r| r <= 5).count();
+    assert!(fast * 4 >= with.len() * 3, "{with:?}");
+}

@@ -28,6 +28,8 @@ pub struct Checker {
     writers: BTreeMap<(usize, i32), i32>,
     /// producer id -> (sequence, offset) of its last acknowledged record.
     last_ack: BTreeMap<i64, (i32, i64)>,
+    /// (producer id, sequence, offset) of acks=1 writes a zombie leader acknowledged.
+    zombie_acks: std::collections::BTreeSet<(i64, i32, i64)>,
     /// (partition, offset, payload) of every acks=all acknowledgement.
     pub acked_all: Vec<(usize, i64, u64)>,
     /// Raft: index -> (term, data digest); term -> leader.
@@ -121,6 +123,11 @@ impl Checker {
         }
     }
 
+    /// A zombie leader acknowledged an acks=1 write (`observe_ack` does not order it).
+    pub fn observe_zombie_ack(&mut self, producer_id: i64, sequence: i32, offset: i64) {
+        self.zombie_acks.insert((producer_id, sequence, offset));
+    }
+
     /// A producer got an acknowledgement.
     pub fn observe_ack(
         &mut self,
@@ -131,6 +138,9 @@ impl Checker {
         sequence: i32,
         acks_all: bool,
     ) -> Check {
+        if !acks_all && self.zombie_acks.contains(&(producer_id, sequence, offset)) {
+            return Ok(());
+        }
         if let Some(&(seq, off)) = self.last_ack.get(&producer_id)
             && (sequence <= seq || offset <= off)
         {

@@ -67,6 +67,8 @@ pub struct Stats {
     pub reassignments: u64,
     /// Leaderships the controller moved off a node whose disk was full (its heartbeat said so).
     pub full_disk_moves: u64,
+    /// Notices that a crashed node's process is gone (a refused connection) delivered.
+    pub process_gone: u64,
     /// A digest of the trace, for the same-seed-same-run check.
     pub digest: u64,
 }

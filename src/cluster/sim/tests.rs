@@ -62,6 +62,7 @@ fn cluster_sim_seeds() {
                 total.leader_changes += s.leader_changes;
                 total.reassignments += s.reassignments;
                 total.full_disk_moves += s.full_disk_moves;
+                total.process_gone += s.process_gone;
                 if std::env::var("SIM_VERBOSE").is_ok() {
                     eprintln!("seed {seed}: {s:?}");
                 }
@@ -78,7 +79,8 @@ fn cluster_sim_seeds() {
         "simulated {runs} seeds in {wall:.1} s: {:.0} seeds/min, {} events ({:.0} events/s), \
          {:.2} simulated hours ({:.2} simulated hours per wall-clock minute); \
          acks=all {} acks=1 {} consumed {} crashes {} network partitions {} truncations {} \
-         ISR changes {} metadata leader changes {} reassignments {} leaderships moved off full disks {}",
+         ISR changes {} metadata leader changes {} reassignments {} leaderships moved off full disks {} \
+         dead-process notices {}",
         runs as f64 / wall * 60.0,
         total.events,
         total.events as f64 / wall,
@@ -94,6 +96,7 @@ fn cluster_sim_seeds() {
         total.leader_changes,
         total.reassignments,
         total.full_disk_moves,
+        total.process_gone,
     );
     assert!(failures.is_empty(), "failing seeds: {failures:#?}");
 }

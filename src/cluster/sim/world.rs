@@ -130,6 +130,13 @@ enum Event {
     Restart(usize),
     Heal(u64),
     DiskBack(usize),
+    /// `observer` learns that node `gone`'s process is gone (its controller listener refused
+    /// a connection); `gone_inc` is the incarnation that crashed.
+    ProcessGone {
+        observer: usize,
+        gone: usize,
+        gone_inc: u32,
+    },
 }
 
 struct Scheduled {
@@ -716,6 +723,26 @@ impl World {
             Event::DiskBack(i) => {
                 self.nodes[i].disk_full = false;
                 self.nodes[i].slow_disk = false;
+            }
+            Event::ProcessGone {
+                observer,
+                gone,
+                gone_inc,
+            } => {
+                // Mostly while it is still down; sometimes late, about a restarted process
+                // (a refusal from before its listener was bound): harmless but disruptive.
+                let still_gone = !self.nodes[gone].up && self.nodes[gone].inc == gone_inc;
+                if self.nodes[observer].up && (still_gone || self.rng.gen_bool(0.1)) {
+                    self.stats.process_gone += 1;
+                    let id = self.nodes[gone].id;
+                    self.trace(format!(
+                        "node {observer}: node {id}'s process is gone{}",
+                        if still_gone { "" } else { " (stale)" }
+                    ));
+                    self.nodes[observer].quorum.peer_process_gone(id);
+                    self.nodes[observer].controller.broker_process_gone(id);
+                    self.after(observer);
+                }
             }
         }
     }
@@ -1426,6 +1453,14 @@ impl World {
             self.leader_outputs(i, p);
         } else {
             self.leader_outputs(i, p);
+            // A zombie (a leader of an older epoch, cut off from the controller) acknowledges
+            // acks=1 writes, in Kafka too: such a record is lost, and the producer's next one
+            // may land on the real leader below it.
+            if let Role::Leader(l) = &self.nodes[i].replicas[p].role
+                && l.leader_epoch() < self.newest_leader_epoch(p)
+            {
+                self.checker.observe_zombie_ack(pid, seq, offset);
+            }
             self.send(
                 id,
                 from,
@@ -1435,6 +1470,16 @@ impl World {
                 },
             );
         }
+    }
+
+    /// The newest leader epoch of partition `p` any node's committed metadata holds.
+    fn newest_leader_epoch(&self, p: usize) -> i32 {
+        self.nodes
+            .iter()
+            .filter_map(|n| partition_state(n.controller.committed(), p))
+            .map(|s| s.leader_epoch)
+            .max()
+            .unwrap_or(0)
     }
 
     // ---- clients ----
@@ -1507,13 +1552,7 @@ impl World {
                 // lacks what the new leader acknowledged and answers OUT_OF_ORDER, in Kafka
                 // too; the producer retries. From the current leader it is a real gap.
                 let p = self.clients[c].part;
-                let newest = self
-                    .nodes
-                    .iter()
-                    .filter_map(|n| partition_state(n.controller.committed(), p))
-                    .map(|s| s.leader_epoch)
-                    .max()
-                    .unwrap_or(0);
+                let newest = self.newest_leader_epoch(p);
                 if leader_epoch < newest {
                     self.trace(format!(
                         "client {c}: OUT_OF_ORDER from a zombie leader of p{p} epoch {leader_epoch} (current {newest})"
@@ -1779,10 +1818,30 @@ impl World {
             r.sync_in_flight = false;
         }
         let id = node.id;
+        let gone_inc = node.inc;
         self.trace(format!(
             "crash node {id} ({}; unsynced/kept per partition {kept:?})",
             if power_loss { "power loss" } else { "kill -9" }
         ));
+        // Peers that reach it find its controller listener closed (as the broker's
+        // transport sees a refused connection), most of them soon after the crash.
+        for observer in 0..self.nodes.len() {
+            if observer != i
+                && self.nodes[observer].up
+                && !self.is_blocked(self.nodes[observer].id, id)
+                && self.rng.gen_bool(0.8)
+            {
+                let after = self.rng.gen_range(1..300);
+                self.schedule(
+                    after,
+                    Event::ProcessGone {
+                        observer,
+                        gone: i,
+                        gone_inc,
+                    },
+                );
+            }
+        }
     }
 
     fn restart(&mut self, i: usize) {
