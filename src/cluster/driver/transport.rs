@@ -228,6 +228,7 @@ async fn run_peer(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut logged_down = false;
+    let mut last_at_once: Option<std::time::Instant> = None;
     loop {
         let stream = match tern_shard::net::connect(addr, CONNECT_TIMEOUT).await {
             Ok(s) => {
@@ -264,10 +265,14 @@ async fn run_peer(
             }
         }
         inbound.unreachable(id);
-        // A connection that lived reconnects at once (a refusal then tells that the process
-        // is gone); one that keeps ending backs off.
         if connected.elapsed() >= BACKOFF_MAX {
             backoff = BACKOFF_MIN;
+        }
+        // Reconnect at once (a refusal then tells within a millisecond that the process is
+        // gone), but at most once per `BACKOFF_MAX`: a peer whose connections keep ending
+        // is dialled at the backoff's pace.
+        if last_at_once.is_none_or(|t| t.elapsed() >= BACKOFF_MAX) {
+            last_at_once = Some(std::time::Instant::now());
         } else if !wait_out(&mut backoff, &mut retry).await {
             return;
         }

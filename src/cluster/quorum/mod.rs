@@ -44,7 +44,7 @@ pub fn node_id(raft_id: u64) -> i32 {
 
 /// Ticks between the elections the survivors of a leader whose process is gone call, in
 /// order of node id (`MetadataQuorum::peer_process_gone`).
-pub const ELECTION_STAGGER_TICKS: usize = 5;
+pub const ELECTION_STAGGER_TICKS: usize = 3;
 
 /// Quorum timing, in ticks of the driver's timer.
 #[derive(Clone, Debug)]
