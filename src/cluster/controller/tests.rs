@@ -655,17 +655,7 @@ fn cluster_controller_lost_connection_fences_after_the_grace_not_the_session() {
     h.now += CONNECTION_LOSS_GRACE_MS - 1;
     assert!(h.c.tick(h.now).is_empty(), "fenced inside the grace");
     h.now += 1;
-    let batches = h.c.tick(h.now);
-    assert_eq!(batches.len(), 1);
-    assert!(matches!(
-        batches[0].last(),
-        Some(MetadataRecord::FenceBroker { broker_id: 1, .. })
-    ));
-    h.commit(batches[0].clone());
-    for p in partitions(h.c.committed(), "t") {
-        assert_ne!(p.leader, 1);
-        assert!(!p.isr.contains(&1));
-    }
+    tick_fences(&mut h, 1, "t");
     // Far inside the 9 s session timeout: the grace, not the session, ended it.
     assert!(CONNECTION_LOSS_GRACE_MS < h.c.cfg.session_timeout_ms);
 }
@@ -705,17 +695,7 @@ fn cluster_controller_refused_connection_fences_at_the_next_tick() {
     // the next tick fences it and its leaderships move.
     h.c.broker_process_gone(1);
     h.now += 1;
-    let batches = h.c.tick(h.now);
-    assert_eq!(batches.len(), 1);
-    assert!(matches!(
-        batches[0].last(),
-        Some(MetadataRecord::FenceBroker { broker_id: 1, .. })
-    ));
-    h.commit(batches[0].clone());
-    for p in partitions(h.c.committed(), "t") {
-        assert_ne!(p.leader, 1);
-        assert!(!p.isr.contains(&1));
-    }
+    tick_fences(&mut h, 1, "t");
     // Once fenced, another refusal changes nothing.
     h.c.broker_process_gone(1);
     h.now += 1;
@@ -733,4 +713,20 @@ fn cluster_controller_heartbeat_after_a_refused_connection_keeps_the_session() {
     h.now += 1;
     assert!(h.c.tick(h.now).is_empty());
     assert!(!h.c.committed().brokers[&2].fenced);
+}
+
+/// The next tick fences `broker` in one batch: it leads nothing of `topic` and is in none of
+/// its ISRs.
+fn tick_fences(h: &mut Harness, broker: i32, topic: &str) {
+    let batches = h.c.tick(h.now);
+    assert_eq!(batches.len(), 1);
+    assert!(matches!(
+        batches[0].last(),
+        Some(MetadataRecord::FenceBroker { broker_id, .. }) if *broker_id == broker
+    ));
+    h.commit(batches[0].clone());
+    for p in partitions(h.c.committed(), topic) {
+        assert_ne!(p.leader, broker);
+        assert!(!p.isr.contains(&broker));
+    }
 }
