@@ -200,16 +200,7 @@ impl Controller {
         broker_epoch: Option<i64>,
         now_ms: u64,
     ) {
-        if !self.active {
-            return;
-        }
-        let Some(b) = self.working.brokers.get(&broker_id) else {
-            return;
-        };
-        if b.fenced || broker_epoch.is_some_and(|e| e != b.registration.broker_epoch) {
-            return;
-        }
-        if let Some(s) = self.sessions.get_mut(&broker_id) {
+        if let Some(s) = self.unfenced_session(broker_id, broker_epoch) {
             s.lost_ms.get_or_insert(now_ms);
         }
     }
@@ -219,20 +210,27 @@ impl Controller {
     /// or partitioned process still accepts, or times out). Its session is over at the next
     /// `tick` unless a heartbeat comes first (a restarted process registers anew).
     pub fn broker_process_gone(&mut self, broker_id: i32) {
-        if !self.active {
-            return;
-        }
-        if self
-            .working
-            .brokers
-            .get(&broker_id)
-            .is_none_or(|b| b.fenced)
-        {
-            return;
-        }
-        if let Some(s) = self.sessions.get_mut(&broker_id) {
+        if let Some(s) = self.unfenced_session(broker_id, None) {
             s.gone = true;
         }
+    }
+
+    /// The session of `broker_id` when this controller is active and the broker is registered
+    /// and unfenced (with `broker_epoch`, if given, its registered epoch): the one that
+    /// evidence of its process being gone may end.
+    fn unfenced_session(
+        &mut self,
+        broker_id: i32,
+        broker_epoch: Option<i64>,
+    ) -> Option<&mut Session> {
+        if !self.active {
+            return None;
+        }
+        let b = self.working.brokers.get(&broker_id)?;
+        if b.fenced || broker_epoch.is_some_and(|e| e != b.registration.broker_epoch) {
+            return None;
+        }
+        self.sessions.get_mut(&broker_id)
     }
 
     /// Clock tick: fences every unfenced broker whose session expired (one batch each).

@@ -381,8 +381,8 @@ impl MetadataQuorum {
     /// rank = how many surviving voters have a lower id (never later than its running
     /// election timeout): the first survivor's pre-vote and vote round trips (raft-rs sends a
     /// follower's or candidate's messages only after its ready is persisted) end before the
-    /// next one campaigns, so they do not split the vote. Raft's safety does not depend on this: a live leader's next
-    /// heartbeat restores it as before.
+    /// next one campaigns, so they do not split the vote. Raft's safety does not depend on
+    /// this: a live leader's next heartbeat restores it as before.
     pub fn peer_process_gone(&mut self, peer: i32) {
         let leader = raft_id(peer);
         let raft = &mut self.node.raft;
