@@ -172,7 +172,41 @@ pub fn latest_offsets(c: &mut Conn, topic: &str, parts: &[i32]) -> Result<Vec<i6
 }
 
 /// ListOffsets of each partition in `parts` for `timestamp` (-1 latest, -2 earliest).
+///
+/// Metadata may name a partition's leader before that broker has applied the change (a topic
+/// just created in a cluster): the retriable errors UNKNOWN_TOPIC_OR_PARTITION (3),
+/// LEADER_NOT_AVAILABLE (5) and NOT_LEADER_OR_FOLLOWER (6) are retried every 100 ms for up to
+/// `LIST_OFFSETS_RETRY`; any other error, or one still there after that, fails the run.
 pub fn offsets_at(c: &mut Conn, topic: &str, parts: &[i32], timestamp: i64) -> Result<Vec<i64>> {
+    let deadline = Instant::now() + LIST_OFFSETS_RETRY;
+    loop {
+        match offsets_once(c, topic, parts, timestamp)? {
+            Ok(out) => return Ok(out),
+            Err((_, code)) if RETRIABLE.contains(&code) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err((p, code)) => {
+                bail!(
+                    "ListOffsets v{} {topic}/{p}: error {code}",
+                    c.versions.list_offsets
+                )
+            }
+        }
+    }
+}
+
+/// How long `offsets_at` retries a retriable partition error.
+const LIST_OFFSETS_RETRY: Duration = Duration::from_secs(30);
+/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER.
+const RETRIABLE: [i16; 3] = [3, 5, 6];
+
+/// One ListOffsets round: the offsets, or the first partition with an error and its code.
+fn offsets_once(
+    c: &mut Conn,
+    topic: &str,
+    parts: &[i32],
+    timestamp: i64,
+) -> Result<std::result::Result<Vec<i64>, (i32, i16)>> {
     let v = c.versions.list_offsets;
     let req = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -201,9 +235,9 @@ pub fn offsets_at(c: &mut Conn, topic: &str, parts: &[i32], timestamp: i64) -> R
             .find(|r| r.partition_index == *p);
         match r {
             Some(r) if r.error_code == 0 => out.push(r.offset),
-            Some(r) => bail!("ListOffsets v{v} {topic}/{p}: error {}", r.error_code),
+            Some(r) => return Ok(Err((*p, r.error_code))),
             None => bail!("ListOffsets v{v} {topic}/{p}: partition missing from response"),
         }
     }
-    Ok(out)
+    Ok(Ok(out))
 }
