@@ -559,7 +559,7 @@ pub const CLEANER_CONFIGS: &[Def] = &[
             min: 1.0,
             max: f64::MAX,
         },
-        "104857600",
+        "52428800",
         false,
         "cleaner reads and writes of one shard stay under this rate (Kafka's default: unlimited)",
     ),
