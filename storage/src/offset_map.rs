@@ -1,9 +1,9 @@
 //! The cleaner's key -> latest offset map, in a fixed memory budget (Kafka's
 //! `SkimpyOffsetMap`, sized by `log.cleaner.dedupe.buffer.size`): an open-addressing table
-//! allocated once, each slot a 128-bit hash of the key (xxh3) and an offset. Keys themselves
-//! are never stored, so memory is `slots * 24` bytes whatever the key sizes; two keys
-//! colliding on 128 bits are treated as one (as Kafka does with MD5). The table is filled to
-//! at most [`LOAD_FACTOR`] of its slots; [`OffsetMap::is_full`] tells the cleaner to stop
+//! allocated once, each slot a 128-bit hash of the key (xxh3) and an offset side by side. Keys
+//! themselves are never stored, so memory is `slots * 24` bytes whatever the key sizes; two
+//! keys colliding on 128 bits are treated as one (as Kafka does with MD5). The table is filled
+//! to at most [`LOAD_FACTOR`] of its slots; [`OffsetMap::is_full`] tells the cleaner to stop
 //! building and clean what it has (a partition with more keys is cleaned in several passes).
 
 /// Bytes of one slot: hash (16) + offset (8).
@@ -12,11 +12,15 @@ pub const SLOT_BYTES: usize = 24;
 /// `log.cleaner.io.buffer.load.factor` default).
 pub const LOAD_FACTOR: f64 = 0.9;
 
-const EMPTY: i64 = -1;
+/// One slot: the key's 128-bit hash (words 0 and 1) and `offset + 1` (word 2; 0: empty), side
+/// by side so a probe mostly touches one cache line, not one per array. Zero is empty, so the
+/// table is allocated zeroed (the kernel hands out zero pages lazily: no fill pass).
+type Slot = [u64; 3];
+
+const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_BYTES);
 
 pub struct OffsetMap {
-    hashes: Vec<[u64; 2]>,
-    offsets: Vec<i64>,
+    slots: Vec<Slot>,
     used: usize,
     max_entries: usize,
 }
@@ -31,8 +35,7 @@ impl OffsetMap {
     pub fn with_budget(budget_bytes: usize) -> OffsetMap {
         let slots = (budget_bytes / SLOT_BYTES).max(2);
         OffsetMap {
-            hashes: vec![[0; 2]; slots],
-            offsets: vec![EMPTY; slots],
+            slots: vec![[0; 3]; slots],
             used: 0,
             max_entries: ((slots as f64 * LOAD_FACTOR) as usize).clamp(1, slots - 1),
         }
@@ -61,18 +64,25 @@ impl OffsetMap {
     }
 
     pub fn clear(&mut self) {
-        self.offsets.fill(EMPTY);
+        self.slots.fill([0; 3]);
         self.used = 0;
     }
 
     fn slot(&self, h: &[u64; 2]) -> usize {
-        let n = self.hashes.len();
-        let mut i = (h[0] as usize) % n;
+        let n = self.slots.len();
+        // The hash's high bits scaled to [0, n) (a multiply, not a division).
+        let mut i = ((u128::from(h[0]) * n as u128) >> 64) as usize;
         // Linear probing; the load factor keeps an empty slot in every probe sequence.
-        while self.offsets[i] != EMPTY && self.hashes[i] != *h {
-            i = (i + 1) % n;
+        loop {
+            let s = &self.slots[i];
+            if s[2] == 0 || (s[0], s[1]) == (h[0], h[1]) {
+                return i;
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
         }
-        i
     }
 
     /// Records `offset` as the latest for `key` (offsets are put in increasing order). A new
@@ -81,19 +91,20 @@ impl OffsetMap {
         assert!(offset >= 0, "negative offset {offset}");
         let h = hash(key);
         let i = self.slot(&h);
-        if self.offsets[i] == EMPTY {
+        let s = &mut self.slots[i];
+        if s[2] == 0 {
             assert!(self.used < self.max_entries, "offset map overfilled");
             self.used += 1;
-            self.hashes[i] = h;
+            (s[0], s[1]) = (h[0], h[1]);
         }
-        self.offsets[i] = offset;
+        s[2] = offset as u64 + 1;
     }
 
     /// The latest offset recorded for `key`.
     pub fn get(&self, key: &[u8]) -> Option<i64> {
         let h = hash(key);
-        let i = self.slot(&h);
-        (self.offsets[i] != EMPTY).then_some(self.offsets[i])
+        let s = &self.slots[self.slot(&h)];
+        (s[2] != 0).then(|| (s[2] - 1) as i64)
     }
 }
 
@@ -118,5 +129,25 @@ mod tests {
         assert!(m.is_full() && m.would_overflow(1));
         m.clear();
         assert!(m.is_empty() && m.get(b"k3").is_none());
+    }
+
+    #[test]
+    fn offset_zero_is_a_value_and_probes_wrap_around_the_table() {
+        // 10 slots, 9 keys: some probe sequences run off the end and wrap to slot 0.
+        let mut m = OffsetMap::with_budget(SLOT_BYTES * 10);
+        assert_eq!(m.get(b"a"), None);
+        m.put(b"a", 0);
+        assert_eq!(m.get(b"a"), Some(0), "offset 0 is not an empty slot");
+        for i in 1..9i64 {
+            m.put(format!("key-{i}").as_bytes(), i * 1000);
+        }
+        assert!(m.is_full());
+        assert_eq!(m.get(b"a"), Some(0));
+        for i in 1..9i64 {
+            assert_eq!(m.get(format!("key-{i}").as_bytes()), Some(i * 1000));
+        }
+        m.put(b"key-3", 77_777);
+        assert_eq!((m.get(b"key-3"), m.len()), (Some(77_777), 9));
+        assert_eq!(m.get(b"absent"), None);
     }
 }
