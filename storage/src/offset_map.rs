@@ -68,10 +68,15 @@ impl OffsetMap {
         self.used = 0;
     }
 
+    /// Where the probe for `h` starts: the hash's high bits scaled to [0, n) (a multiply,
+    /// not a division).
+    fn home(&self, h: &[u64; 2]) -> usize {
+        ((u128::from(h[0]) * self.slots.len() as u128) >> 64) as usize
+    }
+
     fn slot(&self, h: &[u64; 2]) -> usize {
         let n = self.slots.len();
-        // The hash's high bits scaled to [0, n) (a multiply, not a division).
-        let mut i = ((u128::from(h[0]) * n as u128) >> 64) as usize;
+        let mut i = self.home(h);
         // Linear probing; the load factor keeps an empty slot in every probe sequence.
         loop {
             let s = &self.slots[i];
@@ -142,6 +147,16 @@ mod tests {
             m.put(format!("key-{i}").as_bytes(), i * 1000);
         }
         assert!(m.is_full());
+        let wrapped = std::iter::once("a".to_string())
+            .chain((1..9).map(|i| format!("key-{i}")))
+            .any(|k| {
+                let h = hash(k.as_bytes());
+                m.slot(&h) < m.home(&h)
+            });
+        assert!(
+            wrapped,
+            "no probe wrapped: the test keys do not cover the wrap-around"
+        );
         assert_eq!(m.get(b"a"), Some(0));
         for i in 1..9i64 {
             assert_eq!(m.get(format!("key-{i}").as_bytes()), Some(i * 1000));
