@@ -212,11 +212,18 @@ pub(crate) async fn before_sync() -> std::io::Result<()> {
     })
 }
 
-/// A completed fdatasync of `path`: its current content survives a power cut.
-pub(crate) fn synced(path: &Path) {
+/// The length of `path` now (what an fdatasync asked for now covers).
+pub(crate) fn current_len(path: &Path) -> u64 {
+    file_len(path)
+}
+
+/// A completed fdatasync of `path` that covers its first `len` bytes (its length when the sync
+/// was asked for): they survive a power cut.
+pub(crate) fn synced(path: &Path, len: u64) {
     with(|s| {
         if s.enabled {
-            s.durable_len.insert(path.to_path_buf(), file_len(path));
+            // A sync that completes after a later one keeps less: conservative.
+            s.durable_len.insert(path.to_path_buf(), len);
         }
     });
 }

@@ -94,6 +94,53 @@ fn acks_all_retry_waits_for_the_original_sync() {
 }
 
 #[test]
+fn writes_go_on_while_an_earlier_acks_all_sync_runs() {
+    run(|dir| async move {
+        fault::enable();
+        let log = reopen(&dir).await;
+        append_one(&log).await; // the leader epoch's checkpoint (a sync of its own) is written
+        let gate = fault::hold_syncs();
+        let mut a = log
+            .append(crate::tests::recs(1), 0, Durability::Synced)
+            .unwrap();
+        fault::until_held(1).await; // written, its fdatasync held
+        // Later appends are written meanwhile (group commit, not a sync per write in turn).
+        let b = log
+            .append(crate::tests::recs(1), 0, Durability::Written)
+            .unwrap();
+        b.done.await.unwrap();
+        let mut c = log
+            .append(crate::tests::recs(1), 0, Durability::Synced)
+            .unwrap();
+        for _ in 0..1000 {
+            if log.high_watermark() == 4 {
+                break;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(
+            log.high_watermark(),
+            4,
+            "written while the first sync is held"
+        );
+        assert!(peek(&mut a).is_none(), "acked before its sync");
+        assert!(peek(&mut c).is_none(), "acked before its sync");
+        let syncs = log.sync_count();
+        drop(gate);
+        a.done.await.unwrap();
+        // The first sync was asked for before `c` was written: `c` needs a second one.
+        c.done.await.unwrap();
+        assert_eq!(log.sync_count(), syncs + 2);
+        fault::power_cut();
+        let log = reopen(&dir).await;
+        assert_eq!(
+            batch_ranges(&log).await,
+            vec![(0, 0), (1, 1), (2, 2), (3, 3)]
+        );
+    });
+}
+
+#[test]
 fn acks_all_retry_queued_behind_the_original_is_acked_after_its_sync() {
     run(|dir| async move {
         fault::enable();

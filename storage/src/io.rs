@@ -201,12 +201,18 @@ pub async fn write_file_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()
 
 /// fdatasync of a DMA file (through io_uring: never blocks the shard thread).
 pub async fn fdatasync(file: &DmaFile) -> Result<(), StorageError> {
+    // What the sync covers is what was written when it was asked for (writes that complete
+    // while it runs may or may not be covered).
+    #[cfg(test)]
+    let covered = file
+        .path()
+        .map(|p| (crate::fault::current_len(&p), p.to_path_buf()));
     #[cfg(test)]
     crate::fault::before_sync().await?;
     file.fdatasync().await?;
     #[cfg(test)]
-    if let Some(p) = file.path() {
-        crate::fault::synced(&p);
+    if let Some((len, p)) = covered {
+        crate::fault::synced(&p, len);
     }
     Ok(())
 }

@@ -174,7 +174,15 @@ pub struct PartitionLog {
     queue: RefCell<VecDeque<Op>>,
     flushing: Cell<bool>,
     idle_waiters: RefCell<Vec<oneshot::Sender<()>>>,
-    sync_waiters: RefCell<Vec<Waiter>>,
+    /// acks=all waiters, each with the end of its append: resolved once `synced_end` reaches
+    /// it. Ordered by end.
+    sync_waiters: RefCell<VecDeque<(i64, Waiter)>>,
+    /// The newest written end a waiter needs synced, and its segment (every older segment is
+    /// finalised, hence synced, when a target is set): what the syncer syncs next.
+    sync_target: RefCell<Option<(Rc<Segment>, i64)>>,
+    /// The syncer task runs (see [`PartitionLog::run_syncer`]).
+    syncing: Cell<bool>,
+    syncer_done: RefCell<Vec<oneshot::Sender<()>>>,
     watchers: RefCell<Vec<oneshot::Sender<()>>>,
     cached: RefCell<BTreeMap<i64, CachedBatch>>,
     closed: Cell<bool>,
@@ -435,7 +443,10 @@ impl PartitionLog {
             queue: RefCell::new(VecDeque::new()),
             flushing: Cell::new(false),
             idle_waiters: RefCell::new(Vec::new()),
-            sync_waiters: RefCell::new(Vec::new()),
+            sync_waiters: RefCell::new(VecDeque::new()),
+            sync_target: RefCell::new(None),
+            syncing: Cell::new(false),
+            syncer_done: RefCell::new(Vec::new()),
             watchers: RefCell::new(Vec::new()),
             cached: RefCell::new(BTreeMap::new()),
             closed: Cell::new(false),
@@ -786,7 +797,7 @@ impl PartitionLog {
         }
         // Not synced yet: its segment is the active one or one whose roll (and sync) is still
         // queued behind this; sync it now (it is fully written up to the high watermark).
-        self.sync_waiters.borrow_mut().push(op.tx);
+        self.push_sync_waiter(op.last + 1, op.tx);
         let hw = self.hw.get();
         let r = async {
             let dma = op.segment.dma().await?;
@@ -853,6 +864,8 @@ impl PartitionLog {
     /// producers do not wait for it; anything that syncs (an acks=all write, a queued ack) or
     /// the next roll first waits for it, so segments are still synced in order and
     /// `synced_end` never passes an unsynced segment. The flusher is idle only once it is done.
+    /// An acks=all write does not wait for its fdatasync here: it hands the written end to the
+    /// syncer ([`PartitionLog::want_sync`]) and the next writes go on meanwhile.
     async fn run_flusher(self: Rc<Self>) {
         let mut finishing: Option<glommio::Task<()>> = None;
         loop {
@@ -967,7 +980,7 @@ impl PartitionLog {
             Ok((new_tail, dma))
         }
         .await;
-        let (new_tail, dma) = match res {
+        let (new_tail, _dma) = match res {
             Ok(x) => x,
             Err(e) if e.is_no_space() => {
                 self.rewind_unwritten(&e, ws);
@@ -995,7 +1008,9 @@ impl PartitionLog {
                 Some((Durability::Written, tx)) => {
                     let _ = tx.send(Ok(()));
                 }
-                Some((Durability::Synced, tx)) => self.sync_waiters.borrow_mut().push(tx),
+                Some((Durability::Synced, tx)) => {
+                    self.push_sync_waiter(w.header.last_offset() + 1, tx)
+                }
                 None => {}
             }
         }
@@ -1009,16 +1024,85 @@ impl PartitionLog {
             );
             self.epochs_dirty.set(true);
         }
-        if !self.sync_waiters.borrow().is_empty() {
+        if self
+            .sync_waiters
+            .borrow()
+            .back()
+            .is_some_and(|&(end, _)| end > self.synced_end.get())
+        {
+            self.want_sync(seg, hw);
+        }
+    }
+
+    fn push_sync_waiter(&self, end: i64, tx: Waiter) {
+        let mut w = self.sync_waiters.borrow_mut();
+        let at = w.partition_point(|&(e, _)| e <= end);
+        w.insert(at, (end, tx));
+    }
+
+    /// Asks for offsets below `end` (written, in `seg`) to be synced: the syncer task syncs
+    /// the newest such target while the flusher goes on writing (group commit: one fdatasync
+    /// covers every write completed before it starts, and counts for the end noted then).
+    fn want_sync(&self, seg: Rc<Segment>, end: i64) {
+        {
+            let mut t = self.sync_target.borrow_mut();
+            if t.as_ref().is_none_or(|(_, e)| end > *e) {
+                *t = Some((seg, end));
+            }
+        }
+        if self.syncing.replace(true) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else {
+            self.syncing.set(false);
+            return;
+        };
+        glommio::spawn_local(async move { me.run_syncer().await }).detach();
+    }
+
+    /// Syncs targets until none is left. A target is valid on its own: it was set after every
+    /// older segment's finalisation (which syncs it) completed, so `synced_end` never passes
+    /// an unsynced segment.
+    async fn run_syncer(self: Rc<Self>) {
+        loop {
+            let Some((seg, end)) = self.sync_target.borrow_mut().take() else {
+                break;
+            };
+            if self.failed.borrow().is_some() {
+                self.resolve_syncs(Ok(()));
+                continue;
+            }
+            if end <= self.synced_end.get() {
+                self.resolve_syncs(Ok(()));
+                continue;
+            }
             let t = std::time::Instant::now();
-            let r = self.sync_segment(&seg, &dma).await;
+            let r = async {
+                let dma = seg.dma().await?;
+                self.sync_segment(&seg, &dma).await
+            }
+            .await;
             crate::stats::record_fsync(t.elapsed());
             self.sync_count.set(self.sync_count.get() + 1);
-            if r.is_ok() {
-                self.note_synced(hw);
+            if r.is_ok() && end <= self.hw.get() {
+                self.note_synced(end);
             }
             self.resolve_syncs(r);
         }
+        self.syncing.set(false);
+        for tx in self.syncer_done.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits until the syncer has nothing left to sync.
+    async fn wait_syncer(&self) {
+        if !self.syncing.get() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.syncer_done.borrow_mut().push(tx);
+        let _ = rx.await;
     }
 
     /// A data write found the disk full. Nothing from this write on was acknowledged (writes
@@ -1097,16 +1181,27 @@ impl PartitionLog {
         r
     }
 
+    /// After a sync: on success the waiters `synced_end` covers are answered (a failed log
+    /// answers the rest with its failure); a failed fdatasync fails the log and every waiter.
     fn resolve_syncs(&self, r: Result<(), StorageError>) {
-        let waiters = self.sync_waiters.take();
         match r {
             Ok(()) => {
-                for tx in waiters {
-                    let _ = tx.send(Ok(()));
+                let synced = self.synced_end.get();
+                let failed = self.failed.borrow().clone();
+                let mut w = self.sync_waiters.borrow_mut();
+                while let Some(&(end, _)) = w.front() {
+                    if end > synced && failed.is_none() {
+                        break;
+                    }
+                    let (_, tx) = w.pop_front().expect("front exists");
+                    let _ = tx.send(match &failed {
+                        Some(f) if end > synced => Err(StorageError::Failed(f.clone())),
+                        _ => Ok(()),
+                    });
                 }
             }
             Err(e) => {
-                for tx in waiters {
+                for (_, tx) in self.sync_waiters.take() {
                     let _ = tx.send(Err(e.to_failed()));
                 }
                 self.fail(&e);
@@ -1209,7 +1304,7 @@ impl PartitionLog {
             };
             let _ = tx.send(Err(StorageError::Failed(msg.clone())));
         }
-        for tx in self.sync_waiters.take() {
+        for (_, tx) in self.sync_waiters.take() {
             let _ = tx.send(Err(StorageError::Failed(msg.clone())));
         }
     }
@@ -1701,15 +1796,21 @@ impl PartitionLog {
         }
     }
 
-    /// Waits until the flusher is idle: everything appended so far is written (and synced
-    /// where asked), queued rolls are finalised, queued retry acknowledgements resolved.
+    /// Waits until the flusher and the syncer are idle: everything appended so far is written
+    /// (and synced where asked), queued rolls are finalised, queued retry acknowledgements
+    /// resolved.
     pub async fn wait_idle(&self) {
-        if !self.flushing.get() {
-            return;
+        loop {
+            if self.flushing.get() {
+                let (tx, rx) = oneshot::channel();
+                self.idle_waiters.borrow_mut().push(tx);
+                let _ = rx.await;
+            } else if self.syncing.get() {
+                self.wait_syncer().await;
+            } else {
+                return;
+            }
         }
-        let (tx, rx) = oneshot::channel();
-        self.idle_waiters.borrow_mut().push(tx);
-        let _ = rx.await;
     }
 
     /// Truncates the log so that LEO == `offset` (a batch boundary).
