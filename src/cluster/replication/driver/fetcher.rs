@@ -117,10 +117,27 @@ pub async fn run(state: Rc<ShardState>, leader: i32) {
             continue;
         }
         correlation = correlation.wrapping_add(1);
-        let stream = conn.as_mut().expect("connected above");
-        let round =
-            tern_shard::task::timeout(ROUND_TIMEOUT, exchange(stream, &state, correlation, &req))
-                .await;
+        let wake = state.replicas.fetcher_wake(leader);
+        let round = {
+            let stream = conn.as_mut().expect("connected above");
+            let round = tern_shard::task::timeout(
+                ROUND_TIMEOUT,
+                exchange(stream, &state, correlation, &req),
+            );
+            futures::pin_mut!(round);
+            match futures::future::select(round, wake).await {
+                futures::future::Either::Left((r, _)) => Some(r),
+                futures::future::Either::Right(_) => None,
+            }
+        };
+        let Some(round) = round else {
+            // A partition to follow from this leader appeared (or shutdown): the long poll in
+            // flight cannot be cut short on its connection (answers come in order), so the
+            // connection goes and the next round, with the new partition, starts at once.
+            conn = None;
+            forget(&state, &sent);
+            continue;
+        };
         let resp = match round {
             Some(Ok(r)) => r,
             other => {

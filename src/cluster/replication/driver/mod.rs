@@ -93,6 +93,9 @@ pub struct ShardReplicas {
     hw_watchers: RefCell<HashMap<Key, Vec<oneshot::Sender<()>>>>,
     /// Leader brokers with a fetcher task running on this shard.
     fetchers: RefCell<HashSet<i32>>,
+    /// Per leader broker, the wake of its fetcher's round in flight: a new follower role for
+    /// that leader (or shutdown) must not wait out the round's long poll.
+    fetcher_wakes: RefCell<HashMap<i32, oneshot::Sender<()>>>,
     /// Set at shutdown before the logs close: fetchers end and no new one starts, so nothing
     /// appends to a closed log.
     stopping: Cell<bool>,
@@ -516,7 +519,14 @@ impl ShardReplicas {
                         broker_epoch,
                     })
                 };
+                let new_leader = match &role {
+                    Role::Follower(f) => Some(f.rules.leader()),
+                    Role::Leader(_) => None,
+                };
                 me.roles.borrow_mut().insert(key.clone(), role);
+                if let Some(leader) = new_leader {
+                    me.wake_fetcher(leader);
+                }
                 me.wake_hw(&key);
             }
         }
@@ -617,6 +627,9 @@ impl ShardReplicas {
     pub async fn stop_fetchers(state: &Rc<ShardState>, limit: Duration) {
         let me = &state.replicas;
         me.stopping.set(true);
+        for (_, wake) in me.fetcher_wakes.take() {
+            let _ = wake.send(());
+        }
         let started = Instant::now();
         while !me.fetchers.borrow().is_empty() {
             if started.elapsed() >= limit {
@@ -629,6 +642,22 @@ impl ShardReplicas {
                 return;
             }
             tern_shard::task::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The wake for `leader`'s fetcher round about to go out (replacing the previous one).
+    pub(crate) fn fetcher_wake(&self, leader: i32) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.fetcher_wakes.borrow_mut().insert(leader, tx);
+        rx
+    }
+
+    /// A follower role for `leader` appeared: its fetcher's round in flight (long-polling for
+    /// the other partitions) is cut short, so the new partition is fetched at once and the
+    /// new leader's high watermark does not wait up to `replica.fetch.wait.max.ms` for it.
+    fn wake_fetcher(&self, leader: i32) {
+        if let Some(wake) = self.fetcher_wakes.borrow_mut().remove(&leader) {
+            let _ = wake.send(());
         }
     }
 
