@@ -3,6 +3,8 @@
 //! ReplicaState = this broker's id and broker epoch, sessionless) covering every partition
 //! this shard follows from that leader, each from `FollowerPartition::next_fetch`. The
 //! leader long-polls (`replica.fetch.wait.max.ms`, 500 ms) and answers as soon as it has data.
+//! A new follower role for this leader, or shutdown, cuts the round in flight short (the
+//! connection goes, since answers come in order) so the new partition is fetched at once.
 //! Answers go back to the rules: fetched batches are appended unchanged and written (and
 //! fdatasynced under `tern.replication.ack.durability=synced`) before the next round, so the
 //! fetch offset is what the leader counts for this replica,
