@@ -55,7 +55,8 @@ fn with<R>(f: impl FnOnce(&mut Sim) -> R) -> R {
     SIM.with(|s| f(&mut s.borrow_mut()))
 }
 
-fn file_len(path: &Path) -> u64 {
+/// The length of `path` now (0 when missing): also what an fdatasync asked for now covers.
+pub(crate) fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
@@ -210,11 +211,6 @@ pub(crate) async fn before_sync() -> std::io::Result<()> {
             Ok(())
         }
     })
-}
-
-/// The length of `path` now (what an fdatasync asked for now covers).
-pub(crate) fn current_len(path: &Path) -> u64 {
-    file_len(path)
 }
 
 /// A completed fdatasync of `path` that covers its first `len` bytes (its length when the sync

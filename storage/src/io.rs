@@ -206,7 +206,7 @@ pub async fn fdatasync(file: &DmaFile) -> Result<(), StorageError> {
     #[cfg(test)]
     let covered = file
         .path()
-        .map(|p| (crate::fault::current_len(&p), p.to_path_buf()));
+        .map(|p| (crate::fault::file_len(&p), p.to_path_buf()));
     #[cfg(test)]
     crate::fault::before_sync().await?;
     file.fdatasync().await?;

@@ -779,7 +779,7 @@ impl PartitionLog {
 
     /// Resolves a queued retry acknowledgement: everything queued before it is done, so its
     /// original is written (or the log failed); for `Synced` it may still need a sync.
-    async fn resolve_ack(&self, op: AckOp) {
+    fn resolve_ack(&self, op: AckOp) {
         if let Some(f) = self.failed.borrow().clone() {
             let _ = op.tx.send(Err(StorageError::Failed(f)));
             return;
@@ -796,19 +796,11 @@ impl PartitionLog {
             return;
         }
         // Not synced yet: its segment is the active one or one whose roll (and sync) is still
-        // queued behind this; sync it now (it is fully written up to the high watermark).
+        // queued behind this (every older segment is finalised: the flusher waited for it);
+        // the syncer syncs it (it is fully written up to the high watermark).
         self.push_sync_waiter(op.last + 1, op.tx);
-        let hw = self.hw.get();
-        let r = async {
-            let dma = op.segment.dma().await?;
-            self.sync_segment(&op.segment, &dma).await
-        }
-        .await;
-        self.sync_count.set(self.sync_count.get() + 1);
-        if r.is_ok() {
-            self.note_synced(hw.min(op.segment.next_offset.get()));
-        }
-        self.resolve_syncs(r);
+        let end = self.hw.get().min(op.segment.next_offset.get());
+        self.want_sync(op.segment, end);
     }
 
     /// fdatasync of a segment's data, preceded (once per new segment) by an fsync of the
@@ -895,7 +887,7 @@ impl PartitionLog {
                         if let Some(prev) = finishing.take() {
                             prev.await;
                         }
-                        self.resolve_ack(a).await
+                        self.resolve_ack(a)
                     }
                 }
             }
@@ -957,7 +949,7 @@ impl PartitionLog {
         let seg = ws[0].segment.clone();
         let written = seg.written.get();
         assert_eq!(ws[0].pos, written, "writes must be contiguous");
-        let res: Result<(Vec<u8>, Rc<glommio::io::DmaFile>), StorageError> = async {
+        let res: Result<Vec<u8>, StorageError> = async {
             let dma = seg.dma().await?;
             let start = dma.align_down(written);
             let tail = seg.tail.borrow().clone();
@@ -977,10 +969,10 @@ impl PartitionLog {
             crate::stats::record_write(t.elapsed());
             drop(padding);
             seg.zeroed.set(seg.zeroed.get().max(start + len as u64));
-            Ok((new_tail, dma))
+            Ok(new_tail)
         }
         .await;
-        let (new_tail, _dma) = match res {
+        let new_tail = match res {
             Ok(x) => x,
             Err(e) if e.is_no_space() => {
                 self.rewind_unwritten(&e, ws);
