@@ -254,6 +254,21 @@ pub async fn run_shard(
             tern_shard::task::sleep(LIFECYCLE_POLL).await;
         }
     }
+    // Linger (cluster mode): the leaderships are gone, but a producer learns that only from a
+    // response. Closing its connection now makes it rediscover the leader by Metadata, which no
+    // longer lists this (fenced) broker: librdkafka then decommissions this broker's handle
+    // while moving the partition away, and the decommission can park the partition on its
+    // internal broker until the 1 s topic scan (seen as 300-1300 ms stalls in
+    // scripts/replication-failover --signal term). Serving a moment longer answers an active
+    // producer's next request NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951) while the
+    // connection is up. Ends early once no client connection is left.
+    if state.metadata().is_cluster() {
+        let linger = Duration::from_millis(config.controlled_shutdown_linger_ms);
+        let start = Instant::now();
+        while start.elapsed() < linger && !state.connections.borrow().is_empty() {
+            tern_shard::task::sleep(Duration::from_millis(5)).await;
+        }
+    }
     accepting.set(false);
 
     // Phase 1: stop reading from clients; finish what is in flight (parked JoinGroup/SyncGroup

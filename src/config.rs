@@ -198,6 +198,11 @@ pub struct BrokerConfig {
     /// replica.selector.class: KIP-392 follower fetching (none = consumers read from the
     /// leader; Kafka's `RackAwareReplicaSelector`).
     pub replica_selector: crate::cluster::replication::read_replica::ReplicaSelector,
+    /// tern.controlled.shutdown.linger.ms: how long a broker keeps serving its clients after a
+    /// controlled shutdown moved its leaderships away, so an active producer's next request is
+    /// answered NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951) on a live connection
+    /// (broker.rs, phase 0 of the shutdown).
+    pub controlled_shutdown_linger_ms: u64,
 }
 
 /// Default of `tern.fetch.cold.inflight.bytes` (per shard).
@@ -266,6 +271,7 @@ const KNOWN_KEYS: &[&str] = &[
     // Replication durability (issue 11)
     "tern.replication.ack.durability",
     "replica.high.watermark.checkpoint.interval.ms",
+    "tern.controlled.shutdown.linger.ms",
     // Follower fetching (KIP-392, cluster/replication/read_replica.rs).
     "replica.selector.class",
     // Leadership (cluster/controller/leadership.rs).
@@ -686,6 +692,13 @@ impl BrokerConfig {
                 crate::cluster::replication::read_replica::RACK_AWARE_SELECTOR
             )
         })?;
+        let controlled_shutdown_linger_ms: u64 = parse_num(
+            "tern.controlled.shutdown.linger.ms",
+            get("tern.controlled.shutdown.linger.ms").unwrap_or("100"),
+        )?;
+        if controlled_shutdown_linger_ms > 10_000 {
+            bail!("invalid value for tern.controlled.shutdown.linger.ms: at most 10000");
+        }
         let mut static_props = props.clone();
         if let Some(n) = args.shards {
             static_props.insert("tern.shards".into(), n.to_string());
@@ -724,6 +737,7 @@ impl BrokerConfig {
             replication_ack_durability,
             hw_checkpoint_interval_ms,
             replica_selector,
+            controlled_shutdown_linger_ms,
         })
     }
 }

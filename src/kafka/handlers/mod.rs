@@ -145,7 +145,12 @@ impl LocalBroker {
 
     /// KIP-951's leader hint for a partition answered with `error_code`: NOT_LEADER_OR_FOLLOWER
     /// and FENCED_LEADER_EPOCH carry the current leader (-1 when it has none) and its epoch, when
-    /// the partition exists. One rule for Produce (v10+) and Fetch (v16+).
+    /// the partition exists. REQUEST_TIMED_OUT carries it when leadership moved to another live
+    /// broker: an acks=all append this broker made as leader is answered so when it resigns
+    /// ("possibly persisted", see `cluster::replication::leader::resign`), and without the hint
+    /// librdkafka, which applies a CurrentLeader whatever the error, would retry towards the old
+    /// leader until its next metadata refresh (up to its 1 s topic scan once that broker's
+    /// connection closes). One rule for Produce (v10+) and Fetch (v16+).
     pub fn leader_hint(
         &self,
         meta: &crate::metadata::ClusterMetadata,
@@ -153,19 +158,18 @@ impl LocalBroker {
         partition: i32,
         error_code: i16,
     ) -> Option<(i32, i32)> {
-        if error_code != crate::kafka::errors::NOT_LEADER_OR_FOLLOWER
-            && error_code != crate::kafka::errors::FENCED_LEADER_EPOCH
-        {
+        use crate::kafka::errors;
+        let moved_only = match error_code {
+            errors::NOT_LEADER_OR_FOLLOWER | errors::FENCED_LEADER_EPOCH => false,
+            errors::REQUEST_TIMED_OUT => true,
+            _ => return None,
+        };
+        let t = meta.topic(topic).filter(|t| t.has_partition(partition))?;
+        let leader = crate::routing::live_leader(meta, t, partition, self.node_id);
+        if moved_only && (leader < 0 || leader == self.node_id) {
             return None;
         }
-        meta.topic(topic)
-            .filter(|t| t.has_partition(partition))
-            .map(|t| {
-                (
-                    crate::routing::live_leader(meta, t, partition, self.node_id),
-                    t.leader_epoch(partition),
-                )
-            })
+        Some((leader, t.leader_epoch(partition)))
     }
 
     /// How clients reach broker `id`: its registration in cluster mode (the listener clients

@@ -609,6 +609,41 @@ mod tests {
     }
 
     #[test]
+    fn a_timed_out_append_names_the_leader_it_moved_to() {
+        // Broker 1's view: p0 is still led by broker 1 (a plain timeout: no hint), p1 moved to
+        // broker 2 (the resign answer: hint + endpoint), p2 has no live leader (no hint).
+        let meta = test_fixtures::multi_broker();
+        let (name, tm) = meta.topics.iter().next().expect("fixture has a topic");
+        let topics = [TopicRef {
+            name: Arc::from(name.as_str()),
+            id: tm.id,
+            by_id: false,
+            partitions: 3,
+        }];
+        let timed_out = error_result(errors::REQUEST_TIMED_OUT, None);
+        let results = [
+            (0, timed_out.clone()),
+            (1, timed_out.clone()),
+            (2, timed_out),
+        ];
+        let r = build_response(10, &test_fixtures::broker(), &meta, &topics, &results);
+        let p = &r.responses[0].partition_responses;
+        let hints: Vec<_> = p
+            .iter()
+            .map(|p| (p.current_leader.leader_id.0, p.current_leader.leader_epoch))
+            .collect();
+        assert_eq!(hints, vec![(-1, -1), (2, 6), (-1, -1)]);
+        assert_eq!(
+            r.node_endpoints
+                .iter()
+                .map(|e| e.node_id.0)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert!(p.iter().all(|p| p.error_code == errors::REQUEST_TIMED_OUT));
+    }
+
+    #[test]
     fn leader_hints_from_v10() {
         let kafka_protocol::messages::ResponseKind::Produce(r) = guard_responses(10).remove(0)
         else {
