@@ -23,6 +23,7 @@ pub const CLUSTER_KEYS: &[&str] = &[
     "broker.session.timeout.ms",
     "controller.quorum.election.timeout.ms",
     "controller.quorum.fetch.timeout.ms",
+    "metadata.log.dir",
 ];
 
 /// Keys whose presence turns on cluster (KRaft) mode; without any of them Tern is standalone.
@@ -91,6 +92,9 @@ pub struct ClusterConfig {
     pub broker_session_timeout_ms: u64,
     pub election_timeout_ms: u64,
     pub fetch_timeout_ms: u64,
+    /// metadata.log.dir: where the metadata log (`__cluster_metadata-0`) lives; None = in the
+    /// log dir (Kafka's rule: the first of `log.dirs`). `meta.properties` stays in the log dir.
+    pub metadata_log_dir: Option<std::path::PathBuf>,
 }
 
 /// Kafka's default listener.security.protocol.map.
@@ -237,6 +241,13 @@ impl ClusterConfig {
         }
         let election_timeout_ms = positive_ms("controller.quorum.election.timeout.ms", "1000")?;
         let fetch_timeout_ms = positive_ms("controller.quorum.fetch.timeout.ms", "2000")?;
+        let metadata_log_dir = match get("metadata.log.dir").map(str::trim) {
+            None => None,
+            Some("") => {
+                bail!("invalid value for metadata.log.dir: empty (leave it unset for the log dir)")
+            }
+            Some(d) => Some(std::path::PathBuf::from(d)),
+        };
         let rack = match get("broker.rack").map(str::trim) {
             None => None,
             Some("") => bail!("invalid value for broker.rack: empty (leave it unset for no rack)"),
@@ -269,6 +280,7 @@ impl ClusterConfig {
                 broker_session_timeout_ms,
                 election_timeout_ms,
                 fetch_timeout_ms,
+                metadata_log_dir,
             });
         }
 
@@ -414,6 +426,7 @@ impl ClusterConfig {
             broker_session_timeout_ms,
             election_timeout_ms,
             fetch_timeout_ms,
+            metadata_log_dir,
         })
     }
 
@@ -531,6 +544,13 @@ mod tests {
         assert_eq!(c.election_timeout_ms, 1000);
         assert_eq!(c.fetch_timeout_ms, 2000);
         assert_eq!(c.offsets_topic_replication_factor, 3);
+        assert_eq!(c.metadata_log_dir, None);
+        let c = load(&[("metadata.log.dir", " /srv/meta ")]).unwrap();
+        assert_eq!(
+            c.metadata_log_dir.as_deref(),
+            Some(std::path::Path::new("/srv/meta"))
+        );
+        assert!(err(&[("metadata.log.dir", " ")]).contains("metadata.log.dir"));
         let c = load(&[("broker.id", "4"), ("broker.rack", "az1")]).unwrap();
         assert_eq!((c.node_id, c.rack.as_deref()), (4, Some("az1")));
     }

@@ -9,6 +9,8 @@ mount. Every call is bounded in time.
 """
 
 import contextlib
+import errno
+import mmap
 import os
 import shutil
 import subprocess
@@ -77,3 +79,52 @@ def write_ballast(path, nbytes):
             f.write(block)
         f.flush()
         os.fsync(f.fileno())
+
+
+
+def fill_until_enospc(path):
+    """Writes to `path` until the file system refuses (ENOSPC: root's reserved blocks too,
+    since the tests run as root like the broker) and returns the bytes written. Buffered
+    writes stop early (ext4 keeps a margin for delayed allocation), so O_DIRECT writes, as the
+    broker's, take what is left, down to 512-byte pieces."""
+    block = b"\x5a" * (64 << 10)
+    written = 0
+    with open(path, "wb", buffering=0) as f:
+        while True:
+            try:
+                n = f.write(block)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                break
+            if not n:
+                break
+            written += n
+        os.fsync(f.fileno())
+    fd = os.open(str(path) + ".direct", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    try:
+        for size in (64 << 10, 4096, 512):
+            buf = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT needs
+            buf.write(b"\x5a" * size)
+            while True:
+                try:
+                    n = os.write(fd, buf)
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    break
+                if n < size:
+                    break
+                written += n
+            buf.close()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return written
+
+
+def remove_filler(path):
+    """Removes what `fill_until_enospc(path)` wrote."""
+    for p in (str(path), str(path) + ".direct"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)

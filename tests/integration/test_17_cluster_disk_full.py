@@ -7,14 +7,16 @@ A ballast file takes node 3 below its free-space floor (tern.log.dir.min.free.by
 reaching ENOSPC: its heartbeats say so, and the controller moves every leadership it holds to
 another in-sync replica; the producer keeps going (no delivery error) while node 3, still a
 follower, stays readable. The auto leader rebalance (every 2 s here) does not move a leadership
-back while node 3 is full. The ballast is removed: node 3 reports room, the rebalance brings its
-preferred leadership back, and every ISR is full. After each step every acknowledged record is
-read back exactly once, in order.
+back while node 3 is full. Then a filler takes the file system to a real ENOSPC and a second
+RF3 topic led by node 1 ("bulk") gets a few MiB, more than ext4's per-file preallocation lets
+node 3's open segments grow into: node 3's replicated writes fail and are cut back, it drops
+out of that partition's ISR, the ledger producer goes on without a delivery error, and node 3
+keeps running. The filler and the ballast are removed: node 3 reports room, catches up, the
+rebalance brings its preferred leadership back, and every ISR is full. After each step every acknowledged record is read back exactly once, in order.
 
-Node 3 is a combined node, so its metadata log is on the same small file system; a real ENOSPC
-there stops the process (a metadata log write that fails is fatal), so the test stays below the
-floor. Needs root for the loop mount; skipped otherwise. The cluster is killed before the file
-system is unmounted. Every wait is bounded.
+Node 3 is a combined node; its metadata log is on the test's own disk (`metadata.log.dir`),
+since a metadata log write that fails stops the process. Needs root for the loop mount; skipped
+otherwise. The cluster is killed before the file system is unmounted. Every wait is bounded.
 """
 
 import time
@@ -29,6 +31,9 @@ from faultledger import Ledger
 
 OP = 60.0
 TOPIC = "diskfull"
+BULK = "bulk"
+BULK_VALUE = b"\xb7" * (16 << 10)
+BULK_RECORDS = 512  # 8 MiB
 PARTITIONS = 3
 FULL_NODE = 3
 FS_BYTES = 64 << 20
@@ -50,7 +55,8 @@ def cluster_with_small_disk(request, tmp_path, tern_bin):
         data.mkdir()
         track = request.node.__dict__.setdefault("_tern_brokers", [])
         c = Cluster(tern_bin, tmp_path / "c", 3, "combined", extra=EXTRA, track=track,
-                    node_extra={FULL_NODE: {"log.dirs": str(data)}})
+                    node_extra={FULL_NODE: {"log.dirs": str(data),
+                                            "metadata.log.dir": str(tmp_path / "meta3")}})
         try:
             c.start()
             yield c, mnt
@@ -90,6 +96,19 @@ def wait_states(c, pred, what, timeout=OP):
     raise AssertionError(f"{what} not reached within {timeout}s; last state {last}")
 
 
+def bulk_isr(c):
+    """The ISR of BULK's partition as a running broker reports it."""
+    for b in c.running_brokers():
+        try:
+            md = metadata(b.broker_port, [BULK])
+        except Exception:  # noqa: BLE001 - another broker may answer
+            continue
+        for t in md.topics:
+            if t.name == BULK and t.partitions:
+                return sorted(int(x) for x in t.partitions[0].isr_nodes)
+    raise AssertionError(f"no broker answered Metadata for {BULK}")
+
+
 def full_isr(s):
     return all(l >= 0 and len(isr) == 3 for l, _, isr in s.values())
 
@@ -109,7 +128,10 @@ def test_full_disk_on_one_broker_moves_its_leaderships_and_it_rejoins(cluster_wi
     c, mnt = cluster_with_small_disk
     a = kc.admin(c.bootstrap)
     fs = a.create_topics([NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=3,
-                                   config={"min.insync.replicas": "2"})], request_timeout=OP)
+                                   config={"min.insync.replicas": "2"}),
+                          NewTopic(BULK, 1,
+                                   replica_assignment=[[1, 2, FULL_NODE]])],
+                         request_timeout=OP)
     for f in fs.values():
         f.result(timeout=OP)
     kc.wait_for_topic(c.bootstrap, TOPIC, PARTITIONS)
@@ -118,6 +140,17 @@ def test_full_disk_on_one_broker_moves_its_leaderships_and_it_rejoins(cluster_wi
     assert led, f"node {FULL_NODE} leads none of {s}"
 
     ledger = Ledger(c.bootstrap, TOPIC, PARTITIONS)
+    bulk = kc.producer(c.bootstrap, acks=1)
+    bulk_errors = []
+
+    def send_bulk(n):
+        for _ in range(n):
+            kc.produce(bulk, BULK, BULK_VALUE, lambda e, m: e and bulk_errors.append(e),
+                       partition=0)
+        bulk.flush(OP)
+        assert not bulk_errors, bulk_errors
+
+    send_bulk(4)  # node 3 holds a segment of it before its disk fills
     ledger.send(300)
     ledger.flush()
     ledger.verify("before the disk fills")
@@ -143,15 +176,40 @@ def test_full_disk_on_one_broker_moves_its_leaderships_and_it_rejoins(cluster_wi
     ledger.flush()
     ledger.verify(f"node {FULL_NODE} below its floor, after rebalance checks")
 
-    # Space is back: the preferred leaderships return and every ISR is full.
+    # A real ENOSPC: node 3's replicated writes of the bulk topic fail (the log cuts them
+    # back), it falls out of that ISR after replica.lag.time.max.ms; the ledger producer goes
+    # on (acks=all with nodes 1 and 2 whenever node 3 lags there too).
+    filler = mnt / "filler"
+    loopfs.fill_until_enospc(filler)
+    ledger.send(300)
+    send_bulk(BULK_RECORDS)
+    ledger.send(300)
+    ledger.flush()  # no delivery error
+    deadline = time.monotonic() + OP
+    while FULL_NODE in bulk_isr(c):
+        assert time.monotonic() < deadline, f"node {FULL_NODE} still in the {BULK} ISR"
+        time.sleep(0.1)
+    ledger.send(200)
+    ledger.flush()
+    ledger.verify(f"node {FULL_NODE} out of space")
+    full = c.node(FULL_NODE)
+    assert full.proc.proc.poll() is None, f"node {FULL_NODE} exited on ENOSPC"
+    assert "disk full at offset" in full.proc.stderr_text(), "no write hit ENOSPC"
+    loopfs.remove_filler(filler)
+
+    # Space is back: node 3 catches up, the preferred leaderships return, every ISR is full.
     ballast.unlink()
     s = wait_states(c, preferred_leaders,
                     f"node {FULL_NODE} leading its preferred partitions {led} again")
+    deadline = time.monotonic() + OP
+    while FULL_NODE not in bulk_isr(c):
+        assert time.monotonic() < deadline, f"node {FULL_NODE} not back in the {BULK} ISR"
+        time.sleep(0.1)
     ledger.send(300)
     ledger.flush()
     counts = ledger.verify("after space came back")
     report(ledger, f" led_by_full_node={led} moved_to={moved_to}")
-    assert counts["acked"] == 1600
+    assert counts["acked"] == 2400
     assert not ledger.group_failures, ledger.group_failures
     assert "reports its log dir below the free-space floor" in "".join(
         n.proc.stderr_text() for n in c.nodes.values())

@@ -18,7 +18,7 @@ use crate::cluster::quorum::disk::{MetadataLogDisk, MetadataLogLimits};
 use crate::config::BrokerConfig;
 use crate::metadata::ClusterMetadata;
 
-/// The metadata log's directory under the log dir.
+/// The metadata log's directory under the log dir (or under `metadata.log.dir`).
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 
 /// A voter's log, read back.
@@ -75,7 +75,11 @@ pub fn prepare(config: &BrokerConfig) -> Result<Prepared> {
     if !cluster.roles.is_controller() {
         return Ok(prepared);
     }
-    let dir = config.log_dir.join(METADATA_LOG_DIR);
+    let dir = cluster
+        .metadata_log_dir
+        .as_deref()
+        .unwrap_or(&config.log_dir)
+        .join(METADATA_LOG_DIR);
     let (disk, state) = MetadataLogDisk::open(&dir, MetadataLogLimits::default())
         .with_context(|| format!("opening the metadata log {}", dir.display()))?;
     let snapshot_image = match &state.snapshot {

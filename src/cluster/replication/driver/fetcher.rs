@@ -50,6 +50,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a round may take beyond the leader's long poll before the connection is dropped.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF: Duration = Duration::from_millis(200);
+/// The pause after an append found the disk full (ENOSPC): the leader would answer the same
+/// records at once, so without it the fetcher would spin fetching and refusing them. The
+/// follower falls behind meanwhile and leaves the ISR after `replica.lag.time.max.ms`.
+const NO_SPACE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Record batches fetched for one partition.
 pub struct Batches {
@@ -152,8 +156,10 @@ pub async fn run(state: Rc<ShardState>, leader: i32) {
                 continue;
             }
         };
-        let progressed = apply(&state, &sent, resp).await;
-        if !progressed {
+        let round = apply(&state, &sent, resp).await;
+        if round.disk_full {
+            tern_shard::task::sleep(NO_SPACE_BACKOFF).await;
+        } else if !round.progressed {
             // Every partition backed off (the leader moved or lags our metadata).
             tern_shard::task::sleep(BACKOFF).await;
         }
@@ -303,9 +309,16 @@ fn forget(state: &ShardState, sent: &[Sent]) {
     }
 }
 
-/// Carries out the rules' actions for each partition of the answer. True when some partition
-/// did not back off.
-async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bool {
+/// What a round's answer did.
+struct RoundOutcome {
+    /// Some partition did not back off.
+    progressed: bool,
+    /// Some append found the disk full.
+    disk_full: bool,
+}
+
+/// Carries out the rules' actions for each partition of the answer.
+async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> RoundOutcome {
     // Each partition's answer and the leader's log start offset.
     let mut answers: HashMap<(uuid::Uuid, i32), (RulesResponse<Batches>, i64)> = HashMap::new();
     for t in resp.responses {
@@ -337,6 +350,7 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
         }
     }
     let mut progressed = false;
+    let mut disk_full = false;
     for s in sent {
         let Some((answer, leader_log_start)) = answers.remove(&(s.topic_id, s.key.1)) else {
             forget(state, std::slice::from_ref(s));
@@ -393,7 +407,7 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
             }
             FollowerAction::Append(batches) => {
                 progressed = true;
-                append(state, &s.key, &log, &batches).await;
+                disk_full |= append(state, &s.key, &log, &batches).await;
                 note_appended(state, &s.key);
             }
             FollowerAction::RestartAndAppend { at, records } => {
@@ -405,7 +419,7 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
                     s.key.1
                 );
                 match log.truncate_fully_and_start_at(at).await {
-                    Ok(()) => append(state, &s.key, &log, &records).await,
+                    Ok(()) => disk_full |= append(state, &s.key, &log, &records).await,
                     Err(e) => log::error!("{}-{}: restart at {at} failed: {e}", s.key.0, s.key.1),
                 }
                 note_appended(state, &s.key);
@@ -452,22 +466,42 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> bo
             state.replicas.wake_hw(&s.key);
         }
     }
-    progressed
+    RoundOutcome {
+        progressed,
+        disk_full,
+    }
 }
 
 /// Appends fetched batches unchanged and waits for them at this broker's
 /// `tern.replication.ack.durability` (fdatasync under `synced`, the write under `written`):
-/// only then does the next fetch offset count on the leader.
-async fn append(state: &ShardState, key: &Key, log: &PartitionLog, batches: &Batches) {
+/// only then does the next fetch offset count on the leader. True when the disk was full
+/// (ENOSPC: the log cut the write back, nothing of it counts; the shard's disk state refuses
+/// Produce and rechecks the free space).
+async fn append(state: &ShardState, key: &Key, log: &PartitionLog, batches: &Batches) -> bool {
     let bytes = BytesMut::from(&batches.bytes[..]);
     let durability = state.config.replication_ack_durability.storage();
-    match log.append_replicated(bytes, durability) {
-        Ok(a) => {
-            if let Err(e) = a.done.await {
-                log::error!("{}-{}: replicated write failed: {e}", key.0, key.1);
-            }
+    let err = match log.append_replicated(bytes, durability) {
+        Ok(a) => match a.done.await {
+            Ok(_) => return false,
+            Err(e) => e,
+        },
+        Err(tern_storage::AppendError::Io(e)) => e,
+        Err(e) => {
+            log::warn!("{}-{}: replicated append refused: {e}", key.0, key.1);
+            return false;
         }
-        Err(e) => log::warn!("{}-{}: replicated append refused: {e}", key.0, key.1),
+    };
+    if err.is_no_space() {
+        state.disk.note_no_space();
+        log::debug!(
+            "{}-{}: replicated write found the disk full: {err}",
+            key.0,
+            key.1
+        );
+        true
+    } else {
+        log::error!("{}-{}: replicated write failed: {err}", key.0, key.1);
+        false
     }
 }
 
