@@ -64,22 +64,22 @@ def cluster_with_small_disk(request, tmp_path, tern_bin):
             c.cleanup()
 
 
-def states(c):
-    """{partition: (leader, preferred replica, sorted isr)} of TOPIC as a running broker
+def states(c, topic=TOPIC, partitions=PARTITIONS):
+    """{partition: (leader, preferred replica, sorted isr)} of `topic` as a running broker
     reports it."""
     last = None
     for b in c.running_brokers():
         try:
-            md = metadata(b.broker_port, [TOPIC])
+            md = metadata(b.broker_port, [topic])
         except Exception as e:  # noqa: BLE001 - another broker may answer
             last = repr(e)
             continue
         for t in md.topics:
-            if t.name == TOPIC and len(t.partitions) == PARTITIONS:
+            if t.name == topic and len(t.partitions) == partitions:
                 return {int(p.partition_index): (int(p.leader_id), int(p.replica_nodes[0]),
                                                  sorted(int(x) for x in p.isr_nodes))
                         for p in t.partitions}
-    raise AssertionError(f"no broker answered Metadata for {TOPIC}: {last}")
+    raise AssertionError(f"no broker answered Metadata for {topic}: {last}")
 
 
 def wait_states(c, pred, what, timeout=OP):
@@ -98,15 +98,7 @@ def wait_states(c, pred, what, timeout=OP):
 
 def bulk_isr(c):
     """The ISR of BULK's partition as a running broker reports it."""
-    for b in c.running_brokers():
-        try:
-            md = metadata(b.broker_port, [BULK])
-        except Exception:  # noqa: BLE001 - another broker may answer
-            continue
-        for t in md.topics:
-            if t.name == BULK and t.partitions:
-                return sorted(int(x) for x in t.partitions[0].isr_nodes)
-    raise AssertionError(f"no broker answered Metadata for {BULK}")
+    return states(c, BULK, 1)[0][2]
 
 
 def full_isr(s):
