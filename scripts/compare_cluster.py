@@ -137,6 +137,7 @@ def wait_cluster(cmp, bench, port, out, name, timeout=90):
 
 def phase(cmp, families, workloads, bench, out, timing, results, bench_cpus=None):
     for f in families:
+        procs = []
         try:
             port, procs, ports = f.starter(cmp, out)
             for p, q in zip(procs, ports):
@@ -145,7 +146,8 @@ def phase(cmp, families, workloads, bench, out, timing, results, bench_cpus=None
                 raise RuntimeError("no RF3 topic could be created within 90 s")
         except Exception as e:  # noqa: BLE001 - report and go on with the other families
             cmp.log(f"{f.name} cluster: could not start: {e}")
-            for p in locals().get("procs", []):
+            # Nodes of a starter that raised midway are stopped by cmp.cleanup at exit.
+            for p in procs:
                 cmp.stop(p)
             continue
         for name, kind, args in workloads:

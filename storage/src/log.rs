@@ -1060,11 +1060,8 @@ impl PartitionLog {
             let Some((seg, end)) = self.sync_target.borrow_mut().take() else {
                 break;
             };
-            if self.failed.borrow().is_some() {
-                self.resolve_syncs(Ok(()));
-                continue;
-            }
-            if end <= self.synced_end.get() {
+            // A failed log answers its waiters with the failure; a covered target needs no sync.
+            if self.failed.borrow().is_some() || end <= self.synced_end.get() {
                 self.resolve_syncs(Ok(()));
                 continue;
             }

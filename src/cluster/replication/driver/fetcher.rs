@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
@@ -473,11 +473,7 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> Ro
                 log::debug!("{}-{}: leader answered {code}", s.key.0, s.key.1);
             }
         }
-        follow_log_start(state, &s.key, leader_log_start).await;
-        if follower_hw(state, &s.key) != hw_before {
-            // Consumers reading from this follower (KIP-392) wait on its high watermark.
-            state.replicas.wake_hw(&s.key);
-        }
+        after_answer(state, &s.key, leader_log_start, hw_before).await;
     }
     let (keys, dones): (Vec<_>, Vec<_>) = appending
         .into_iter()
@@ -488,14 +484,25 @@ async fn apply(state: &Rc<ShardState>, sent: &[Sent], resp: FetchResponse) -> Ro
     {
         disk_full |= finish_append(state, &s.key, result);
         note_appended(state, &s.key);
-        follow_log_start(state, &s.key, leader_log_start).await;
-        if follower_hw(state, &s.key) != hw_before {
-            state.replicas.wake_hw(&s.key);
-        }
+        after_answer(state, &s.key, leader_log_start, hw_before).await;
     }
     RoundOutcome {
         progressed,
         disk_full,
+    }
+}
+
+/// What follows every partition's answer once its action is done: the log start follows the
+/// leader's, and a moved high watermark wakes consumers reading from this follower (KIP-392).
+async fn after_answer(
+    state: &ShardState,
+    key: &Key,
+    leader_log_start: i64,
+    hw_before: Option<i64>,
+) {
+    follow_log_start(state, key, leader_log_start).await;
+    if follower_hw(state, key) != hw_before {
+        state.replicas.wake_hw(key);
     }
 }
 
@@ -505,7 +512,9 @@ type AppendDone = futures::future::LocalBoxFuture<'static, Result<(), tern_stora
 /// Queues fetched batches unchanged on the log; the future completes once they are durable at
 /// this broker's `tern.replication.ack.durability` (fdatasync under `synced`, the write under
 /// `written`): only then may the next fetch offset count on the leader (`note_appended`).
-/// None when the log refused them (logged; a full disk is noted as in `finish_append`).
+/// An I/O refusal (a full disk, a log cutting back a failed write) comes back as a completed
+/// future, so `finish_append` sees it like a failed write; None when the batches themselves
+/// were refused (logged).
 fn start_append(
     state: &ShardState,
     key: &Key,
@@ -516,10 +525,7 @@ fn start_append(
     let durability = state.config.replication_ack_durability.storage();
     match log.append_replicated(bytes, durability) {
         Ok(a) => Some(a.done),
-        Err(tern_storage::AppendError::Io(e)) => {
-            finish_append(state, key, Err(e));
-            None
-        }
+        Err(tern_storage::AppendError::Io(e)) => Some(futures::future::ready(Err(e)).boxed_local()),
         Err(e) => {
             log::warn!("{}-{}: replicated append refused: {e}", key.0, key.1);
             None
